@@ -1,0 +1,306 @@
+import { mkdir } from 'node:fs/promises';
+import PQueue from 'p-queue';
+import { AppError, describeError, isAppError } from './errors.js';
+import type { Logger } from './log.js';
+import { listRemoteIndex, type RemoteIndex } from './remote/remote-index.js';
+import type { RemoteStore } from './remote/store.js';
+import { listSnapshotEntries, statSnapshot, type SnapshotStat } from './snapshot/scan.js';
+import { manifestEtag } from './snapshot/manifest.js';
+import type { AgentState } from './state/agent-state.js';
+import { pruneDigests, type HashCacheDocument } from './state/hash-cache.js';
+import type { PersistedJson } from './state/persisted.js';
+import { SweepSchedule } from './schedule/sweep-schedule.js';
+import { compareSides, type LocalEntry } from './upload/compare.js';
+import { UploadJobs } from './upload/jobs.js';
+import { DEFAULT_RETRY, backoffDelayMs, type RetryPolicy } from './upload/retry.js';
+import { SnapshotUploader, type SnapshotOutcome } from './upload/snapshot-uploader.js';
+import { RemoteHealth } from './remote-health.js';
+import { judgeSettle } from './watch/settle.js';
+import { Settler } from './watch/settler.js';
+import { BackupWatcher } from './watch/watcher.js';
+import { OutcomeRecorder } from './outcomes.js';
+import { buildStatus, type AgentStatus } from './status.js';
+
+export interface AgentOptions {
+  backupDir: string;
+  settleMs: number;
+  concurrency: number;
+  multipartThresholdBytes: number;
+  shutdownTimeoutMs: number;
+  schedule: string;
+  store: RemoteStore;
+  state: PersistedJson<AgentState>;
+  hashCache: PersistedJson<HashCacheDocument>;
+  log: Logger;
+  now?: () => number;
+  retry?: RetryPolicy;
+  /** Multipart uploads under the prefix older than this, and not ours in flight, are aborted by sweeps. */
+  staleMultipartMs?: number;
+}
+
+export interface SweepSummary {
+  reason: string;
+  local: number;
+  remote: number;
+  queued: string[];
+  inSync: number;
+  settling: number;
+  durationMs: number;
+}
+
+const HOUR_MS = 3_600_000;
+/** Failed snapshots are retried on their own schedule, so an outage does not wait for the next cron sweep. */
+const SNAPSHOT_RETRY: RetryPolicy = { attempts: Number.POSITIVE_INFINITY, baseDelayMs: 5_000, maxDelayMs: 600_000 };
+
+/**
+ * The coordinator: watcher events and sweeps in, upload jobs out, outcomes into state.
+ * It owns no storage or file-format logic; those live in the modules it drives.
+ */
+export class Agent {
+  readonly health: RemoteHealth;
+  private readonly now: () => number;
+  private readonly settler: Settler;
+  private readonly watcher: BackupWatcher;
+  private readonly jobs: UploadJobs;
+  private readonly uploader: SnapshotUploader;
+  private readonly schedule: SweepSchedule;
+  private readonly outcomes: OutcomeRecorder;
+  private readonly localEntries = new Map<string, LocalEntry>();
+  private readonly retryTimers = new Map<string, { attempt: number; timer: NodeJS.Timeout | undefined }>();
+  private remote: RemoteIndex = { snapshots: new Map(), ignoredKeys: 0, listedAtMs: 0 };
+  private runningSweep: Promise<SweepSummary> | undefined;
+  private stopping = false;
+  private started = false;
+
+  constructor(private readonly options: AgentOptions) {
+    this.now = options.now ?? Date.now;
+    const log = options.log;
+    this.health = new RemoteHealth(log.child({ component: 'remote' }), this.now);
+    this.outcomes = new OutcomeRecorder(options.state, log.child({ component: 'upload' }), this.now);
+    const fileQueue = new PQueue({ concurrency: options.concurrency });
+    this.uploader = new SnapshotUploader({
+      store: options.store,
+      hashCache: options.hashCache,
+      fileQueue,
+      agentId: options.state.current.agentId,
+      backupDir: options.backupDir,
+      multipartThresholdBytes: options.multipartThresholdBytes,
+      retry: options.retry ?? DEFAULT_RETRY,
+      log: log.child({ component: 'upload' }),
+      now: this.now,
+    });
+    this.jobs = new UploadJobs({ uploader: this.uploader, snapshotConcurrency: Math.max(2, options.concurrency) });
+    this.settler = new Settler({
+      backupDir: options.backupDir,
+      settleMs: options.settleMs,
+      now: this.now,
+      log: log.child({ component: 'settle' }),
+      onSettled: (stat) => void this.upload(stat),
+      onGone: (name) => this.onGone(name),
+    });
+    this.watcher = new BackupWatcher({ backupDir: options.backupDir, log: log.child({ component: 'watch' }), onActivity: (name) => this.onActivity(name) });
+    this.schedule = new SweepSchedule(options.schedule, () => this.sweep('scheduled'), log.child({ component: 'schedule' }));
+  }
+
+  get watching(): boolean {
+    return this.watcher.isRunning;
+  }
+
+  get remoteIndex(): RemoteIndex {
+    return this.remote;
+  }
+
+  /** Starts watching and scheduling, then runs the start sweep in the background. */
+  async start(): Promise<void> {
+    await mkdir(this.options.backupDir, { recursive: true });
+    await this.watcher.start();
+    this.schedule.start();
+    this.started = true;
+    this.options.log.info('watching for backups', { backupDir: this.options.backupDir, settleMs: this.options.settleMs, schedule: this.options.schedule });
+    void this.sweep('start').catch(() => undefined);
+  }
+
+  /** Idempotent; waits for in-flight uploads up to the shutdown timeout. */
+  async stop(): Promise<void> {
+    if (this.stopping) return;
+    this.stopping = true;
+    this.schedule.stop();
+    await this.watcher.stop();
+    this.settler.stop();
+    for (const retry of this.retryTimers.values()) clearTimeout(retry.timer);
+    await this.jobs.stop(this.options.shutdownTimeoutMs);
+    await this.options.state.flush();
+    await this.options.hashCache.flush();
+  }
+
+  /**
+   * Compares the backup directory with the bucket and queues what is missing. Concurrent
+   * callers share one sweep. Settled snapshots already complete remotely cost a stat and a
+   * cache lookup, never a re-read.
+   */
+  sweep(reason: string): Promise<SweepSummary> {
+    this.runningSweep ??= this.runSweep(reason).finally(() => {
+      this.runningSweep = undefined;
+    });
+    return this.runningSweep;
+  }
+
+  private async runSweep(reason: string): Promise<SweepSummary> {
+    const startedMs = this.now();
+    const log = this.options.log.child({ component: 'sweep' });
+    try {
+      this.remote = await this.health.track(listRemoteIndex(this.options.store, this.now));
+      const listing = await listSnapshotEntries(this.options.backupDir);
+      for (const rejected of listing.rejected) log.warn('skipping entry in backup directory', { entry: rejected.name, reason: rejected.reason });
+      const live = new Set(listing.names);
+      for (const name of this.localEntries.keys()) if (!live.has(name)) this.localEntries.delete(name);
+
+      const queued: string[] = [];
+      let settling = 0;
+      for (const name of listing.names) {
+        const verdict = await this.considerForSweep(name);
+        if (verdict === 'queued') queued.push(name);
+        if (verdict === 'settling') settling += 1;
+      }
+      this.options.hashCache.update((doc) => pruneDigests(doc, live));
+      await this.abortStaleMultipartUploads(log);
+      const picture = compareSides(this.localEntries.values(), this.remote, new Set(Object.keys(this.options.state.current.conflicts)));
+      const summary: SweepSummary = {
+        reason,
+        local: listing.names.length,
+        remote: this.remote.snapshots.size,
+        queued,
+        inSync: picture.inSync.length,
+        settling,
+        durationMs: this.now() - startedMs,
+      };
+      this.options.state.update((state) => {
+        state.lastSweep = { atMs: startedMs, durationMs: summary.durationMs, queued: queued.length };
+        state.counters.sweeps += 1;
+      });
+      log.info('sweep finished', { ...summary, queued: queued.length });
+      return summary;
+    } catch (error) {
+      const appError = isAppError(error) ? error : new AppError('local_io', describeError(error), { cause: error });
+      this.outcomes.recordError(appError, undefined);
+      log.error('sweep failed', { reason, error: appError.message, hint: appError.hint });
+      throw appError;
+    }
+  }
+
+  /** One local snapshot during a sweep: in sync, queued, or left to the settler. */
+  private async considerForSweep(name: string): Promise<'in-sync' | 'queued' | 'settling' | 'gone'> {
+    let stat: SnapshotStat;
+    try {
+      stat = await statSnapshot(this.options.backupDir, name);
+    } catch (error) {
+      if (isAppError(error, 'snapshot_gone')) return 'gone';
+      throw error;
+    }
+    const { verdict } = judgeSettle(undefined, stat, this.now(), this.options.settleMs);
+    if (verdict.verdict !== 'settled') {
+      if (verdict.verdict === 'wait') this.settler.touch(name);
+      return 'settling';
+    }
+    const { manifest } = await this.uploader.buildLocalManifest(stat);
+    const etag = manifestEtag(manifest);
+    this.localEntries.set(name, { name, timeMs: stat.timeMs, manifestEtag: etag });
+    const remote = this.remote.snapshots.get(name);
+    if (remote?.complete === true && remote.manifestEtag === etag) return 'in-sync';
+    if (this.jobs.has(name)) return 'queued';
+    void this.upload(stat);
+    return 'queued';
+  }
+
+  /** Uploads one settled snapshot and records the outcome; never throws. */
+  async upload(stat: SnapshotStat): Promise<SnapshotOutcome | undefined> {
+    if (this.stopping) return undefined;
+    this.clearRetry(stat.name);
+    this.localEntries.set(stat.name, { name: stat.name, timeMs: stat.timeMs, manifestEtag: this.localEntries.get(stat.name)?.manifestEtag });
+    try {
+      const outcome = await this.health.track(this.jobs.submit(stat));
+      this.localEntries.set(stat.name, { name: stat.name, timeMs: stat.timeMs, manifestEtag: manifestEtag(outcome.manifest) });
+      this.retryTimers.delete(stat.name);
+      this.outcomes.record(stat, outcome, this.remote);
+      return outcome;
+    } catch (error) {
+      this.onUploadError(stat, error);
+      return undefined;
+    }
+  }
+
+  private onUploadError(stat: SnapshotStat, error: unknown): void {
+    const appError = isAppError(error) ? error : new AppError('local_io', describeError(error), { cause: error });
+    if (appError.kind === 'cancelled' || this.stopping) return;
+    if (appError.kind === 'snapshot_gone') {
+      // Rewritten or removed under us: the settler decides which, quietly.
+      this.options.log.debug('snapshot changed during upload, re-settling', { snapshot: stat.name, reason: appError.message });
+      this.settler.touch(stat.name);
+      return;
+    }
+    const retry = this.retryTimers.get(stat.name) ?? { attempt: 0, timer: undefined };
+    this.outcomes.recordFailure(stat.name, appError, retry.attempt === 0);
+    const delayMs = SNAPSHOT_RETRY.baseDelayMs + backoffDelayMs(retry.attempt, SNAPSHOT_RETRY);
+    retry.attempt += 1;
+    retry.timer = setTimeout(() => this.settler.touch(stat.name), delayMs);
+    this.retryTimers.set(stat.name, retry);
+  }
+
+  private clearRetry(name: string): void {
+    // Keep the attempt count while a retry is being attempted; a success removes it in record().
+    const retry = this.retryTimers.get(name);
+    if (retry !== undefined) clearTimeout(retry.timer);
+  }
+
+  private onActivity(name: string): void {
+    if (this.jobs.has(name)) {
+      // The service rewrote or pruned a snapshot that is being uploaded: stop, let it settle again.
+      this.jobs.cancel(name, new AppError('snapshot_gone', `${name} changed while queued or uploading`));
+    }
+    this.settler.touch(name);
+  }
+
+  private onGone(name: string): void {
+    this.jobs.cancel(name, new AppError('snapshot_gone', `${name} was removed`));
+    const retry = this.retryTimers.get(name);
+    if (retry !== undefined) clearTimeout(retry.timer);
+    this.retryTimers.delete(name);
+    this.localEntries.delete(name);
+    this.outcomes.recordGone(name, this.remote);
+  }
+
+  private async abortStaleMultipartUploads(log: Logger): Promise<void> {
+    const thresholdMs = this.options.staleMultipartMs ?? HOUR_MS;
+    let uploads;
+    try {
+      uploads = await this.options.store.listMultipartUploads('');
+    } catch (error) {
+      log.debug('cannot list multipart uploads; skipping cleanup', { error: describeError(error) });
+      return;
+    }
+    const active = new Set(this.jobs.pendingNames());
+    for (const upload of uploads) {
+      const snapshot = upload.key.split('/')[0] ?? '';
+      if (active.has(snapshot) || this.now() - upload.initiatedMs < thresholdMs) continue;
+      try {
+        await this.options.store.abortMultipartUpload(upload);
+        log.info('aborted stale multipart upload', { key: upload.key, snapshot, ageMs: this.now() - upload.initiatedMs });
+      } catch (error) {
+        log.warn('cannot abort stale multipart upload', { key: upload.key, error: describeError(error) });
+      }
+    }
+  }
+
+  status(): AgentStatus {
+    return buildStatus({
+      state: this.options.state.current,
+      remote: this.remote,
+      local: this.localEntries,
+      jobs: this.jobs,
+      settling: this.settler.settlingCount,
+      health: this.health,
+      nextSweepMs: this.started ? this.schedule.nextRunMs() : undefined,
+      watching: this.watcher.isRunning,
+    });
+  }
+}

@@ -1,0 +1,319 @@
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { Cron } from 'croner';
+import { z } from 'zod';
+import { AppError } from './errors.js';
+
+/**
+ * The only reader of process.env. Every variable is validated at start and every problem
+ * is reported at once, one line each: the variable, its value (secrets masked) and what
+ * was expected, so an operator fixes a deployment in one round trip.
+ */
+
+export type LogFormat = 'json' | 'pretty';
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+export interface S3Settings {
+  bucket: string;
+  /** Custom endpoint (MinIO, Ceph RGW, B2, R2...); undefined means AWS itself. */
+  endpoint: string | undefined;
+  region: string;
+  /** Undefined: the AWS SDK's default chain (env, profile, web identity, instance role). */
+  credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+  /** Key prefix for every object, '' or ending in '/'. */
+  prefix: string;
+  forcePathStyle: boolean;
+}
+
+export interface Config {
+  enabled: boolean;
+  s3: S3Settings;
+  /** Cron expression of the scheduled sweep. */
+  schedule: string;
+  backupDir: string;
+  stateDir: string;
+  settleMs: number;
+  concurrency: number;
+  multipartThresholdBytes: number;
+  shutdownTimeoutMs: number;
+  http: { host: string; port: number; apiToken: string | undefined; metricsOpen: boolean };
+  memoryService: { url: string; apiKey: string | undefined } | undefined;
+  log: { level: LogLevel; format: LogFormat };
+}
+
+export type Env = Readonly<Record<string, string | undefined>>;
+
+/** Variables whose values never appear in a message or a log line. */
+export const SECRET_VARIABLES = [
+  'CLOUD_SYNC_ACCESS_KEY',
+  'CLOUD_SYNC_SECRET_KEY',
+  'CLOUD_SYNC_API_TOKEN',
+  'MEMORY_SERVICE_API_KEY',
+] as const;
+
+const MIB = 1024 * 1024;
+/** S3's smallest allowed non-final multipart part. */
+const MIN_MULTIPART_THRESHOLD_MIB = 5;
+
+const booleanText = z
+  .string()
+  .trim()
+  .toLowerCase()
+  .refine((v) => ['true', 'false', '1', '0', 'yes', 'no', ''].includes(v), 'expected true or false')
+  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+function integerText(min: number, max: number, unit: string) {
+  return z
+    .string()
+    .trim()
+    .regex(/^\d+$/, `expected a whole number of ${unit} between ${min} and ${max}`)
+    .transform(Number)
+    .refine((n) => n >= min && n <= max, `expected a whole number of ${unit} between ${min} and ${max}`);
+}
+
+const cronText = z
+  .string()
+  .trim()
+  .superRefine((value, ctx) => {
+    try {
+      // Constructing a paused Cron validates the expression without scheduling anything.
+      new Cron(value, { paused: true, timezone: 'UTC' });
+    } catch (error) {
+      const reason = error instanceof Error ? error.message : String(error);
+      ctx.addIssue({ code: 'custom', message: `expected a cron expression like "0 2 * * *" (${reason})` });
+    }
+  });
+
+// S3 bucket naming rules (virtual-host safe subset): 3-63 chars, lowercase, digits, dots, hyphens.
+const bucketText = z
+  .string()
+  .trim()
+  .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name: 3-63 lowercase letters, digits, dots or hyphens');
+
+const urlText = z
+  .string()
+  .trim()
+  .refine((v) => {
+    try {
+      const url = new URL(v);
+      return url.protocol === 'http:' || url.protocol === 'https:';
+    } catch {
+      return false;
+    }
+  }, 'expected an http:// or https:// URL, e.g. http://minio:9000');
+
+const prefixText = z
+  .string()
+  .trim()
+  .refine((v) => !v.startsWith('/'), 'expected a key prefix without a leading "/", e.g. memories/')
+  .refine((v) => !v.split('/').some((part) => part === '..' || part === '.'), 'expected a key prefix without "." or ".." segments')
+  .refine((v) => !/[\u0000-\u001f\\]/.test(v), 'expected a key prefix without control characters or backslashes')
+  .transform((v) => (v === '' || v.endsWith('/') ? v : `${v}/`));
+
+const absolutePathText = z
+  .string()
+  .trim()
+  .min(1, 'expected a directory path')
+  .transform((v) => path.resolve(v));
+
+const logLevelText = z.enum(['error', 'warn', 'info', 'debug'], 'expected one of error, warn, info, debug');
+const logFormatText = z.enum(['json', 'pretty', 'auto'], 'expected json, pretty or auto');
+
+/** The shape of the raw environment after _FILE secrets are resolved. */
+const envSchema = z.object({
+  CLOUD_SYNC_ENABLED: booleanText.default(false),
+  CLOUD_SYNC_PROVIDER: z.literal('s3', 'expected "s3" (the only provider)').default('s3'),
+  CLOUD_SYNC_BUCKET: bucketText.optional(),
+  CLOUD_SYNC_ENDPOINT: urlText.optional(),
+  CLOUD_SYNC_REGION: z.string().trim().regex(/^[a-z0-9-]{2,32}$/, 'expected a region like us-east-1').default('us-east-1'),
+  CLOUD_SYNC_ACCESS_KEY: z.string().trim().min(1, 'expected a non-empty access key').optional(),
+  CLOUD_SYNC_SECRET_KEY: z.string().trim().min(1, 'expected a non-empty secret key').optional(),
+  CLOUD_SYNC_FORCE_PATH_STYLE: booleanText.optional(),
+  CLOUD_SYNC_SCHEDULE: cronText.default('0 2 * * *'),
+  CLOUD_SYNC_PREFIX: prefixText.default('memories/'),
+  CLOUD_SYNC_BACKUP_DIR: absolutePathText.default('/data/backups'),
+  CLOUD_SYNC_STATE_DIR: absolutePathText.optional(),
+  CLOUD_SYNC_SETTLE_MS: integerText(100, 3_600_000, 'milliseconds').default(2000),
+  CLOUD_SYNC_CONCURRENCY: integerText(1, 64, 'parallel file uploads').default(4),
+  CLOUD_SYNC_MULTIPART_THRESHOLD_MB: integerText(MIN_MULTIPART_THRESHOLD_MIB, 5 * 1024, 'MiB').default(16),
+  CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS: integerText(0, 600_000, 'milliseconds').default(8000),
+  CLOUD_SYNC_HOST: z.string().trim().min(1, 'expected a host name or IP address').default('127.0.0.1'),
+  CLOUD_SYNC_PORT: integerText(0, 65_535, 'port').default(8901),
+  CLOUD_SYNC_API_TOKEN: z.string().trim().min(16, 'expected a token of at least 16 characters').optional(),
+  CLOUD_SYNC_METRICS_OPEN: booleanText.default(false),
+  MEMORY_SERVICE_URL: urlText.optional(),
+  MEMORY_SERVICE_API_KEY: z.string().trim().min(1, 'expected a non-empty API key').optional(),
+  LOG_LEVEL: logLevelText.default('info'),
+  LOG_FORMAT: logFormatText.default('auto'),
+});
+
+type EnvVariable = keyof z.input<typeof envSchema>;
+export const KNOWN_VARIABLES: readonly string[] = [
+  ...Object.keys(envSchema.shape),
+  ...SECRET_VARIABLES.map((name) => `${name}_FILE`),
+  'NODE_ENV',
+];
+
+const LOOPBACK_HOSTS = new Set(['127.0.0.1', '::1', 'localhost']);
+
+function isSecret(variable: string): boolean {
+  return (SECRET_VARIABLES as readonly string[]).includes(variable.replace(/_FILE$/, ''));
+}
+
+/** How a value is shown in a message: secrets never, long values cut. */
+export function displayValue(variable: string, value: string | undefined): string {
+  if (value === undefined) return '(unset)';
+  if (isSecret(variable) && !variable.endsWith('_FILE')) return value.length === 0 ? '(empty)' : `(secret, ${value.length} characters)`;
+  const shown = value.length > 80 ? `${value.slice(0, 77)}...` : value;
+  return JSON.stringify(shown);
+}
+
+interface Problem {
+  variable: string;
+  value: string | undefined;
+  expected: string;
+}
+
+function formatProblems(problems: readonly Problem[]): string {
+  const lines = problems.map((p) => `  ${p.variable}=${displayValue(p.variable, p.value)}: ${p.expected}`);
+  return `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${lines.join('\n')}`;
+}
+
+/** Resolves NAME_FILE (Docker/Kubernetes secrets) into NAME, reporting unreadable files. */
+function resolveSecretFiles(env: Env, problems: Problem[]): Record<string, string | undefined> {
+  const resolved: Record<string, string | undefined> = { ...env };
+  for (const name of SECRET_VARIABLES) {
+    const fileVariable = `${name}_FILE`;
+    const file = env[fileVariable];
+    if (file === undefined || file === '') continue;
+    if (env[name] !== undefined && env[name] !== '') {
+      problems.push({ variable: fileVariable, value: file, expected: `set either ${name} or ${fileVariable}, not both` });
+      continue;
+    }
+    try {
+      // Secret files conventionally end with a newline that is not part of the secret.
+      resolved[name] = readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+      problems.push({ variable: fileVariable, value: file, expected: `a readable file holding the secret (${code})` });
+    }
+  }
+  // An empty variable means "not set" for optional values, as in most container tooling.
+  for (const [key, value] of Object.entries(resolved)) {
+    if (value !== undefined && value.trim() === '' && key !== 'CLOUD_SYNC_PREFIX') resolved[key] = undefined;
+  }
+  return resolved;
+}
+
+function isInside(child: string, parent: string): boolean {
+  const relative = path.relative(parent, child);
+  return relative === '' || (!relative.startsWith('..') && !path.isAbsolute(relative));
+}
+
+type EnvValues = z.output<typeof envSchema>;
+
+/**
+ * Cross-variable rules that a per-variable schema cannot express. Runs on whatever parsed,
+ * so a bad value elsewhere does not hide these problems. Returns the state directory.
+ */
+function checkCombinations(values: Partial<EnvValues>, raw: Record<string, string | undefined>, problems: Problem[]): string {
+  const backupDir = values.CLOUD_SYNC_BACKUP_DIR;
+  const stateDir = values.CLOUD_SYNC_STATE_DIR ?? (backupDir === undefined ? '' : path.join(path.dirname(backupDir), '.memsync-state'));
+  if (backupDir !== undefined && stateDir !== '' && isInside(stateDir, backupDir)) {
+    const variable = values.CLOUD_SYNC_STATE_DIR === undefined ? 'CLOUD_SYNC_BACKUP_DIR' : 'CLOUD_SYNC_STATE_DIR';
+    problems.push({ variable, value: raw[variable], expected: 'a state directory outside the backup directory (set CLOUD_SYNC_STATE_DIR elsewhere)' });
+  }
+  if (values.CLOUD_SYNC_ENABLED === true && raw.CLOUD_SYNC_BUCKET === undefined) {
+    problems.push({ variable: 'CLOUD_SYNC_BUCKET', value: undefined, expected: 'a bucket name (required when CLOUD_SYNC_ENABLED=true)' });
+  }
+  const hasAccess = raw.CLOUD_SYNC_ACCESS_KEY !== undefined;
+  const hasSecret = raw.CLOUD_SYNC_SECRET_KEY !== undefined;
+  if (hasAccess !== hasSecret) {
+    const [missing, present] = hasAccess ? ['CLOUD_SYNC_SECRET_KEY', 'CLOUD_SYNC_ACCESS_KEY'] : ['CLOUD_SYNC_ACCESS_KEY', 'CLOUD_SYNC_SECRET_KEY'];
+    problems.push({ variable: missing, value: undefined, expected: `set together with ${present} (or set neither to use the AWS default credential chain)` });
+  }
+  if (values.CLOUD_SYNC_HOST !== undefined && !LOOPBACK_HOSTS.has(values.CLOUD_SYNC_HOST) && raw.CLOUD_SYNC_API_TOKEN === undefined) {
+    problems.push({
+      variable: 'CLOUD_SYNC_HOST',
+      value: raw.CLOUD_SYNC_HOST,
+      expected: 'a loopback address, or set CLOUD_SYNC_API_TOKEN: the API must not listen on a network without a token',
+    });
+  }
+  return stateDir;
+}
+
+/**
+ * Reads and validates the whole configuration. Throws one AppError('config') listing every
+ * problem; never returns a half-valid config.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: Problem[] = [];
+  const raw = resolveSecretFiles(env, problems);
+  // Each variable is parsed on its own so that one bad value does not hide the others' problems.
+  const parsedValues: Record<string, unknown> = {};
+  for (const [variable, schema] of Object.entries(envSchema.shape)) {
+    const parsed = (schema as z.ZodType).safeParse(raw[variable]);
+    if (parsed.success) parsedValues[variable] = parsed.data;
+    else for (const issue of parsed.error.issues) problems.push({ variable, value: raw[variable], expected: issue.message });
+  }
+  const stateDir = checkCombinations(parsedValues as Partial<EnvValues>, raw, problems);
+  if (problems.length > 0) throw new AppError('config', formatProblems(problems));
+  const values = envSchema.parse(raw);
+
+  const credentials =
+    values.CLOUD_SYNC_ACCESS_KEY !== undefined && values.CLOUD_SYNC_SECRET_KEY !== undefined
+      ? { accessKeyId: values.CLOUD_SYNC_ACCESS_KEY, secretAccessKey: values.CLOUD_SYNC_SECRET_KEY }
+      : undefined;
+  const format: LogFormat =
+    values.LOG_FORMAT === 'auto' ? (env.NODE_ENV === 'production' || !process.stdout.isTTY ? 'json' : 'pretty') : values.LOG_FORMAT;
+
+  return {
+    enabled: values.CLOUD_SYNC_ENABLED,
+    s3: {
+      bucket: values.CLOUD_SYNC_BUCKET ?? '',
+      endpoint: values.CLOUD_SYNC_ENDPOINT,
+      region: values.CLOUD_SYNC_REGION,
+      credentials,
+      prefix: values.CLOUD_SYNC_PREFIX,
+      // Self-hosted servers rarely have wildcard DNS for virtual-hosted buckets.
+      forcePathStyle: values.CLOUD_SYNC_FORCE_PATH_STYLE ?? values.CLOUD_SYNC_ENDPOINT !== undefined,
+    },
+    schedule: values.CLOUD_SYNC_SCHEDULE,
+    backupDir: values.CLOUD_SYNC_BACKUP_DIR,
+    stateDir,
+    settleMs: values.CLOUD_SYNC_SETTLE_MS,
+    concurrency: values.CLOUD_SYNC_CONCURRENCY,
+    multipartThresholdBytes: values.CLOUD_SYNC_MULTIPART_THRESHOLD_MB * MIB,
+    shutdownTimeoutMs: values.CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS,
+    http: {
+      host: values.CLOUD_SYNC_HOST,
+      port: values.CLOUD_SYNC_PORT,
+      apiToken: values.CLOUD_SYNC_API_TOKEN,
+      metricsOpen: values.CLOUD_SYNC_METRICS_OPEN,
+    },
+    memoryService:
+      values.MEMORY_SERVICE_URL === undefined ? undefined : { url: values.MEMORY_SERVICE_URL.replace(/\/+$/, ''), apiKey: values.MEMORY_SERVICE_API_KEY },
+    log: { level: values.LOG_LEVEL, format },
+  };
+}
+
+/** The configuration as it may be logged or shown: secrets replaced by a marker. */
+export function redactedConfig(config: Config): Record<string, unknown> {
+  return {
+    enabled: config.enabled,
+    bucket: config.s3.bucket,
+    endpoint: config.s3.endpoint ?? '(AWS)',
+    region: config.s3.region,
+    prefix: config.s3.prefix,
+    credentials: config.s3.credentials === undefined ? 'AWS default chain' : 'static (redacted)',
+    forcePathStyle: config.s3.forcePathStyle,
+    schedule: config.schedule,
+    backupDir: config.backupDir,
+    stateDir: config.stateDir,
+    settleMs: config.settleMs,
+    concurrency: config.concurrency,
+    multipartThresholdBytes: config.multipartThresholdBytes,
+    http: `${config.http.host}:${config.http.port}${config.http.apiToken === undefined ? '' : ' (token required)'}`,
+    memoryService: config.memoryService?.url ?? '(not configured)',
+  };
+}

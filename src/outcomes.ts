@@ -1,0 +1,99 @@
+import type { AppError } from './errors.js';
+import type { Logger } from './log.js';
+import type { RemoteIndex } from './remote/remote-index.js';
+import type { SnapshotStat } from './snapshot/scan.js';
+import { manifestEtag, totalBytes } from './snapshot/manifest.js';
+import type { AgentState } from './state/agent-state.js';
+import type { PersistedJson } from './state/persisted.js';
+import type { SnapshotOutcome } from './upload/snapshot-uploader.js';
+
+/** Turns upload outcomes into one log line each, persisted state, and the in-memory remote index. */
+export class OutcomeRecorder {
+  constructor(
+    private readonly state: PersistedJson<AgentState>,
+    private readonly log: Logger,
+    private readonly now: () => number,
+  ) {}
+
+  record(stat: SnapshotStat, outcome: SnapshotOutcome, remote: RemoteIndex): void {
+    const name = stat.name;
+    if (outcome.outcome === 'conflict') {
+      const previous = this.state.current.conflicts[name];
+      const changed = previous === undefined || previous.localDigest !== outcome.conflict.localDigest || previous.remoteDigest !== outcome.conflict.remoteDigest;
+      if (changed) {
+        // Never merged, never overwritten: both sides stay as they are until an operator decides.
+        this.log.warn('conflict: remote snapshot of the same name has different content; nothing was overwritten', {
+          snapshot: name,
+          localSha256: outcome.conflict.localDigest,
+          remoteSha256: outcome.conflict.remoteDigest,
+          differingFiles: outcome.conflict.files.map((f) => f.path),
+        });
+      }
+      this.state.update((state) => {
+        state.conflicts[name] = { snapshot: name, detectedAtMs: previous?.detectedAtMs ?? this.now(), operation: 'upload', ...outcome.conflict };
+        if (changed) state.counters.conflicts += 1;
+      });
+      return;
+    }
+    remote.snapshots.set(name, {
+      name,
+      timeMs: stat.timeMs,
+      fileCount: outcome.manifest.files.length,
+      bytes: totalBytes(outcome.manifest),
+      complete: true,
+      manifestEtag: manifestEtag(outcome.manifest),
+    });
+    this.state.update((state) => {
+      delete state.conflicts[name];
+      if (outcome.outcome === 'already-remote') {
+        state.counters.snapshotsAlreadyRemote += 1;
+        state.counters.filesAlreadyRemote += outcome.manifest.files.length;
+        return;
+      }
+      state.counters.snapshotsUploaded += 1;
+      state.counters.filesUploaded += outcome.filesSent;
+      state.counters.bytesUploaded += outcome.bytesSent;
+      state.lastSuccess = { snapshot: name, atMs: this.now(), bytes: outcome.bytes, bytesSent: outcome.bytesSent, durationMs: outcome.durationMs };
+    });
+    if (outcome.outcome === 'already-remote') {
+      this.log.debug('snapshot already remote', { snapshot: name });
+    } else {
+      this.log.info('snapshot uploaded', {
+        snapshot: name,
+        files: outcome.manifest.files.length,
+        bytes: outcome.bytes,
+        bytesSent: outcome.bytesSent,
+        durationMs: outcome.durationMs,
+      });
+    }
+  }
+
+  /** A failed attempt; only the first of a run of failures is logged as an error, the rest at debug. */
+  recordFailure(name: string, error: AppError, firstFailure: boolean): void {
+    this.recordError(error, name);
+    this.state.update((state) => {
+      state.counters.uploadFailures += 1;
+    });
+    const fields = { snapshot: name, kind: error.kind, error: error.message, hint: error.hint, willRetry: true };
+    if (firstFailure) this.log.error('upload failed', fields);
+    else this.log.debug('upload failed again', fields);
+  }
+
+  recordError(error: AppError, snapshot: string | undefined): void {
+    this.state.update((state) => {
+      state.lastError = { atMs: this.now(), message: error.message, kind: error.kind, ...(snapshot === undefined ? {} : { snapshot }) };
+    });
+  }
+
+  /** A snapshot pruned by the service before memsync could upload it is counted, never silently lost. */
+  recordGone(name: string, remote: RemoteIndex): void {
+    if (remote.snapshots.get(name)?.complete === true) {
+      this.log.debug('snapshot removed locally; the remote copy stays', { snapshot: name });
+      return;
+    }
+    this.state.update((state) => {
+      state.counters.prunedBeforeUpload += 1;
+    });
+    this.log.warn('snapshot removed before it could be uploaded', { snapshot: name });
+  }
+}

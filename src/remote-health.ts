@@ -1,0 +1,58 @@
+import { describeError, isAppError } from './errors.js';
+import type { Logger } from './log.js';
+
+/**
+ * Whether the last calls to the store worked. Logs only transitions (unavailable, then
+ * recovered), so an outage of hours is two lines, not thousands.
+ */
+export class RemoteHealth {
+  private ok: boolean | undefined;
+  private lastOkMs: number | undefined;
+  private lastFailure: { atMs: number; message: string } | undefined;
+  private failuresSinceOk = 0;
+
+  constructor(
+    private readonly log: Logger,
+    private readonly now: () => number,
+  ) {}
+
+  /** Passes a store-touching promise through, noting whether the store answered. */
+  async track<T>(work: Promise<T>): Promise<T> {
+    try {
+      const value = await work;
+      this.succeeded();
+      return value;
+    } catch (error) {
+      if (isAppError(error, 'remote_unavailable') || isAppError(error, 'remote_rejected')) this.failed(describeError(error));
+      else if (!isAppError(error, 'cancelled') && !isAppError(error, 'snapshot_gone')) this.succeededIfStoreAnswered(error);
+      throw error;
+    }
+  }
+
+  succeeded(): void {
+    if (this.ok === false) this.log.info('remote store reachable again', { failuresWhileDown: this.failuresSinceOk });
+    this.ok = true;
+    this.lastOkMs = this.now();
+    this.failuresSinceOk = 0;
+  }
+
+  failed(message: string): void {
+    if (this.ok !== false) this.log.error('remote store unavailable', { error: message });
+    this.ok = false;
+    this.failuresSinceOk += 1;
+    this.lastFailure = { atMs: this.now(), message };
+  }
+
+  // Conflicts and integrity errors are answers from a working store.
+  private succeededIfStoreAnswered(error: unknown): void {
+    if (isAppError(error, 'conflict') || isAppError(error, 'integrity') || isAppError(error, 'not_found')) this.succeeded();
+  }
+
+  get available(): boolean | undefined {
+    return this.ok;
+  }
+
+  snapshot(): { available: boolean | undefined; lastOkMs: number | undefined; lastFailure: { atMs: number; message: string } | undefined; failuresSinceOk: number } {
+    return { available: this.ok, lastOkMs: this.lastOkMs, lastFailure: this.lastFailure, failuresSinceOk: this.failuresSinceOk };
+  }
+}

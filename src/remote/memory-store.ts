@@ -1,0 +1,101 @@
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { AppError } from '../errors.js';
+import { PartHasher } from '../snapshot/digest.js';
+import type { BodySource, MultipartUpload, PutOptions, RemoteHead, RemoteObject, RemoteStore } from './store.js';
+
+interface StoredObject {
+  bytes: Buffer;
+  etag: string;
+  metadata: Record<string, string>;
+  lastModifiedMs: number;
+}
+
+export interface MemoryStoreOptions {
+  /** Behave like servers that ignore If-None-Match (s3rver, older MinIO). */
+  honourIfNoneMatch?: boolean;
+  pageSize?: number;
+  /** Fault injection for tests of paths a real server cannot produce on demand. */
+  transformStoredBytes?: (key: string, bytes: Buffer) => Buffer;
+}
+
+/** An in-memory RemoteStore with S3's semantics (ETags, conditional writes, pagination), for unit tests. */
+export class MemoryRemoteStore implements RemoteStore {
+  readonly location = 'memory://';
+  readonly objects = new Map<string, StoredObject>();
+  readonly multipartUploads: MultipartUpload[] = [];
+  /** Every successful write, in order, so tests can assert what was (not) sent. */
+  readonly putLog: string[] = [];
+
+  constructor(private readonly options: MemoryStoreOptions = {}) {}
+
+  async checkAccess(): Promise<void> {}
+
+  async *listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
+    const keys = [...this.objects.keys()].filter((key) => key.startsWith(keyPrefix)).sort();
+    const pageSize = this.options.pageSize ?? 1000;
+    for (let i = 0; i < keys.length || i === 0; i += pageSize) {
+      yield keys.slice(i, i + pageSize).map((key) => {
+        const stored = this.objects.get(key) as StoredObject;
+        return { key, size: stored.bytes.length, etag: `"${stored.etag}"`, lastModifiedMs: stored.lastModifiedMs };
+      });
+      if (keys.length === 0) break;
+    }
+  }
+
+  async head(key: string): Promise<RemoteHead | undefined> {
+    const stored = this.objects.get(key);
+    return stored === undefined ? undefined : { size: stored.bytes.length, etag: `"${stored.etag}"`, metadata: { ...stored.metadata } };
+  }
+
+  async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
+    if (options.signal?.aborted === true) throw new AppError('cancelled', `upload ${key}: aborted`);
+    if (options.ifNoneMatch && this.options.honourIfNoneMatch !== false && this.objects.has(key)) {
+      throw new AppError('conflict', `upload ${key}: PreconditionFailed (HTTP 412)`);
+    }
+    const source = body();
+    const received = Buffer.isBuffer(source) ? source : await collect(source);
+    if (options.md5Hex !== undefined && createHash('md5').update(received).digest('hex') !== options.md5Hex) {
+      throw new AppError('integrity', `upload ${key}: BadDigest (HTTP 400)`);
+    }
+    const bytes = this.options.transformStoredBytes?.(key, received) ?? received;
+    let etag: string;
+    if (options.partSizeBytes === undefined) {
+      etag = createHash('md5').update(bytes).digest('hex');
+    } else {
+      const parts = new PartHasher(options.partSizeBytes);
+      parts.update(bytes);
+      etag = parts.etag();
+    }
+    this.objects.set(key, { bytes, etag, metadata: { ...options.metadata }, lastModifiedMs: Date.now() });
+    this.putLog.push(key);
+    options.onProgress?.(bytes.length);
+  }
+
+  async get(key: string): Promise<Readable> {
+    const stored = this.objects.get(key);
+    if (stored === undefined) throw new AppError('not_found', `download ${key}: NoSuchKey (HTTP 404)`);
+    return Readable.from([stored.bytes]);
+  }
+
+  async delete(key: string): Promise<void> {
+    this.objects.delete(key);
+  }
+
+  async listMultipartUploads(keyPrefix: string): Promise<MultipartUpload[]> {
+    return this.multipartUploads.filter((upload) => upload.key.startsWith(keyPrefix));
+  }
+
+  async abortMultipartUpload(upload: MultipartUpload): Promise<void> {
+    const index = this.multipartUploads.findIndex((u) => u.uploadId === upload.uploadId);
+    if (index >= 0) this.multipartUploads.splice(index, 1);
+  }
+
+  close(): void {}
+}
+
+async function collect(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(chunk);
+  return Buffer.concat(chunks);
+}

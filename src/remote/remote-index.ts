@@ -1,0 +1,63 @@
+import { MANIFEST_FILE_NAME } from '../snapshot/manifest.js';
+import { isSnapshotName, timeFromName } from '../snapshot/naming.js';
+import { normalizeEtag } from '../snapshot/digest.js';
+import type { RemoteObject, RemoteStore } from './store.js';
+
+/**
+ * What the bucket holds, grouped by snapshot: built from one paginated listing, kept in
+ * memory between sweeps so status and listing never re-list the bucket per request.
+ */
+
+export interface RemoteSnapshot {
+  name: string;
+  timeMs: number;
+  fileCount: number;
+  bytes: number;
+  /** True when memsync's manifest is present: every listed file was verified before it was written. */
+  complete: boolean;
+  /** ETag of the manifest object, the cheap identity of a complete snapshot's content. */
+  manifestEtag: string | undefined;
+}
+
+export interface RemoteIndex {
+  snapshots: Map<string, RemoteSnapshot>;
+  /** Keys directly under the prefix or with unsafe names: listed by nobody, reported once. */
+  ignoredKeys: number;
+  listedAtMs: number;
+}
+
+/** Groups a flat listing into snapshots. Pure; hostile or foreign key names are counted and skipped. */
+export function buildRemoteIndex(objects: Iterable<RemoteObject>, nowMs: number): RemoteIndex {
+  const snapshots = new Map<string, RemoteSnapshot>();
+  let ignoredKeys = 0;
+  for (const object of objects) {
+    const slash = object.key.indexOf('/');
+    const name = slash > 0 ? object.key.slice(0, slash) : '';
+    if (!isSnapshotName(name) || slash === object.key.length - 1) {
+      ignoredKeys += 1;
+      continue;
+    }
+    let snapshot = snapshots.get(name);
+    if (snapshot === undefined) {
+      // Names without a time suffix fall back to the newest object's upload time.
+      snapshot = { name, timeMs: timeFromName(name) ?? 0, fileCount: 0, bytes: 0, complete: false, manifestEtag: undefined };
+      snapshots.set(name, snapshot);
+    }
+    if (object.key === `${name}/${MANIFEST_FILE_NAME}`) {
+      snapshot.complete = true;
+      snapshot.manifestEtag = normalizeEtag(object.etag);
+    } else {
+      snapshot.fileCount += 1;
+      snapshot.bytes += object.size;
+      if (timeFromName(name) === undefined) snapshot.timeMs = Math.max(snapshot.timeMs, object.lastModifiedMs);
+    }
+  }
+  return { snapshots, ignoredKeys, listedAtMs: nowMs };
+}
+
+/** Lists the whole prefix page by page; ~1,000 keys a request, so 30,000 objects are 30 requests. */
+export async function listRemoteIndex(store: RemoteStore, nowMs: () => number): Promise<RemoteIndex> {
+  const all: RemoteObject[] = [];
+  for await (const page of store.listObjects('')) all.push(...page);
+  return buildRemoteIndex(all, nowMs());
+}

@@ -1,0 +1,220 @@
+import { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { AppError } from '../errors.js';
+import { isNotFound, translateS3Error } from './s3-errors.js';
+import type { BodySource, MultipartUpload, PutOptions, RemoteHead, RemoteObject, RemoteStore } from './store.js';
+
+export interface S3StoreOptions {
+  bucket: string;
+  /** '' or ending in '/'. */
+  prefix: string;
+  endpoint: string | undefined;
+  region: string;
+  credentials: { accessKeyId: string; secretAccessKey: string } | undefined;
+  forcePathStyle: boolean;
+  /** Parts of one multipart file uploaded in parallel. Memory use is partSize x this, per file. */
+  partsInFlight: number;
+}
+
+/** Ceph RGW and others answer an empty ETag on CompleteMultipartUpload; HEAD is the reliable source. */
+export class S3RemoteStore implements RemoteStore {
+  readonly location: string;
+  private readonly client: S3Client;
+
+  constructor(private readonly options: S3StoreOptions) {
+    this.location = `s3://${options.bucket}/${options.prefix}${options.endpoint === undefined ? '' : ` at ${options.endpoint}`}`;
+    this.client = new S3Client({
+      region: options.region,
+      endpoint: options.endpoint,
+      forcePathStyle: options.forcePathStyle,
+      credentials: options.credentials,
+      // memsync verifies every object itself (size, MD5/ETag, SHA-256 in the manifest). The
+      // SDK's default flexible checksums send streamed bodies with aws-chunked framing, which
+      // several S3-compatible servers reject (411) or even store verbatim as content.
+      requestChecksumCalculation: 'WHEN_REQUIRED',
+      responseChecksumValidation: 'WHEN_REQUIRED',
+      // Retries are memsync's own (they re-open the file); the SDK's cannot replay a stream.
+      maxAttempts: 2,
+    });
+  }
+
+  private fullKey(key: string): string {
+    return `${this.options.prefix}${key}`;
+  }
+
+  private relativeKey(fullKey: string): string {
+    return fullKey.startsWith(this.options.prefix) ? fullKey.slice(this.options.prefix.length) : fullKey;
+  }
+
+  async checkAccess(): Promise<void> {
+    try {
+      await this.client.send(new HeadBucketCommand({ Bucket: this.options.bucket }));
+    } catch (error) {
+      const translated = translateS3Error(error, `open bucket ${this.options.bucket}`);
+      if (translated.kind === 'not_found') {
+        throw new AppError('remote_rejected', `bucket ${this.options.bucket} does not exist`, { cause: error, hint: 'create the bucket or fix CLOUD_SYNC_BUCKET' });
+      }
+      throw translated;
+    }
+  }
+
+  async *listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
+    let continuationToken: string | undefined;
+    do {
+      let page;
+      try {
+        page = await this.client.send(
+          new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.fullKey(keyPrefix), ContinuationToken: continuationToken, MaxKeys: 1000 }),
+        );
+      } catch (error) {
+        throw translateS3Error(error, `list ${this.fullKey(keyPrefix)}`);
+      }
+      const objects: RemoteObject[] = (page.Contents ?? []).flatMap((item) =>
+        item.Key === undefined
+          ? []
+          : [{ key: this.relativeKey(item.Key), size: item.Size ?? 0, etag: item.ETag ?? '', lastModifiedMs: item.LastModified?.getTime() ?? 0 }],
+      );
+      yield objects;
+      continuationToken = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+    } while (continuationToken !== undefined);
+  }
+
+  async head(key: string): Promise<RemoteHead | undefined> {
+    try {
+      const answer = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.fullKey(key) }));
+      return { size: answer.ContentLength ?? 0, etag: answer.ETag ?? '', metadata: lowerCaseKeys(answer.Metadata ?? {}) };
+    } catch (error) {
+      if (isNotFound(error)) return undefined;
+      throw translateS3Error(error, `head ${this.fullKey(key)}`);
+    }
+  }
+
+  async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
+    const fullKey = this.fullKey(key);
+    try {
+      if (options.partSizeBytes === undefined) await this.putSingle(fullKey, body, options);
+      else await this.putMultipart(fullKey, body, options.partSizeBytes, options);
+    } catch (error) {
+      throw translateS3Error(error, `upload ${fullKey}`);
+    }
+  }
+
+  private async putSingle(fullKey: string, body: BodySource, options: PutOptions): Promise<void> {
+    await this.client.send(
+      new PutObjectCommand({
+        Bucket: this.options.bucket,
+        Key: fullKey,
+        Body: body(),
+        ContentLength: options.sizeBytes,
+        ContentMD5: options.md5Hex === undefined ? undefined : Buffer.from(options.md5Hex, 'hex').toString('base64'),
+        IfNoneMatch: options.ifNoneMatch ? '*' : undefined,
+        Metadata: options.metadata,
+      }),
+      { abortSignal: options.signal },
+    );
+    options.onProgress?.(options.sizeBytes);
+  }
+
+  private async putMultipart(fullKey: string, body: BodySource, partSizeBytes: number, options: PutOptions): Promise<void> {
+    const abortController = new AbortController();
+    const onAbort = (): void => abortController.abort();
+    options.signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      if (options.signal?.aborted === true) throw new AppError('cancelled', `upload ${fullKey}: aborted`);
+      const upload = new Upload({
+        client: this.client,
+        params: {
+          Bucket: this.options.bucket,
+          Key: fullKey,
+          Body: body(),
+          // Servers that honour it refuse to complete over an existing key; others are covered by the caller's HEAD check.
+          IfNoneMatch: options.ifNoneMatch ? '*' : undefined,
+          Metadata: options.metadata,
+        },
+        partSize: partSizeBytes,
+        queueSize: this.options.partsInFlight,
+        // On failure lib-storage aborts the multipart upload, so no parts are left billed.
+        leavePartsOnError: false,
+        abortController,
+      });
+      if (options.onProgress !== undefined) {
+        const onProgress = options.onProgress;
+        upload.on('httpUploadProgress', (progress) => onProgress(progress.loaded ?? 0));
+      }
+      await upload.done();
+    } finally {
+      options.signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  async get(key: string, signal?: AbortSignal): Promise<Readable> {
+    const fullKey = this.fullKey(key);
+    try {
+      const answer = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: fullKey }), { abortSignal: signal });
+      if (!(answer.Body instanceof Readable)) throw new AppError('remote_unavailable', `download ${fullKey}: no body in the answer`);
+      return answer.Body;
+    } catch (error) {
+      throw translateS3Error(error, `download ${fullKey}`);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    try {
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.fullKey(key) }));
+    } catch (error) {
+      throw translateS3Error(error, `delete ${this.fullKey(key)}`);
+    }
+  }
+
+  async listMultipartUploads(keyPrefix: string): Promise<MultipartUpload[]> {
+    const uploads: MultipartUpload[] = [];
+    let keyMarker: string | undefined;
+    let uploadIdMarker: string | undefined;
+    for (let page = 0; page < 1000; page += 1) {
+      let answer;
+      try {
+        answer = await this.client.send(
+          new ListMultipartUploadsCommand({ Bucket: this.options.bucket, Prefix: this.fullKey(keyPrefix), KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
+        );
+      } catch (error) {
+        throw translateS3Error(error, `list multipart uploads under ${this.fullKey(keyPrefix)}`);
+      }
+      for (const item of answer.Uploads ?? []) {
+        if (item.Key === undefined || item.UploadId === undefined) continue;
+        uploads.push({ key: this.relativeKey(item.Key), uploadId: item.UploadId, initiatedMs: item.Initiated?.getTime() ?? 0 });
+      }
+      if (answer.IsTruncated !== true) break;
+      keyMarker = answer.NextKeyMarker;
+      uploadIdMarker = answer.NextUploadIdMarker;
+    }
+    return uploads;
+  }
+
+  async abortMultipartUpload(upload: MultipartUpload): Promise<void> {
+    try {
+      await this.client.send(new AbortMultipartUploadCommand({ Bucket: this.options.bucket, Key: this.fullKey(upload.key), UploadId: upload.uploadId }));
+    } catch (error) {
+      if (isNotFound(error)) return;
+      throw translateS3Error(error, `abort multipart upload of ${this.fullKey(upload.key)}`);
+    }
+  }
+
+  close(): void {
+    this.client.destroy();
+  }
+}
+
+function lowerCaseKeys(record: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(record).map(([key, value]) => [key.toLowerCase(), value]));
+}

@@ -1,0 +1,61 @@
+import type { Readable } from 'node:stream';
+
+/**
+ * The one interface between memsync and object storage. Keys are relative to the
+ * configured prefix; implementations add it. Every failure surfaces as an AppError:
+ * 'not_found', 'conflict' (a conditional write found the key taken), 'remote_unavailable'
+ * (worth retrying) or 'remote_rejected' (credentials, bucket, permissions).
+ */
+
+export interface RemoteObject {
+  key: string;
+  size: number;
+  etag: string;
+  lastModifiedMs: number;
+}
+
+export interface RemoteHead {
+  size: number;
+  etag: string;
+  /** User metadata, lower-case keys without the x-amz-meta- prefix. */
+  metadata: Record<string, string>;
+}
+
+export interface PutOptions {
+  sizeBytes: number;
+  /** Hex MD5 of the body, sent as Content-MD5 on single-request uploads. */
+  md5Hex: string | undefined;
+  /** Upload in parts of this size (the caller decides, so it can predict the ETag); undefined: one request. */
+  partSizeBytes: number | undefined;
+  /** Refuse to replace an existing key (If-None-Match: *), where the server honours it. */
+  ifNoneMatch: boolean;
+  metadata: Record<string, string>;
+  signal: AbortSignal | undefined;
+  onProgress: ((loadedBytes: number) => void) | undefined;
+}
+
+export interface MultipartUpload {
+  key: string;
+  uploadId: string;
+  initiatedMs: number;
+}
+
+export type BodySource = () => Readable | Buffer;
+
+export interface RemoteStore {
+  /** Human-readable location, e.g. s3://bucket/prefix at endpoint. */
+  readonly location: string;
+  /** Fails with remote_rejected/remote_unavailable when the bucket cannot be used. */
+  checkAccess(): Promise<void>;
+  /** Every object under `keyPrefix`, page by page, in key order. */
+  listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]>;
+  head(key: string): Promise<RemoteHead | undefined>;
+  /** `body` is called once per attempt, so a retry re-opens the source. */
+  put(key: string, body: BodySource, options: PutOptions): Promise<void>;
+  get(key: string, signal?: AbortSignal): Promise<Readable>;
+  delete(key: string): Promise<void>;
+  /** Unfinished multipart uploads under `keyPrefix`; throws remote_rejected when the server cannot list them. */
+  listMultipartUploads(keyPrefix: string): Promise<MultipartUpload[]>;
+  abortMultipartUpload(upload: MultipartUpload): Promise<void>;
+  close(): void;
+}

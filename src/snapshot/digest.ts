@@ -1,0 +1,113 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { AppError } from '../errors.js';
+
+/**
+ * Content digests of a file, computed in one streaming pass: SHA-256 for the manifest,
+ * MD5 for Content-MD5, and the ETag S3 will report for the part size memsync uploads it
+ * with, so what the server says it stored can be checked against what was read.
+ */
+
+const MIB = 1024 * 1024;
+/** S3 allows at most 10,000 parts; parts below 5 MiB (except the last) are refused. */
+const MAX_PARTS = 10_000;
+const MIN_PART_BYTES = 8 * MIB;
+
+export interface FileDigest {
+  size: number;
+  sha256: string;
+  md5: string;
+  /** The ETag S3 computes: the MD5 for a single PUT, md5-of-part-md5s-N for multipart. */
+  etag: string;
+  partSizeBytes: number;
+  multipart: boolean;
+}
+
+/** The part size memsync uses for a file: a pure function of its size, so ETags are predictable. */
+export function partSizeFor(sizeBytes: number): number {
+  const needed = Math.ceil(sizeBytes / MAX_PARTS);
+  return Math.max(MIN_PART_BYTES, Math.ceil(needed / MIB) * MIB);
+}
+
+export function usesMultipart(sizeBytes: number, thresholdBytes: number): boolean {
+  return sizeBytes >= thresholdBytes;
+}
+
+/** The multipart ETag from the parts' raw MD5 digests. */
+export function multipartEtag(partMd5s: readonly Buffer[]): string {
+  const outer = createHash('md5');
+  for (const digest of partMd5s) outer.update(digest);
+  return `${outer.digest('hex')}-${partMd5s.length}`;
+}
+
+/** ETags come quoted from S3 and sometimes from proxies in other cases. */
+export function normalizeEtag(etag: string | undefined): string {
+  return (etag ?? '').replace(/^W\//, '').replace(/"/g, '').toLowerCase();
+}
+
+/**
+ * Tracks MD5 per part while bytes stream past, splitting chunks on part boundaries exactly
+ * as a multipart upload with `partSizeBytes` does.
+ */
+export class PartHasher {
+  private readonly parts: Buffer[] = [];
+  private current = createHash('md5');
+  private inPart = 0;
+
+  constructor(private readonly partSizeBytes: number) {}
+
+  update(chunk: Buffer): void {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const take = Math.min(this.partSizeBytes - this.inPart, chunk.length - offset);
+      this.current.update(chunk.subarray(offset, offset + take));
+      this.inPart += take;
+      offset += take;
+      if (this.inPart === this.partSizeBytes) {
+        this.parts.push(this.current.digest());
+        this.current = createHash('md5');
+        this.inPart = 0;
+      }
+    }
+  }
+
+  etag(): string {
+    const parts = this.inPart > 0 || this.parts.length === 0 ? [...this.parts, this.current.digest()] : this.parts;
+    return multipartEtag(parts);
+  }
+}
+
+/**
+ * Reads a file once and returns every digest memsync needs for it. `expectedSizeBytes` comes
+ * from the stat that settled the snapshot; a file that reads to another length changed
+ * underneath and is reported as such, never digested as if it were whole.
+ */
+export async function digestFile(absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number): Promise<FileDigest> {
+  const multipart = usesMultipart(expectedSizeBytes, multipartThresholdBytes);
+  const partSizeBytes = partSizeFor(expectedSizeBytes);
+  const sha256 = createHash('sha256');
+  const md5 = createHash('md5');
+  const parts = multipart ? new PartHasher(partSizeBytes) : undefined;
+  let size = 0;
+  try {
+    for await (const chunk of createReadStream(absolutePath, { highWaterMark: MIB }) as AsyncIterable<Buffer>) {
+      sha256.update(chunk);
+      md5.update(chunk);
+      parts?.update(chunk);
+      size += chunk.length;
+    }
+  } catch (error) {
+    throw readError(absolutePath, error);
+  }
+  if (size !== expectedSizeBytes) {
+    throw new AppError('snapshot_gone', `${absolutePath} changed size while being read (${expectedSizeBytes} -> ${size} bytes)`);
+  }
+  const md5Hex = md5.digest('hex');
+  return { size, sha256: sha256.digest('hex'), md5: md5Hex, etag: parts?.etag() ?? md5Hex, partSizeBytes, multipart };
+}
+
+function readError(absolutePath: string, error: unknown): AppError {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOENT') return new AppError('snapshot_gone', `${absolutePath} disappeared while being read`, { cause: error });
+  return new AppError('local_io', `cannot read ${absolutePath}: ${code ?? String(error)}`, { cause: error });
+}

@@ -1,0 +1,56 @@
+import { z } from 'zod';
+import type { FileDigest } from '../snapshot/digest.js';
+import type { FileStat } from '../snapshot/scan.js';
+
+/**
+ * Digests of local files keyed by snapshot and path, valid while size, mtime and ctime are
+ * unchanged. A sweep over thousands of settled snapshots costs stats, not reads.
+ */
+
+const entrySchema = z.object({
+  size: z.number(),
+  mtimeMs: z.number(),
+  ctimeMs: z.number(),
+  thresholdBytes: z.number(),
+  digest: z.object({
+    size: z.number(),
+    sha256: z.string(),
+    md5: z.string(),
+    etag: z.string(),
+    partSizeBytes: z.number(),
+    multipart: z.boolean(),
+  }),
+});
+export const hashCacheSchema = z.object({ version: z.literal(1), entries: z.record(z.string(), entrySchema) });
+export type HashCacheDocument = z.infer<typeof hashCacheSchema>;
+
+export function emptyHashCache(): HashCacheDocument {
+  return { version: 1, entries: {} };
+}
+
+function cacheKey(snapshot: string, file: FileStat): string {
+  return `${snapshot}/${file.path}`;
+}
+
+export function lookupDigest(cache: HashCacheDocument, snapshot: string, file: FileStat, thresholdBytes: number): FileDigest | undefined {
+  const entry = cache.entries[cacheKey(snapshot, file)];
+  if (entry === undefined) return undefined;
+  const valid = entry.size === file.size && entry.mtimeMs === file.mtimeMs && entry.ctimeMs === file.ctimeMs && entry.thresholdBytes === thresholdBytes;
+  return valid ? entry.digest : undefined;
+}
+
+export function storeDigest(cache: HashCacheDocument, snapshot: string, file: FileStat, thresholdBytes: number, digest: FileDigest): void {
+  cache.entries[cacheKey(snapshot, file)] = { size: file.size, mtimeMs: file.mtimeMs, ctimeMs: file.ctimeMs, thresholdBytes, digest };
+}
+
+/** Drops entries of snapshots that no longer exist locally, so the cache tracks the directory, not history. */
+export function pruneDigests(cache: HashCacheDocument, liveSnapshots: ReadonlySet<string>): number {
+  let removed = 0;
+  for (const key of Object.keys(cache.entries)) {
+    if (!liveSnapshots.has(key.slice(0, key.indexOf('/')))) {
+      delete cache.entries[key];
+      removed += 1;
+    }
+  }
+  return removed;
+}

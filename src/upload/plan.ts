@@ -1,0 +1,53 @@
+import { normalizeEtag, type FileDigest } from '../snapshot/digest.js';
+import { sameContent, type Manifest } from '../snapshot/manifest.js';
+import type { RemoteHead } from '../remote/store.js';
+
+/**
+ * Pure decisions of an upload: what the remote side means for a snapshot and for each of
+ * its files. Nothing here does I/O, so every rule is tested with tables.
+ */
+
+/** Object metadata memsync sets on every file it uploads. */
+export const METADATA_AGENT = 'memsync-agent';
+export const METADATA_SHA256 = 'memsync-sha256';
+
+export type SnapshotDecision = 'upload' | 'already-remote' | 'conflict';
+
+/** A remote manifest settles the question: same content is done, anything else is a conflict. */
+export function decideSnapshot(local: Manifest, remote: Manifest | undefined): SnapshotDecision {
+  if (remote === undefined) return 'upload';
+  return sameContent(local, remote) ? 'already-remote' : 'conflict';
+}
+
+export type FileAction =
+  | { action: 'upload'; replace: boolean }
+  | { action: 'skip' }
+  | { action: 'verify-remote' }
+  | { action: 'conflict'; reason: string };
+
+const PLAIN_MD5 = /^[0-9a-f]{32}$/;
+
+/**
+ * What to do with one file of a snapshot that has no manifest yet. An object already at the
+ * key is kept when it provably holds the same bytes, replaced only when this agent wrote it
+ * in an attempt that never completed, and otherwise left alone as a conflict.
+ */
+export function planFile(local: FileDigest, remote: RemoteHead | undefined, agentId: string): FileAction {
+  if (remote === undefined) return { action: 'upload', replace: false };
+  const remoteEtag = normalizeEtag(remote.etag);
+  if (remote.size === local.size && remoteEtag === local.etag) return { action: 'skip' };
+  if (remote.metadata[METADATA_AGENT] === agentId) return { action: 'upload', replace: true };
+  if (remote.size !== local.size) return { action: 'conflict', reason: `remote object has ${remote.size} bytes, local file ${local.size}` };
+  // Another tool's part size (or server-side encryption) gives an ETag that is not comparable: read it to know.
+  if (!PLAIN_MD5.test(remoteEtag) || local.multipart) return { action: 'verify-remote' };
+  return { action: 'conflict', reason: `remote object's MD5 ${remoteEtag} differs from local ${local.md5}` };
+}
+
+/** Whether the server's account of a finished upload matches what memsync read from disk. */
+export function verifyStored(local: FileDigest, stored: RemoteHead | undefined): string | undefined {
+  if (stored === undefined) return 'object missing after upload';
+  if (stored.size !== local.size) return `stored ${stored.size} bytes, sent ${local.size}`;
+  const etag = normalizeEtag(stored.etag);
+  if (etag !== local.etag) return `stored ETag ${etag || '(empty)'}, expected ${local.etag}`;
+  return undefined;
+}

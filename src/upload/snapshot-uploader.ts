@@ -1,0 +1,322 @@
+import { createHash } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { lstat } from 'node:fs/promises';
+import path from 'node:path';
+import type PQueue from 'p-queue';
+import { AppError, describeError, isAppError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { readBody, sha256OfBody } from '../remote/body.js';
+import type { RemoteStore } from '../remote/store.js';
+import { digestFile, type FileDigest } from '../snapshot/digest.js';
+import {
+  buildManifest,
+  diffManifests,
+  fileKey,
+  manifestDigest,
+  manifestKey,
+  parseManifest,
+  serializeManifest,
+  totalBytes,
+  type FileDifference,
+  type Manifest,
+} from '../snapshot/manifest.js';
+import { sameFingerprint, statSnapshot, type FileStat, type SnapshotStat } from '../snapshot/scan.js';
+import { lookupDigest, storeDigest, type HashCacheDocument } from '../state/hash-cache.js';
+import type { PersistedJson } from '../state/persisted.js';
+import { decideSnapshot, METADATA_AGENT, METADATA_SHA256, planFile, verifyStored, type FileAction } from './plan.js';
+import { withRetry, type RetryPolicy } from './retry.js';
+
+/**
+ * Uploads one settled snapshot: digest its files (cached), compare with what the bucket
+ * holds, upload missing files through the shared file queue, verify each against the
+ * server's own account, and write the manifest last. A snapshot whose name is taken by
+ * different content is reported as a conflict and nothing is written.
+ */
+
+export interface ConflictReport {
+  localDigest: string;
+  remoteDigest: string;
+  files: FileDifference[];
+}
+
+export type SnapshotOutcome =
+  | { outcome: 'uploaded'; manifest: Manifest; bytes: number; bytesSent: number; filesSent: number; durationMs: number }
+  | { outcome: 'already-remote'; manifest: Manifest }
+  | { outcome: 'conflict'; manifest: Manifest; conflict: ConflictReport };
+
+export interface UploadProgress {
+  snapshot: string;
+  totalBytes: number;
+  sentBytes: number;
+  files: number;
+  filesDone: number;
+  startedAtMs: number;
+}
+
+export interface UploaderOptions {
+  store: RemoteStore;
+  hashCache: PersistedJson<HashCacheDocument>;
+  /** The file queue shared by all snapshots: its concurrency is the number of files in flight. */
+  fileQueue: PQueue;
+  agentId: string;
+  backupDir: string;
+  multipartThresholdBytes: number;
+  retry: RetryPolicy;
+  log: Logger;
+  now: () => number;
+}
+
+/** Large-file progress lines at most this often, so a multi-GB upload shows it is alive without flooding. */
+const PROGRESS_LOG_INTERVAL_MS = 5000;
+
+export class SnapshotUploader {
+  constructor(private readonly options: UploaderOptions) {}
+
+  /** Digests a settled snapshot into its manifest, re-reading only files whose stat changed. */
+  async buildLocalManifest(stat: SnapshotStat): Promise<{ manifest: Manifest; digests: Map<string, FileDigest> }> {
+    const digests = new Map<string, FileDigest>();
+    for (const file of stat.files) digests.set(file.path, await this.digest(stat, file));
+    const manifest = buildManifest(
+      stat.name,
+      stat.kind,
+      stat.files.map((file) => ({ path: file.path, size: file.size, sha256: (digests.get(file.path) as FileDigest).sha256 })),
+    );
+    return { manifest, digests };
+  }
+
+  async upload(stat: SnapshotStat, signal: AbortSignal, onProgress: (progress: UploadProgress) => void): Promise<SnapshotOutcome> {
+    const startedAtMs = this.options.now();
+    const log = this.options.log.child({ snapshot: stat.name });
+    const { manifest, digests } = await this.buildLocalManifest(stat);
+    await this.requireUnchanged(stat);
+
+    const remoteManifest = await this.readRemoteManifest(stat.name, manifest, signal);
+    const decision = decideSnapshot(manifest, remoteManifest);
+    if (decision === 'already-remote') return { outcome: 'already-remote', manifest };
+    if (decision === 'conflict' && remoteManifest !== undefined) {
+      return { outcome: 'conflict', manifest, conflict: manifestConflict(manifest, remoteManifest) };
+    }
+
+    const plans = await this.planFiles(stat, digests, signal);
+    const conflicts = plans.filter((p): p is FilePlan & { action: { action: 'conflict'; reason: string } } => p.action.action === 'conflict');
+    if (conflicts.length > 0) {
+      return {
+        outcome: 'conflict',
+        manifest,
+        conflict: {
+          localDigest: manifestDigest(manifest),
+          remoteDigest: 'no manifest (incomplete remote snapshot)',
+          files: conflicts.map((c) => ({ path: c.file.path, local: { size: c.digest.size, sha256: c.digest.sha256 }, remote: undefined })),
+        },
+      };
+    }
+
+    const progress: UploadProgress = { snapshot: stat.name, totalBytes: totalBytes(manifest), sentBytes: 0, files: plans.length, filesDone: 0, startedAtMs };
+    const created: string[] = [];
+    try {
+      let bytesSent = 0;
+      let filesSent = 0;
+      const priority = Math.floor(stat.timeMs / 1000);
+      await Promise.all(
+        plans.map((plan) =>
+          this.options.fileQueue.add(
+            async () => {
+              if (plan.action.action === 'upload') {
+                const sent = await this.uploadFile(stat, plan, signal, progress, onProgress, log);
+                if (sent) {
+                  created.push(fileKey(stat.name, plan.file.path));
+                  bytesSent += plan.digest.size;
+                  filesSent += 1;
+                }
+              }
+              progress.filesDone += 1;
+              if (plan.action.action !== 'upload') progress.sentBytes += plan.digest.size;
+              onProgress({ ...progress });
+            },
+            { priority, signal },
+          ),
+        ),
+      );
+      // Files changed while they were being sent: what was sent is not a consistent snapshot.
+      await this.requireUnchanged(stat);
+      const written = await this.writeManifest(stat.name, manifest, signal);
+      if (written !== undefined) return { outcome: 'conflict', manifest, conflict: written };
+      return { outcome: 'uploaded', manifest, bytes: progress.totalBytes, bytesSent, filesSent, durationMs: this.options.now() - startedAtMs };
+    } catch (error) {
+      const translated = cancelledOr(error, signal);
+      // A snapshot that vanished or changed leaves nothing half-written under its name. On
+      // shutdown, files already sent are kept: they are reused when the upload resumes.
+      if (translated.kind === 'snapshot_gone') await this.abandon(stat.name, created, log);
+      throw translated;
+    }
+  }
+
+  private async digest(stat: SnapshotStat, file: FileStat): Promise<FileDigest> {
+    const { hashCache, multipartThresholdBytes } = this.options;
+    const cached = lookupDigest(hashCache.current, stat.name, file, multipartThresholdBytes);
+    if (cached !== undefined) return cached;
+    const digest = await digestFile(this.absolutePath(stat, file), file.size, multipartThresholdBytes);
+    hashCache.update((doc) => storeDigest(doc, stat.name, file, multipartThresholdBytes, digest));
+    return digest;
+  }
+
+  private absolutePath(stat: SnapshotStat, file: FileStat): string {
+    return stat.kind === 'file' ? path.join(this.options.backupDir, stat.name) : path.join(this.options.backupDir, stat.name, ...file.path.split('/'));
+  }
+
+  private async requireUnchanged(stat: SnapshotStat): Promise<void> {
+    const now = await statSnapshot(this.options.backupDir, stat.name);
+    if (!sameFingerprint(now, stat)) throw new AppError('snapshot_gone', `${stat.name} changed while it was being uploaded`);
+  }
+
+  private async retrying<T>(operation: () => Promise<T>, what: string, signal: AbortSignal): Promise<T> {
+    return withRetry(operation, {
+      policy: this.options.retry,
+      signal,
+      onRetry: (error, attempt, delayMs) => this.options.log.warn('retrying', { operation: what, attempt, delayMs, error: error.message }),
+    });
+  }
+
+  /** Reads the remote manifest, skipping the GET when its ETag proves it is byte-identical to ours. */
+  private async readRemoteManifest(name: string, local: Manifest, signal: AbortSignal): Promise<Manifest | undefined> {
+    const key = manifestKey(name);
+    const head = await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
+    if (head === undefined) return undefined;
+    const localBytes = serializeManifest(local);
+    if (head.etag.replace(/"/g, '') === createHash('md5').update(localBytes).digest('hex')) return local;
+    const bytes = await this.retrying(async () => readBody(await this.options.store.get(key, signal), key), `download ${key}`, signal);
+    return parseManifest(bytes, name);
+  }
+
+  private async planFiles(stat: SnapshotStat, digests: Map<string, FileDigest>, signal: AbortSignal): Promise<FilePlan[]> {
+    return Promise.all(
+      stat.files.map(async (file) => {
+        const digest = digests.get(file.path) as FileDigest;
+        const key = fileKey(stat.name, file.path);
+        const head = await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
+        let action = planFile(digest, head, this.options.agentId);
+        if (action.action === 'verify-remote') {
+          const remoteSha256 = await this.retrying(async () => sha256OfBody(await this.options.store.get(key, signal), key), `verify ${key}`, signal);
+          action = remoteSha256 === digest.sha256 ? { action: 'skip' } : { action: 'conflict', reason: `remote SHA-256 ${remoteSha256} differs` };
+        }
+        return { file, digest, action };
+      }),
+    );
+  }
+
+  /** Sends one file, verifies it, and returns whether bytes were sent (false: an identical object appeared meanwhile). */
+  private async uploadFile(
+    stat: SnapshotStat,
+    plan: FilePlan,
+    signal: AbortSignal,
+    progress: UploadProgress,
+    onProgress: (progress: UploadProgress) => void,
+    log: Logger,
+  ): Promise<boolean> {
+    const { store } = this.options;
+    const key = fileKey(stat.name, plan.file.path);
+    const absolute = this.absolutePath(stat, plan.file);
+    const replace = plan.action.action === 'upload' && plan.action.replace;
+    const base = progress.sentBytes;
+    let lastLogMs = this.options.now();
+    const reportProgress = (loaded: number): void => {
+      progress.sentBytes = base + loaded;
+      onProgress({ ...progress });
+      const now = this.options.now();
+      if (plan.digest.multipart && now - lastLogMs >= PROGRESS_LOG_INTERVAL_MS) {
+        lastLogMs = now;
+        log.info('upload progress', { file: plan.file.path, sentBytes: loaded, totalBytes: plan.digest.size, percent: Math.floor((loaded / Math.max(1, plan.digest.size)) * 100) });
+      }
+    };
+    return this.retrying(async () => {
+      try {
+        await store.put(key, () => createReadStream(absolute, { highWaterMark: 1024 * 1024 }), {
+          sizeBytes: plan.digest.size,
+          md5Hex: plan.digest.multipart ? undefined : plan.digest.md5,
+          partSizeBytes: plan.digest.multipart ? plan.digest.partSizeBytes : undefined,
+          ifNoneMatch: !replace,
+          metadata: { [METADATA_AGENT]: this.options.agentId, [METADATA_SHA256]: plan.digest.sha256 },
+          signal,
+          onProgress: reportProgress,
+        });
+      } catch (error) {
+        if (isAppError(error, 'conflict')) return this.resolveRace(key, plan);
+        // A failed read of the local file means the snapshot changed or went away, not a store problem.
+        await this.requireFileUnchanged(stat, plan.file, absolute);
+        throw error;
+      }
+      const problem = verifyStored(plan.digest, await store.head(key));
+      if (problem !== undefined) {
+        // The object was created by this attempt (the key was free), so removing it loses nothing.
+        await store.delete(key).catch(() => undefined);
+        await this.requireFileUnchanged(stat, plan.file, absolute);
+        throw new AppError('integrity', `upload ${stat.name}/${plan.file.path}: ${problem}`);
+      }
+      return true;
+    }, `upload ${key}`, signal);
+  }
+
+  /** Someone wrote the key between our HEAD and PUT: identical content is fine, anything else is a conflict. */
+  private async resolveRace(key: string, plan: FilePlan): Promise<boolean> {
+    const head = await this.options.store.head(key);
+    if (verifyStored(plan.digest, head) === undefined) return false;
+    throw new AppError('conflict', `${key} was written by someone else during the upload`);
+  }
+
+  private async requireFileUnchanged(stat: SnapshotStat, file: FileStat, absolute: string): Promise<void> {
+    try {
+      const now = await lstat(absolute);
+      if (now.size === file.size && now.mtimeMs === file.mtimeMs && now.ctimeMs === file.ctimeMs) return;
+    } catch {
+      // fall through: gone
+    }
+    throw new AppError('snapshot_gone', `${stat.name}/${file.path} changed or was removed during the upload`);
+  }
+
+  /** Writes the manifest if the name is free; returns a conflict report when another manifest is there. */
+  private async writeManifest(name: string, manifest: Manifest, signal: AbortSignal): Promise<ConflictReport | undefined> {
+    const key = manifestKey(name);
+    const bytes = serializeManifest(manifest);
+    const md5Hex = createHash('md5').update(bytes).digest('hex');
+    const existingHead = await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
+    if (existingHead === undefined) {
+      try {
+        await this.retrying(
+          () => this.options.store.put(key, () => bytes, { sizeBytes: bytes.length, md5Hex, partSizeBytes: undefined, ifNoneMatch: true, metadata: { [METADATA_AGENT]: this.options.agentId }, signal, onProgress: undefined }),
+          `upload ${key}`,
+          signal,
+        );
+        return undefined;
+      } catch (error) {
+        if (!isAppError(error, 'conflict')) throw error;
+      }
+    }
+    const remote = await this.readRemoteManifest(name, manifest, signal);
+    if (remote === undefined || decideSnapshot(manifest, remote) === 'already-remote') return undefined;
+    return manifestConflict(manifest, remote);
+  }
+
+  private async abandon(name: string, created: readonly string[], log: Logger): Promise<void> {
+    for (const key of created) {
+      await this.options.store.delete(key).catch((error: unknown) => log.warn('could not remove abandoned object', { key, error: describeError(error) }));
+    }
+    if (created.length > 0) log.info('abandoned partial upload', { objectsRemoved: created.length });
+  }
+}
+
+interface FilePlan {
+  file: FileStat;
+  digest: FileDigest;
+  action: FileAction;
+}
+
+function manifestConflict(local: Manifest, remote: Manifest): ConflictReport {
+  return { localDigest: manifestDigest(local), remoteDigest: manifestDigest(remote), files: diffManifests(local, remote).slice(0, 50) };
+}
+
+function cancelledOr(error: unknown, signal: AbortSignal): AppError {
+  if (signal.aborted && isAppError(signal.reason)) return signal.reason;
+  if (isAppError(error)) return error;
+  if (signal.aborted) return new AppError('cancelled', 'upload cancelled', { cause: error });
+  return new AppError('local_io', describeError(error), { cause: error });
+}
