@@ -12,10 +12,10 @@ import type { PersistedJson } from './state/persisted.js';
 import { SweepSchedule } from './schedule/sweep-schedule.js';
 import { compareSides, type LocalEntry } from './upload/compare.js';
 import { UploadJobs } from './upload/jobs.js';
-import { DEFAULT_RETRY, backoffDelayMs, type RetryPolicy } from './upload/retry.js';
+import { DEFAULT_RETRY, backoffDelayMs, type RetryPolicy } from './retry.js';
 import { SnapshotUploader, type SnapshotOutcome } from './upload/snapshot-uploader.js';
 import { RemoteHealth } from './remote-health.js';
-import { judgeSettle } from './watch/settle.js';
+import { judgeSettle, type SettleState } from './watch/settle.js';
 import { Settler } from './watch/settler.js';
 import { BackupWatcher } from './watch/watcher.js';
 import { OutcomeRecorder } from './outcomes.js';
@@ -43,9 +43,20 @@ export interface SweepSummary {
   local: number;
   remote: number;
   queued: string[];
-  inSync: number;
-  settling: number;
+  inSync: string[];
+  settling: string[];
   durationMs: number;
+  /** Outcomes of what this sweep queued; undefined for an upload that failed (see lastError). */
+  uploads: Promise<{ name: string; outcome: SnapshotOutcome | undefined }[]>;
+}
+
+export interface SyncReport {
+  uploaded: string[];
+  alreadyRemote: string[];
+  conflicts: string[];
+  failed: string[];
+  /** Still being written when the sync ran; they are uploaded once settled. */
+  settling: string[];
 }
 
 const HOUR_MS = 3_600_000;
@@ -156,29 +167,35 @@ export class Agent {
       for (const name of this.localEntries.keys()) if (!live.has(name)) this.localEntries.delete(name);
 
       const queued: string[] = [];
-      let settling = 0;
+      const inSync: string[] = [];
+      const settling: string[] = [];
+      const uploads: Promise<{ name: string; outcome: SnapshotOutcome | undefined }>[] = [];
       for (const name of listing.names) {
         const verdict = await this.considerForSweep(name);
-        if (verdict === 'queued') queued.push(name);
-        if (verdict === 'settling') settling += 1;
+        if (verdict === 'in-sync') inSync.push(name);
+        else if (verdict === 'settling') settling.push(name);
+        else if (verdict !== 'gone') {
+          queued.push(name);
+          uploads.push(verdict.upload.then((outcome) => ({ name, outcome })));
+        }
       }
       this.options.hashCache.update((doc) => pruneDigests(doc, live));
       await this.abortStaleMultipartUploads(log);
-      const picture = compareSides(this.localEntries.values(), this.remote, new Set(Object.keys(this.options.state.current.conflicts)));
       const summary: SweepSummary = {
         reason,
         local: listing.names.length,
         remote: this.remote.snapshots.size,
         queued,
-        inSync: picture.inSync.length,
+        inSync,
         settling,
         durationMs: this.now() - startedMs,
+        uploads: Promise.all(uploads),
       };
       this.options.state.update((state) => {
         state.lastSweep = { atMs: startedMs, durationMs: summary.durationMs, queued: queued.length };
         state.counters.sweeps += 1;
       });
-      log.info('sweep finished', { ...summary, queued: queued.length });
+      log.info('sweep finished', { reason, local: summary.local, remote: summary.remote, queued: queued.length, inSync: inSync.length, settling: settling.length, durationMs: summary.durationMs });
       return summary;
     } catch (error) {
       const appError = isAppError(error) ? error : new AppError('local_io', describeError(error), { cause: error });
@@ -188,8 +205,8 @@ export class Agent {
     }
   }
 
-  /** One local snapshot during a sweep: in sync, queued, or left to the settler. */
-  private async considerForSweep(name: string): Promise<'in-sync' | 'queued' | 'settling' | 'gone'> {
+  /** One local snapshot during a sweep: in sync, left to the settler, or the promise of its upload. */
+  private async considerForSweep(name: string): Promise<'in-sync' | 'settling' | 'gone' | { upload: Promise<SnapshotOutcome | undefined> }> {
     let stat: SnapshotStat;
     try {
       stat = await statSnapshot(this.options.backupDir, name);
@@ -207,9 +224,49 @@ export class Agent {
     this.localEntries.set(name, { name, timeMs: stat.timeMs, manifestEtag: etag });
     const remote = this.remote.snapshots.get(name);
     if (remote?.complete === true && remote.manifestEtag === etag) return 'in-sync';
-    if (this.jobs.has(name)) return 'queued';
-    void this.upload(stat);
-    return 'queued';
+    // Wrapped so the sweep goes on while the upload runs (an async function would await it).
+    return { upload: this.upload(stat) };
+  }
+
+  /** Sweeps now and waits for everything it queued: the manual "sync now". */
+  async syncNow(): Promise<SyncReport> {
+    const summary = await this.sweep('manual');
+    const outcomes = await summary.uploads;
+    const report: SyncReport = { uploaded: [], alreadyRemote: [...summary.inSync], conflicts: [], failed: [], settling: summary.settling };
+    for (const { name, outcome } of outcomes) {
+      if (outcome === undefined) report.failed.push(name);
+      else if (outcome.outcome === 'uploaded') report.uploaded.push(name);
+      else if (outcome.outcome === 'already-remote') report.alreadyRemote.push(name);
+      else report.conflicts.push(name);
+    }
+    return report;
+  }
+
+  /** Waits for one named snapshot to settle (bounded), then uploads it: used after asking the service for a backup. */
+  async uploadWhenSettled(name: string, timeoutMs: number): Promise<SnapshotOutcome | undefined> {
+    const deadline = this.now() + timeoutMs;
+    let previous: SettleState | undefined;
+    for (;;) {
+      const stat = await statSnapshot(this.options.backupDir, name);
+      const judged = judgeSettle(previous, stat, this.now(), this.options.settleMs);
+      previous = judged.state;
+      if (judged.verdict.verdict === 'settled') return this.upload(stat);
+      if (this.now() >= deadline) throw new AppError('snapshot_gone', `${name} did not settle within ${timeoutMs} ms`, { retryable: false });
+      const waitMs = judged.verdict.verdict === 'wait' ? judged.verdict.checkAtMs - this.now() : this.options.settleMs;
+      await new Promise((resolve) => setTimeout(resolve, Math.max(25, Math.min(waitMs, deadline - this.now()))));
+    }
+  }
+
+  /** Lists the bucket now (single-flight with sweeps' listings is not needed: listing is read-only). */
+  async refreshRemoteIndex(): Promise<RemoteIndex> {
+    this.remote = await this.health.track(listRemoteIndex(this.options.store, this.now));
+    return this.remote;
+  }
+
+  /** Errors of the last attempt at a snapshot, for answers that name why an upload failed. */
+  lastErrorFor(name: string): string | undefined {
+    const error = this.options.state.current.lastError;
+    return error?.snapshot === name ? error.message : undefined;
   }
 
   /** Uploads one settled snapshot and records the outcome; never throws. */

@@ -5,7 +5,13 @@ import { Agent } from './agent.js';
 import { loadConfig, redactedConfig, type Config } from './config.js';
 import { AppError, describeError, isAppError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
+import { buildServer } from './http/server.js';
+import type { SyncApi } from './http/routes/sync.js';
+import { SyncOperations } from './operations.js';
 import { S3RemoteStore } from './remote/s3-store.js';
+import { Restorer } from './restore/restorer.js';
+import { DEFAULT_RETRY } from './retry.js';
+import { MemoryServiceClient } from './service/memory-service.js';
 import { agentStateSchema, freshAgentState } from './state/agent-state.js';
 import { emptyHashCache, hashCacheSchema } from './state/hash-cache.js';
 import { PersistedJson } from './state/persisted.js';
@@ -35,9 +41,8 @@ async function run(): Promise<void> {
 
   if (!config.enabled) {
     log.info('cloud sync is disabled (CLOUD_SYNC_ENABLED is not true): watching nothing, making no S3 calls');
-    // Stay up, as a sidecar should, so the container does not restart in a loop.
-    const keepAlive = setInterval(() => undefined, 2 ** 30);
-    stopFns.push(async () => clearInterval(keepAlive));
+    // Stay up with the API answering 503 on /sync/*, so the sidecar does not restart in a loop.
+    await listen(config, log, stopFns, undefined, () => ({ enabled: false, config: true, watcher: false, remote: true }));
     return;
   }
 
@@ -62,6 +67,16 @@ async function run(): Promise<void> {
     log.error('remote store unreachable at start; will retry', { location: store.location, error: describeError(error) });
   }
 
+  const restorer = new Restorer({
+    store,
+    backupDir: config.backupDir,
+    multipartThresholdBytes: config.multipartThresholdBytes,
+    retry: DEFAULT_RETRY,
+    log: log.child({ component: 'restore' }),
+    now: Date.now,
+  });
+  await restorer.cleanStaging();
+
   const agent = new Agent({
     backupDir: config.backupDir,
     settleMs: config.settleMs,
@@ -78,7 +93,50 @@ async function run(): Promise<void> {
     await agent.stop();
     store.close();
   });
+  const memoryService = config.memoryService === undefined ? undefined : new MemoryServiceClient(config.memoryService);
+  const operations = new SyncOperations({ agent, restorer, memoryService, state, backupDir: config.backupDir, settleMs: config.settleMs, log: log.child({ component: 'operations' }) });
+
   await agent.start();
+  await listen(config, log, stopFns, syncApi(agent, operations, restorer, config.backupDir), () => ({
+    enabled: true,
+    config: true,
+    watcher: agent.watching,
+    remote: agent.health.available === true,
+  }));
+  void operations.autoDownloadIfEmpty().catch((error: unknown) => {
+    log.error('automatic download at start failed', { error: describeError(error) });
+  });
+}
+
+function syncApi(agent: Agent, operations: SyncOperations, restorer: Restorer, backupDir: string): SyncApi {
+  return {
+    upload: () => operations.manualUpload(),
+    describeDownload: async (name) => {
+      const target = await operations.resolveDownloadTarget(name);
+      return `download ${target}${name === undefined ? ' (the latest remote snapshot by time)' : ''} into ${backupDir}, refusing if a different snapshot of that name exists there`;
+    },
+    download: (name) => operations.download(name),
+    restore: (name) => operations.restore(name),
+    status: () => ({ ...agent.status(), restoring: restorer.active(), memoryService: operations.serviceConfigured }),
+    remoteIndex: async (maxAgeMs) => (Date.now() - agent.remoteIndex.listedAtMs > maxAgeMs ? agent.refreshRemoteIndex() : agent.remoteIndex),
+    serviceConfigured: operations.serviceConfigured,
+  };
+}
+
+async function listen(config: Config, log: Logger, stopFns: (() => Promise<void>)[], sync: SyncApi | undefined, readiness: Parameters<typeof buildServer>[0]['readiness']): Promise<void> {
+  const server = await buildServer({ sync, readiness, apiToken: config.http.apiToken, log: log.child({ component: 'http' }) });
+  try {
+    const address = await server.listen({ host: config.http.host, port: config.http.port });
+    log.info('HTTP API listening', { address, auth: config.http.apiToken === undefined ? 'none (loopback only)' : 'bearer token' });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new AppError('config', `cannot listen on ${config.http.host}:${config.http.port}: ${code ?? describeError(error)}`, {
+      hint: 'set CLOUD_SYNC_PORT to a free port or CLOUD_SYNC_HOST to an address of this machine',
+    });
+  }
+  stopFns.push(async () => {
+    await server.close();
+  });
 }
 
 function installSignalHandlers(log: Logger, stopFns: (() => Promise<void>)[]): void {

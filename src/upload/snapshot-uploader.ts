@@ -24,7 +24,7 @@ import { sameFingerprint, statSnapshot, type FileStat, type SnapshotStat } from 
 import { lookupDigest, storeDigest, type HashCacheDocument } from '../state/hash-cache.js';
 import type { PersistedJson } from '../state/persisted.js';
 import { decideSnapshot, METADATA_AGENT, METADATA_SHA256, planFile, verifyStored, type FileAction } from './plan.js';
-import { withRetry, type RetryPolicy } from './retry.js';
+import { withRetry, type RetryPolicy } from '../retry.js';
 
 /**
  * Uploads one settled snapshot: digest its files (cached), compare with what the bucket

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AppError, isAppError } from '../errors.js';
+import { AppError, isAppError } from './errors.js';
 
 export interface RetryPolicy {
   attempts: number;

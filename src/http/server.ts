@@ -1,0 +1,49 @@
+import fastifySwagger from '@fastify/swagger';
+import Fastify, { type FastifyInstance } from 'fastify';
+import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import type { Logger } from '../log.js';
+import { makeTokenCheck } from './auth.js';
+import { makeErrorHandler } from './errors.js';
+import { registerHealthRoutes, type Readiness } from './routes/health.js';
+import { registerSyncRoutes, type SyncApi } from './routes/sync.js';
+
+export interface HttpDeps {
+  /** Undefined when cloud sync is disabled: /sync/* then answer 503. */
+  sync: SyncApi | undefined;
+  readiness: () => Readiness;
+  apiToken: string | undefined;
+  log: Logger;
+}
+
+/** Requests carry no bodies worth more than this; anything larger is refused before parsing. */
+const BODY_LIMIT_BYTES = 16 * 1024;
+
+/** Builds the API without listening, so tests drive it with inject() and main decides where it listens. */
+export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT_BYTES, return503OnClosing: true }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  app.setErrorHandler(makeErrorHandler(deps.log));
+  app.setNotFoundHandler((request, reply) => {
+    void reply.status(404).send({ error: 'not_found', message: `no route ${request.method} ${request.url.split('?')[0] ?? ''}` });
+  });
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'memsync', description: 'Cloud sync of memory-service backups to S3-compatible storage', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+    transform: jsonSchemaTransform,
+  });
+
+  const checkToken = makeTokenCheck(deps.apiToken);
+  app.addHook('onRequest', async (request) => {
+    const path = request.url.split('?')[0] ?? '';
+    if (path === '/docs' || path.startsWith('/sync/') || path === '/metrics') checkToken(request.headers.authorization);
+  });
+
+  registerHealthRoutes(app, deps.readiness);
+  registerSyncRoutes(app, deps.sync);
+  app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}

@@ -1,0 +1,197 @@
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
+import path from 'node:path';
+import { AppError, describeError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { RemoteStore } from '../remote/store.js';
+import { withRetry, type RetryPolicy } from '../retry.js';
+import { digestFile } from '../snapshot/digest.js';
+import { buildManifest, diffManifests, fileKey, manifestDigest, sameContent, type Manifest } from '../snapshot/manifest.js';
+import { requireSnapshotName } from '../snapshot/naming.js';
+import { statSnapshot } from '../snapshot/scan.js';
+import { fsyncDirectory } from '../state/atomic-file.js';
+import { downloadVerified, type Verification } from './download-file.js';
+import { planRemoteSnapshot, type RemoteSnapshotPlan } from './remote-snapshot.js';
+
+/**
+ * Brings a remote snapshot back into the backup directory without ever overwriting or
+ * exposing a partial one: download into a dot-named staging directory on the same file
+ * system (ignored by memsync's watcher), verify every file, fsync, then rename into place.
+ */
+
+export const STAGING_PREFIX = '.memsync-staging-';
+
+export type RestoreOutcome =
+  | { outcome: 'restored'; snapshot: string; files: number; bytes: number; verification: Verification; durationMs: number }
+  | { outcome: 'already-present'; snapshot: string; files: number; bytes: number };
+
+export interface RestoreProgress {
+  snapshot: string;
+  totalBytes: number;
+  receivedBytes: number;
+  startedAtMs: number;
+}
+
+export interface RestorerOptions {
+  store: RemoteStore;
+  backupDir: string;
+  multipartThresholdBytes: number;
+  retry: RetryPolicy;
+  log: Logger;
+  now: () => number;
+}
+
+export class Restorer {
+  private readonly running = new Map<string, { promise: Promise<RestoreOutcome>; progress: RestoreProgress }>();
+
+  constructor(private readonly options: RestorerOptions) {}
+
+  /** Restores in progress, for status. */
+  active(): RestoreProgress[] {
+    return [...this.running.values()].map((r) => ({ ...r.progress }));
+  }
+
+  isRestoring(name: string): boolean {
+    return this.running.has(name);
+  }
+
+  /** Removes staging directories a crash left behind; they never held a complete, renamed snapshot. */
+  async cleanStaging(): Promise<number> {
+    let entries: string[];
+    try {
+      entries = await readdir(this.options.backupDir);
+    } catch {
+      return 0;
+    }
+    const leftovers = entries.filter((entry) => entry.startsWith(STAGING_PREFIX));
+    for (const entry of leftovers) await rm(path.join(this.options.backupDir, entry), { recursive: true, force: true });
+    if (leftovers.length > 0) this.options.log.info('removed staging leftovers of interrupted restores', { count: leftovers.length });
+    return leftovers.length;
+  }
+
+  /** Concurrent requests for the same snapshot share one restore. */
+  restore(name: string, signal?: AbortSignal): Promise<RestoreOutcome> {
+    requireSnapshotName(name);
+    const existing = this.running.get(name);
+    if (existing !== undefined) return existing.promise;
+    const progress: RestoreProgress = { snapshot: name, totalBytes: 0, receivedBytes: 0, startedAtMs: this.options.now() };
+    const promise = this.run(name, progress, signal).finally(() => this.running.delete(name));
+    this.running.set(name, { promise, progress });
+    return promise;
+  }
+
+  private async run(name: string, progress: RestoreProgress, signal: AbortSignal | undefined): Promise<RestoreOutcome> {
+    const log = this.options.log.child({ snapshot: name });
+    const retry = <T>(operation: () => Promise<T>, what: string): Promise<T> =>
+      withRetry(operation, { policy: this.options.retry, signal, onRetry: (error, attempt, delayMs) => log.warn('retrying', { operation: what, attempt, delayMs, error: error.message }) });
+
+    const plan = await retry(() => planRemoteSnapshot(this.options.store, name, signal), `read remote snapshot ${name}`);
+    progress.totalBytes = plan.totalBytes;
+    const target = path.join(this.options.backupDir, name);
+    if (plan.manifest !== undefined && (await exists(target))) return this.compareExisting(plan, plan.manifest, log);
+
+    await mkdir(this.options.backupDir, { recursive: true });
+    const staging = path.join(this.options.backupDir, `${STAGING_PREFIX}${name}-${randomBytes(4).toString('hex')}`);
+    await mkdir(staging);
+    try {
+      const verifications: Verification[] = [];
+      for (const file of plan.files) {
+        const localPath = path.join(staging, ...file.path.split('/'));
+        await mkdir(path.dirname(localPath), { recursive: true });
+        const before = progress.receivedBytes;
+        const verification = await retry(async () => {
+          // A failed attempt leaves a partial file; start each attempt from nothing.
+          await unlink(localPath).catch(() => undefined);
+          progress.receivedBytes = before;
+          return downloadVerified(this.options.store, fileKey(name, file.path), localPath, file, signal, (bytes) => {
+            progress.receivedBytes += bytes;
+          });
+        }, `download ${name}/${file.path}`);
+        verifications.push(verification);
+      }
+      await fsyncTree(staging);
+      if (plan.manifest === undefined && (await exists(target))) {
+        return await this.compareExistingToStaged(plan, staging, log);
+      }
+      await this.moveIntoPlace(plan, staging, target);
+      const verification = weakest(verifications);
+      log.info('snapshot restored', { files: plan.files.length, bytes: plan.totalBytes, verification, durationMs: this.options.now() - progress.startedAtMs });
+      return { outcome: 'restored', snapshot: name, files: plan.files.length, bytes: plan.totalBytes, verification, durationMs: this.options.now() - progress.startedAtMs };
+    } finally {
+      await rm(staging, { recursive: true, force: true }).catch((error: unknown) => log.warn('cannot remove staging directory', { staging, error: describeError(error) }));
+    }
+  }
+
+  /** The rename is the commit point: before it nothing exists under the real name, after it everything does. */
+  private async moveIntoPlace(plan: RemoteSnapshotPlan, staging: string, target: string): Promise<void> {
+    if (await exists(target)) throw new AppError('conflict', `${plan.name} appeared locally during the restore; nothing was overwritten`);
+    if (plan.kind === 'file') {
+      await rename(path.join(staging, plan.name), target);
+      await rmdir(staging).catch(() => undefined);
+    } else {
+      await rename(staging, target);
+    }
+    await fsyncDirectory(this.options.backupDir);
+  }
+
+  private async localManifest(name: string): Promise<Manifest> {
+    const stat = await statSnapshot(this.options.backupDir, name);
+    const files = [];
+    for (const file of stat.files) {
+      const absolute = stat.kind === 'file' ? path.join(this.options.backupDir, name) : path.join(this.options.backupDir, name, ...file.path.split('/'));
+      const digest = await digestFile(absolute, file.size, this.options.multipartThresholdBytes);
+      files.push({ path: file.path, size: file.size, sha256: digest.sha256 });
+    }
+    return buildManifest(name, stat.kind, files);
+  }
+
+  private async compareExisting(plan: RemoteSnapshotPlan, remote: Manifest, log: Logger): Promise<RestoreOutcome> {
+    const local = await this.localManifest(plan.name);
+    if (sameContent(local, remote)) return { outcome: 'already-present', snapshot: plan.name, files: remote.files.length, bytes: plan.totalBytes };
+    throw this.conflict(local, remote, log);
+  }
+
+  /** Without a remote manifest the remote SHA-256s are only known once downloaded. */
+  private async compareExistingToStaged(plan: RemoteSnapshotPlan, staging: string, log: Logger): Promise<RestoreOutcome> {
+    const local = await this.localManifest(plan.name);
+    const stagedFiles = [];
+    for (const file of plan.files) {
+      const digest = await digestFile(path.join(staging, ...file.path.split('/')), file.size, this.options.multipartThresholdBytes);
+      stagedFiles.push({ path: file.path, size: file.size, sha256: digest.sha256 });
+    }
+    const remote = buildManifest(plan.name, plan.kind, stagedFiles);
+    if (sameContent(local, remote)) return { outcome: 'already-present', snapshot: plan.name, files: plan.files.length, bytes: plan.totalBytes };
+    throw this.conflict(local, remote, log);
+  }
+
+  private conflict(local: Manifest, remote: Manifest, log: Logger): AppError {
+    const details = { snapshot: local.snapshot, localSha256: manifestDigest(local), remoteSha256: manifestDigest(remote), differingFiles: diffManifests(local, remote).slice(0, 50) };
+    log.warn('restore refused: a local snapshot of that name has different content; nothing was written', details);
+    return new AppError('conflict', `local snapshot ${local.snapshot} differs from the remote one; nothing was overwritten`, {
+      details,
+      hint: 'move the local snapshot aside first if the remote one should replace it',
+    });
+  }
+}
+
+async function exists(target: string): Promise<boolean> {
+  try {
+    await lstat(target);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function fsyncTree(dir: string): Promise<void> {
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    if (entry.isDirectory()) await fsyncTree(path.join(dir, entry.name));
+  }
+  await fsyncDirectory(dir);
+}
+
+function weakest(verifications: readonly Verification[]): Verification {
+  if (verifications.includes('size-only')) return 'size-only';
+  if (verifications.includes('etag')) return 'etag';
+  return 'sha256';
+}
