@@ -1,6 +1,7 @@
 import fastifySwagger from '@fastify/swagger';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { makeTokenCheck } from './auth.js';
 import { makeErrorHandler } from './errors.js';
@@ -17,6 +18,22 @@ export interface HttpDeps {
 
 /** Requests carry no bodies worth more than this; anything larger is refused before parsing. */
 const BODY_LIMIT_BYTES = 16 * 1024;
+
+/**
+ * Dot segments are resolved by routing before any handler sees them (`/sync/restore/%2e%2e`
+ * would become `/sync/`); refuse them outright so every traversal attempt gets the same 400.
+ */
+function rejectTraversal(rawPath: string): void {
+  let decoded: string;
+  try {
+    decoded = decodeURIComponent(rawPath);
+  } catch {
+    throw new AppError('bad_input', 'malformed percent-encoding in the URL');
+  }
+  if (decoded.split(/[/\\]/).some((segment) => segment === '..' || segment === '.') || decoded.includes('\0')) {
+    throw new AppError('bad_input', 'path traversal is not allowed in URLs');
+  }
+}
 
 /** Builds the API without listening, so tests drive it with inject() and main decides where it listens. */
 export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
@@ -39,6 +56,7 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
   const checkToken = makeTokenCheck(deps.apiToken);
   app.addHook('onRequest', async (request) => {
     const path = request.url.split('?')[0] ?? '';
+    rejectTraversal(path);
     if (path === '/docs' || path.startsWith('/sync/') || path === '/metrics') checkToken(request.headers.authorization);
   });
 

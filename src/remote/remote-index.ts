@@ -33,7 +33,8 @@ export function buildRemoteIndex(objects: Iterable<RemoteObject>, nowMs: number)
   for (const object of objects) {
     const slash = object.key.indexOf('/');
     const name = slash > 0 ? object.key.slice(0, slash) : '';
-    if (!isSnapshotName(name) || slash === object.key.length - 1) {
+    // Keys ending in '/' are folder markers some tools create; they hold no file.
+    if (!isSnapshotName(name) || object.key.endsWith('/')) {
       ignoredKeys += 1;
       continue;
     }

@@ -47,7 +47,8 @@ export function storeDigest(cache: HashCacheDocument, snapshot: string, file: Fi
 export function pruneDigests(cache: HashCacheDocument, liveSnapshots: ReadonlySet<string>): number {
   let removed = 0;
   for (const key of Object.keys(cache.entries)) {
-    if (!liveSnapshots.has(key.slice(0, key.indexOf('/')))) {
+    const slash = key.indexOf('/');
+    if (slash <= 0 || !liveSnapshots.has(key.slice(0, slash))) {
       delete cache.entries[key];
       removed += 1;
     }

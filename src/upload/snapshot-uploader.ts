@@ -7,7 +7,7 @@ import { AppError, describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { readBody, sha256OfBody } from '../remote/body.js';
 import type { RemoteStore } from '../remote/store.js';
-import { digestFile, type FileDigest } from '../snapshot/digest.js';
+import { digestFile, normalizeEtag, type FileDigest } from '../snapshot/digest.js';
 import {
   buildManifest,
   diffManifests,
@@ -117,26 +117,31 @@ export class SnapshotUploader {
       let bytesSent = 0;
       let filesSent = 0;
       const priority = Math.floor(stat.timeMs / 1000);
-      await Promise.all(
-        plans.map((plan) =>
-          this.options.fileQueue.add(
-            async () => {
-              if (plan.action.action === 'upload') {
-                const sent = await this.uploadFile(stat, plan, signal, progress, onProgress, log);
-                if (sent) {
-                  created.push(fileKey(stat.name, plan.file.path));
-                  bytesSent += plan.digest.size;
-                  filesSent += 1;
-                }
+      // No signal is handed to the queue: an aborted add() would reject while its task still
+      // runs, and the cleanup below must only start once every task has really finished.
+      const tasks = plans.map((plan) =>
+        this.options.fileQueue.add(
+          async () => {
+            if (signal.aborted) throw cancelledOr(undefined, signal);
+            if (plan.action.action === 'upload') {
+              const sent = await this.uploadFile(stat, plan, signal, progress, onProgress, log);
+              if (sent) {
+                created.push(fileKey(stat.name, plan.file.path));
+                bytesSent += plan.digest.size;
+                filesSent += 1;
               }
-              progress.filesDone += 1;
-              if (plan.action.action !== 'upload') progress.sentBytes += plan.digest.size;
-              onProgress({ ...progress });
-            },
-            { priority, signal },
-          ),
+            } else {
+              progress.sentBytes += plan.digest.size;
+            }
+            progress.filesDone += 1;
+            onProgress({ ...progress });
+          },
+          { priority },
         ),
       );
+      const results = await Promise.allSettled(tasks);
+      const failure = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (failure !== undefined) throw failure.reason;
       // Files changed while they were being sent: what was sent is not a consistent snapshot.
       await this.requireUnchanged(stat);
       const written = await this.writeManifest(stat.name, manifest, signal);
@@ -183,7 +188,7 @@ export class SnapshotUploader {
     const head = await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
     if (head === undefined) return undefined;
     const localBytes = serializeManifest(local);
-    if (head.etag.replace(/"/g, '') === createHash('md5').update(localBytes).digest('hex')) return local;
+    if (normalizeEtag(head.etag) === createHash('md5').update(localBytes).digest('hex')) return local;
     const bytes = await this.retrying(async () => readBody(await this.options.store.get(key, signal), key), `download ${key}`, signal);
     return parseManifest(bytes, name);
   }
@@ -217,10 +222,12 @@ export class SnapshotUploader {
     const key = fileKey(stat.name, plan.file.path);
     const absolute = this.absolutePath(stat, plan.file);
     const replace = plan.action.action === 'upload' && plan.action.replace;
-    const base = progress.sentBytes;
     let lastLogMs = this.options.now();
+    let loadedBefore = 0;
+    // Files of one snapshot upload in parallel: each adds its own increments to the shared total.
     const reportProgress = (loaded: number): void => {
-      progress.sentBytes = base + loaded;
+      progress.sentBytes += loaded - loadedBefore;
+      loadedBefore = loaded;
       onProgress({ ...progress });
       const now = this.options.now();
       if (plan.digest.multipart && now - lastLogMs >= PROGRESS_LOG_INTERVAL_MS) {

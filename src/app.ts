@@ -1,0 +1,139 @@
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { Agent } from './agent.js';
+import type { Config } from './config.js';
+import { AppError, describeError } from './errors.js';
+import type { SyncApi } from './http/routes/sync.js';
+import { buildServer } from './http/server.js';
+import type { Logger } from './log.js';
+import { SyncOperations } from './operations.js';
+import { S3RemoteStore } from './remote/s3-store.js';
+import type { RemoteStore } from './remote/store.js';
+import { Restorer } from './restore/restorer.js';
+import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
+import { MemoryServiceClient } from './service/memory-service.js';
+import { agentStateSchema, freshAgentState } from './state/agent-state.js';
+import { emptyHashCache, hashCacheSchema } from './state/hash-cache.js';
+import { PersistedJson } from './state/persisted.js';
+
+/**
+ * Composition root: builds every object from the configuration, starts them in order and
+ * stops them in reverse. main.ts adds the process around it (signals, exit codes); tests
+ * build the same graph, optionally with another store (fault injection) and without listening.
+ */
+
+export interface Memsync {
+  server: FastifyInstance;
+  agent: Agent | undefined;
+  operations: SyncOperations | undefined;
+  /** Starts watching, the start sweep, the automatic download, and listening when asked. */
+  start(options?: { listen?: boolean }): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface BuildOptions {
+  /** Replaces the S3 store (tests of fault paths a real server cannot produce on demand). */
+  store?: RemoteStore;
+  retry?: RetryPolicy;
+}
+
+export async function buildMemsync(config: Config, log: Logger, options: BuildOptions = {}): Promise<Memsync> {
+  if (!config.enabled) {
+    const server = await buildServer({ sync: undefined, readiness: () => ({ enabled: false, config: true, watcher: false, remote: true }), apiToken: config.http.apiToken, log: log.child({ component: 'http' }) });
+    return {
+      server,
+      agent: undefined,
+      operations: undefined,
+      start: async ({ listen = true } = {}) => {
+        log.info('cloud sync is disabled (CLOUD_SYNC_ENABLED is not true): watching nothing, making no S3 calls');
+        if (listen) await listenOn(server, config, log);
+      },
+      stop: () => server.close(),
+    };
+  }
+
+  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  const stateLog = log.child({ component: 'state' });
+  const state = new PersistedJson(path.join(config.stateDir, 'state.json'), agentStateSchema, freshAgentState, stateLog);
+  const hashCache = new PersistedJson(path.join(config.stateDir, 'hash-cache.json'), hashCacheSchema, emptyHashCache, stateLog, 2000);
+  await state.load();
+  await hashCache.load();
+
+  const store = options.store ?? new S3RemoteStore({ ...config.s3, partsInFlight: 4 });
+  const retry = options.retry ?? DEFAULT_RETRY;
+  const restorer = new Restorer({ store, backupDir: config.backupDir, multipartThresholdBytes: config.multipartThresholdBytes, retry, log: log.child({ component: 'restore' }), now: Date.now });
+  const agent = new Agent({
+    backupDir: config.backupDir,
+    settleMs: config.settleMs,
+    concurrency: config.concurrency,
+    multipartThresholdBytes: config.multipartThresholdBytes,
+    shutdownTimeoutMs: config.shutdownTimeoutMs,
+    schedule: config.schedule,
+    store,
+    state,
+    hashCache,
+    log,
+    retry,
+  });
+  const memoryService = config.memoryService === undefined ? undefined : new MemoryServiceClient(config.memoryService);
+  const operations = new SyncOperations({ agent, restorer, memoryService, state, backupDir: config.backupDir, settleMs: config.settleMs, log: log.child({ component: 'operations' }) });
+  const server = await buildServer({
+    sync: syncApi(agent, operations, restorer, config.backupDir),
+    readiness: () => ({ enabled: true, config: true, watcher: agent.watching, remote: agent.health.available === true }),
+    apiToken: config.http.apiToken,
+    log: log.child({ component: 'http' }),
+  });
+
+  return {
+    server,
+    agent,
+    operations,
+    start: async ({ listen = true } = {}) => {
+      // A refusal (credentials, missing bucket) is fatal and said once; an unreachable store is retried.
+      await agent.health.track(store.checkAccess()).then(
+        () => log.info('remote store reachable', { location: store.location }),
+        (error: unknown) => {
+          if (error instanceof AppError && error.kind === 'remote_rejected') throw error;
+          log.error('remote store unreachable at start; will retry', { location: store.location, error: describeError(error) });
+        },
+      );
+      await restorer.cleanStaging();
+      await agent.start();
+      if (listen) await listenOn(server, config, log);
+      void operations.autoDownloadIfEmpty().catch((error: unknown) => log.error('automatic download at start failed', { error: describeError(error) }));
+    },
+    stop: async () => {
+      await server.close();
+      await agent.stop();
+      store.close();
+    },
+  };
+}
+
+function syncApi(agent: Agent, operations: SyncOperations, restorer: Restorer, backupDir: string): SyncApi {
+  return {
+    upload: () => operations.manualUpload(),
+    describeDownload: async (name) => {
+      const target = await operations.resolveDownloadTarget(name);
+      return `download ${target}${name === undefined ? ' (the latest remote snapshot by time)' : ''} into ${backupDir}, refusing if a different snapshot of that name exists there`;
+    },
+    download: (name) => operations.download(name),
+    restore: (name) => operations.restore(name),
+    status: () => ({ ...agent.status(), restoring: restorer.active(), memoryService: operations.serviceConfigured }),
+    remoteIndex: async (maxAgeMs) => (Date.now() - agent.remoteIndex.listedAtMs > maxAgeMs ? agent.refreshRemoteIndex() : agent.remoteIndex),
+    serviceConfigured: operations.serviceConfigured,
+  };
+}
+
+async function listenOn(server: FastifyInstance, config: Config, log: Logger): Promise<void> {
+  try {
+    const address = await server.listen({ host: config.http.host, port: config.http.port });
+    log.info('HTTP API listening', { address, auth: config.http.apiToken === undefined ? 'none (loopback only)' : 'bearer token' });
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new AppError('config', `cannot listen on ${config.http.host}:${config.http.port}: ${code ?? describeError(error)}`, {
+      hint: 'set CLOUD_SYNC_PORT to a free port or CLOUD_SYNC_HOST to an address of this machine',
+    });
+  }
+}

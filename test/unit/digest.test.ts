@@ -1,0 +1,174 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { isAppError } from '../../src/errors.js';
+import { digestFile, multipartEtag, normalizeEtag, PartHasher, partSizeFor, usesMultipart } from '../../src/snapshot/digest.js';
+import { tempDir } from '../helpers/tmp.js';
+
+const MIB = 1024 * 1024;
+const THRESHOLD = 5 * MIB;
+
+const md5Hex = (bytes: Buffer): string => createHash('md5').update(bytes).digest('hex');
+const sha256Hex = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+
+/** S3's multipart ETag computed independently: MD5 of the concatenated raw part MD5s, then -N. */
+function expectedMultipartEtag(bytes: Buffer, partSize: number): string {
+  const digests: Buffer[] = [];
+  for (let offset = 0; offset < bytes.length; offset += partSize) {
+    digests.push(createHash('md5').update(bytes.subarray(offset, offset + partSize)).digest());
+  }
+  if (digests.length === 0) digests.push(createHash('md5').update(Buffer.alloc(0)).digest());
+  return `${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-${digests.length}`;
+}
+
+async function writeTemp(bytes: Buffer, name = 'file.bin'): Promise<string> {
+  const file = path.join(await tempDir('digest'), name);
+  await writeFile(file, bytes);
+  return file;
+}
+
+async function rejection(promise: Promise<unknown>): Promise<unknown> {
+  try {
+    await promise;
+  } catch (error) {
+    return error;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('partSizeFor / usesMultipart', () => {
+  it.each([
+    [0, 8 * MIB],
+    [1, 8 * MIB],
+    [20 * MIB, 8 * MIB],
+    [80_000 * MIB, 8 * MIB],
+    [80_000 * MIB + 1, 9 * MIB],
+    [100 * 1024 * MIB, 11 * MIB],
+  ])('size %d -> part size %d', (size, partSize) => {
+    expect(partSizeFor(size)).toBe(partSize);
+  });
+
+  it.each([1, 5 * MIB, 80 * 1024 * MIB, 5 * 1024 * 1024 * MIB])('size %d needs at most 10,000 whole-MiB parts', (size) => {
+    const partSize = partSizeFor(size);
+    expect(partSize % MIB).toBe(0);
+    expect(Math.ceil(size / partSize)).toBeLessThanOrEqual(10_000);
+  });
+
+  it.each([
+    [THRESHOLD - 1, false],
+    [THRESHOLD, true],
+    [THRESHOLD + 1, true],
+    [0, false],
+  ])('size %d with a 5 MiB threshold -> multipart %s', (size, multipart) => {
+    expect(usesMultipart(size, THRESHOLD)).toBe(multipart);
+  });
+});
+
+describe('normalizeEtag', () => {
+  it.each([
+    ['"abc"', 'abc'],
+    ['W/"ABC-2"', 'abc-2'],
+    ['ABCDEF', 'abcdef'],
+    [undefined, ''],
+  ])('%j -> %j', (etag, expected) => {
+    expect(normalizeEtag(etag)).toBe(expected);
+  });
+});
+
+describe('PartHasher', () => {
+  const partSize = 1000;
+  const data = randomBytes(5500);
+
+  function hashInChunks(bytes: Buffer, chunkSizes: readonly number[]): string {
+    const hasher = new PartHasher(partSize);
+    let offset = 0;
+    let i = 0;
+    while (offset < bytes.length) {
+      const size = chunkSizes[i % chunkSizes.length] ?? 1;
+      hasher.update(bytes.subarray(offset, offset + size));
+      offset += size;
+      i += 1;
+    }
+    return hasher.etag();
+  }
+
+  it.each([[[5500]], [[1]], [[7]], [[999]], [[1000]], [[1001]], [[2500, 1, 1999]], [[333, 4000, 17]]])('gives the independent ETag with chunk sizes %j', (chunkSizes) => {
+    expect(hashInChunks(data, chunkSizes)).toBe(expectedMultipartEtag(data, partSize));
+    expect(hashInChunks(data, chunkSizes)).toMatch(/^[0-9a-f]{32}-6$/);
+  });
+
+  it.each([[[5000]], [[1000]], [[1]], [[600]]])('adds no empty trailing part when the size is a multiple of the part size (chunks %j)', (chunkSizes) => {
+    const exact = data.subarray(0, 5000);
+    expect(hashInChunks(exact, chunkSizes)).toBe(expectedMultipartEtag(exact, partSize));
+    expect(hashInChunks(exact, chunkSizes).endsWith('-5')).toBe(true);
+  });
+
+  it('hashes empty input as one empty part', () => {
+    expect(new PartHasher(partSize).etag()).toBe(expectedMultipartEtag(Buffer.alloc(0), partSize));
+  });
+
+  it('ignores empty chunks', () => {
+    const hasher = new PartHasher(partSize);
+    hasher.update(Buffer.alloc(0));
+    hasher.update(data.subarray(0, 1500));
+    hasher.update(Buffer.alloc(0));
+    hasher.update(data.subarray(1500));
+    expect(hasher.etag()).toBe(expectedMultipartEtag(data, partSize));
+  });
+
+  it('multipartEtag matches the independent computation', () => {
+    const parts = [Buffer.from('a'), Buffer.from('bb'), Buffer.from('ccc')];
+    const digests = parts.map((p) => createHash('md5').update(p).digest());
+    expect(multipartEtag(digests)).toBe(`${createHash('md5').update(Buffer.concat(digests)).digest('hex')}-3`);
+  });
+});
+
+describe('digestFile', () => {
+  it.each([
+    ['empty', 0],
+    ['small', 1234],
+    ['just below the threshold', THRESHOLD - 1],
+  ])('digests a %s file in one part: etag is the MD5', async (_label, size) => {
+    const bytes = randomBytes(size);
+    const file = await writeTemp(bytes);
+    const digest = await digestFile(file, size, THRESHOLD);
+    expect(digest).toEqual({ size, sha256: sha256Hex(bytes), md5: md5Hex(bytes), etag: md5Hex(bytes), partSizeBytes: partSizeFor(size), multipart: false });
+  });
+
+  it.each([
+    ['at the threshold', THRESHOLD, 1],
+    ['of two whole parts', 16 * MIB, 2],
+    ['of ~20 MiB', 20 * MIB + 12_345, 3],
+  ])('digests a file %s as multipart with the S3 ETag', async (_label, size, parts) => {
+    const bytes = randomBytes(size);
+    const file = await writeTemp(bytes);
+    const digest = await digestFile(file, size, THRESHOLD);
+    expect(digest.multipart).toBe(true);
+    expect(digest.size).toBe(size);
+    expect(digest.partSizeBytes).toBe(8 * MIB);
+    expect(digest.sha256).toBe(sha256Hex(bytes));
+    expect(digest.md5).toBe(md5Hex(bytes));
+    expect(digest.etag).toBe(expectedMultipartEtag(bytes, 8 * MIB));
+    expect(digest.etag.endsWith(`-${parts}`)).toBe(true);
+  });
+
+  it.each([
+    ['grew', 100, 99],
+    ['shrank', 100, 101],
+    ['grew past the threshold', THRESHOLD + 10, THRESHOLD - 10],
+  ])('reports a file that %s since the stat as snapshot_gone', async (_label, actual, expected) => {
+    const file = await writeTemp(randomBytes(actual));
+    expect(isAppError(await rejection(digestFile(file, expected, THRESHOLD)), 'snapshot_gone')).toBe(true);
+  });
+
+  it('reports a missing file as snapshot_gone', async () => {
+    const dir = await tempDir('digest');
+    expect(isAppError(await rejection(digestFile(path.join(dir, 'missing.bin'), 10, THRESHOLD)), 'snapshot_gone')).toBe(true);
+  });
+
+  it('reports a directory in place of the file as local_io', async () => {
+    const dir = await tempDir('digest');
+    expect(isAppError(await rejection(digestFile(dir, 10, THRESHOLD)), 'local_io')).toBe(true);
+  });
+});
