@@ -41,6 +41,7 @@ export interface AgentOptions {
 export interface SweepSummary {
   reason: string;
   local: number;
+  /** Remote snapshots in the listing this sweep started from. */
   remote: number;
   queued: string[];
   inSync: string[];
@@ -161,6 +162,8 @@ export class Agent {
     const log = this.options.log.child({ component: 'sweep' });
     try {
       this.remote = await this.health.track(listRemoteIndex(this.options.store, this.now));
+      // As listed: uploads this sweep starts add to the live index while it goes on.
+      const remoteListed = this.remote.snapshots.size;
       const listing = await listSnapshotEntries(this.options.backupDir);
       for (const rejected of listing.rejected) log.warn('skipping entry in backup directory', { entry: rejected.name, reason: rejected.reason });
       const live = new Set(listing.names);
@@ -184,7 +187,7 @@ export class Agent {
       const summary: SweepSummary = {
         reason,
         local: listing.names.length,
-        remote: this.remote.snapshots.size,
+        remote: remoteListed,
         queued,
         inSync,
         settling,

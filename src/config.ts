@@ -136,7 +136,7 @@ const envSchema = z.object({
   CLOUD_SYNC_SETTLE_MS: integerText(100, 3_600_000, 'milliseconds').default(2000),
   CLOUD_SYNC_CONCURRENCY: integerText(1, 64, 'parallel file uploads').default(4),
   CLOUD_SYNC_MULTIPART_THRESHOLD_MB: integerText(MIN_MULTIPART_THRESHOLD_MIB, 5 * 1024, 'MiB').default(16),
-  CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS: integerText(0, 600_000, 'milliseconds').default(8000),
+  CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS: integerText(0, 600_000, 'milliseconds').default(5000),
   CLOUD_SYNC_HOST: z.string().trim().min(1, 'expected a host name or IP address').default('127.0.0.1'),
   CLOUD_SYNC_PORT: integerText(0, 65_535, 'port').default(8901),
   CLOUD_SYNC_API_TOKEN: z.string().trim().min(16, 'expected a token of at least 16 characters').optional(),

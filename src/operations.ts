@@ -1,12 +1,12 @@
 import { AppError, describeError, isAppError } from './errors.js';
 import type { Agent, SyncReport } from './agent.js';
 import type { Logger } from './log.js';
-import type { RemoteIndex, RemoteSnapshot } from './remote/remote-index.js';
+import { remoteNewerThan, type RemoteIndex, type RemoteSnapshot } from './remote/remote-index.js';
 import type { Restorer, RestoreOutcome } from './restore/restorer.js';
 import { withRetry } from './retry.js';
 import type { MemoryServiceClient } from './service/memory-service.js';
 import { latestByTime, requireSnapshotName } from './snapshot/naming.js';
-import { listSnapshotEntries } from './snapshot/scan.js';
+import { listSnapshotEntries, statSnapshot } from './snapshot/scan.js';
 import type { AgentState } from './state/agent-state.js';
 import type { PersistedJson } from './state/persisted.js';
 
@@ -118,8 +118,9 @@ export class SyncOperations {
     const local = await listSnapshotEntries(this.options.backupDir);
     const index = await agent.refreshRemoteIndex();
     if (local.names.length > 0) {
-      const newer = agent.status().remoteSnapshots.newerThanLocal;
-      if (newer.length > 0) log.warn('the bucket has snapshots newer than any local one; not downloading automatically', { newer: newer.slice(0, 10) });
+      // The agent's own picture of the local side may not be built yet at start: stat here.
+      const newer = remoteNewerThan(index, await latestLocalTimeMs(this.options.backupDir, local.names));
+      if (newer.length > 0) log.warn('the bucket has snapshots newer than any local one; not downloading automatically', { newer: newer.slice(0, 10).map((s) => s.name) });
       return undefined;
     }
     const latest = chooseLatestRestorable(index);
@@ -141,4 +142,20 @@ export class SyncOperations {
     });
     return { restore: outcome, applied: true, message: `downloaded ${latest.name} and the memory service applied it` };
   }
+}
+
+/** The time of the newest local snapshot, from names or mtimes; entries removed meanwhile are skipped. */
+async function latestLocalTimeMs(backupDir: string, names: readonly string[]): Promise<number | undefined> {
+  let latest: number | undefined;
+  for (const name of names) {
+    const timeMs = await statSnapshot(backupDir, name).then(
+      (stat) => stat.timeMs,
+      (error: unknown) => {
+        if (isAppError(error, 'snapshot_gone')) return undefined;
+        throw error;
+      },
+    );
+    if (timeMs !== undefined && (latest === undefined || timeMs > latest)) latest = timeMs;
+  }
+  return latest;
 }

@@ -1,4 +1,4 @@
-import type { RemoteIndex } from './remote/remote-index.js';
+import { remoteNewerThan, type RemoteIndex } from './remote/remote-index.js';
 import type { RemoteHealth } from './remote-health.js';
 import { latestByTime } from './snapshot/naming.js';
 import type { AgentState, ConflictRecord, Counters, ErrorRecord, UploadRecord } from './state/agent-state.js';
@@ -49,8 +49,7 @@ export function buildStatus(inputs: StatusInputs): AgentStatus {
   const latestLocal = latestByTime(local.values());
   const completeRemote = [...remote.snapshots.values()].filter((s) => s.complete || s.fileCount > 0);
   const latestRemote = latestByTime(completeRemote);
-  const newerThanLocal = completeRemote
-    .filter((s) => latestLocal === undefined || s.timeMs > latestLocal.timeMs)
+  const newerThanLocal = remoteNewerThan(remote, latestLocal?.timeMs)
     .map((s) => s.name)
     .slice(0, LIST_LIMIT);
   const health = inputs.health.snapshot();

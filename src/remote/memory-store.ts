@@ -60,14 +60,17 @@ export class MemoryRemoteStore implements RemoteStore {
     }
     const bytes = this.options.transformStoredBytes?.(key, received) ?? received;
     let etag: string;
-    if (options.partSizeBytes === undefined) {
+    // As lib-storage does, a body that fits in one part is a single PUT with the plain MD5 as ETag.
+    if (options.partSizeBytes === undefined || bytes.length <= options.partSizeBytes) {
       etag = createHash('md5').update(bytes).digest('hex');
     } else {
       const parts = new PartHasher(options.partSizeBytes);
       parts.update(bytes);
       etag = parts.etag();
     }
-    this.objects.set(key, { bytes, etag, metadata: { ...options.metadata }, lastModifiedMs: Date.now() });
+    // S3 keeps user metadata keys lower-case.
+    const metadata = Object.fromEntries(Object.entries(options.metadata).map(([name, value]) => [name.toLowerCase(), value]));
+    this.objects.set(key, { bytes, etag, metadata, lastModifiedMs: Date.now() });
     this.putLog.push(key);
     options.onProgress?.(bytes.length);
   }

@@ -1,5 +1,5 @@
 import { MANIFEST_FILE_NAME } from '../snapshot/manifest.js';
-import { isSnapshotName, timeFromName } from '../snapshot/naming.js';
+import { compareNewestFirst, isSnapshotName, timeFromName } from '../snapshot/naming.js';
 import { normalizeEtag } from '../snapshot/digest.js';
 import type { RemoteObject, RemoteStore } from './store.js';
 
@@ -54,6 +54,16 @@ export function buildRemoteIndex(objects: Iterable<RemoteObject>, nowMs: number)
     }
   }
   return { snapshots, ignoredKeys, listedAtMs: nowMs };
+}
+
+/**
+ * Remote snapshots with content (complete, or files written by another tool) newer than
+ * `latestLocalMs`; all of them when there is nothing local. Newest first.
+ */
+export function remoteNewerThan(index: RemoteIndex, latestLocalMs: number | undefined): RemoteSnapshot[] {
+  return [...index.snapshots.values()]
+    .filter((s) => (s.complete || s.fileCount > 0) && (latestLocalMs === undefined || s.timeMs > latestLocalMs))
+    .sort(compareNewestFirst);
 }
 
 /** Lists the whole prefix page by page; ~1,000 keys a request, so 30,000 objects are 30 requests. */

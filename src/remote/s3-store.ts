@@ -13,7 +13,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import { AppError } from '../errors.js';
 import { isNotFound, translateS3Error } from './s3-errors.js';
-import type { BodySource, MultipartUpload, PutOptions, RemoteHead, RemoteObject, RemoteStore } from './store.js';
+import { CANCEL_GRACE_MS, type BodySource, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -126,35 +126,58 @@ export class S3RemoteStore implements RemoteStore {
     options.onProgress?.(options.sizeBytes);
   }
 
+  /**
+   * Cancelling a multipart upload has to end with AbortMultipartUpload sent, or its parts stay
+   * billed on the server. lib-storage's own abort makes done() reject at once and sends that
+   * request later in the background, which a process on its way out never gets to. So memsync
+   * cancels by failing the body stream instead: lib-storage then stops reading, lets the parts
+   * in flight finish, aborts the upload and only then rejects. Parts in flight over a slow link
+   * could hold that up, so after a grace period the upload is cut short and aborted here.
+   */
   private async putMultipart(fullKey: string, body: BodySource, partSizeBytes: number, options: PutOptions): Promise<void> {
+    if (options.signal?.aborted === true) throw new AppError('cancelled', `upload ${fullKey}: aborted`);
     const abortController = new AbortController();
-    const onAbort = (): void => abortController.abort();
-    options.signal?.addEventListener('abort', onAbort, { once: true });
+    const source = body();
+    const upload = new Upload({
+      client: this.client,
+      params: {
+        Bucket: this.options.bucket,
+        Key: fullKey,
+        Body: source,
+        // Servers that honour it refuse to complete over an existing key; others are covered by the caller's HEAD check.
+        IfNoneMatch: options.ifNoneMatch ? '*' : undefined,
+        Metadata: options.metadata,
+      },
+      partSize: partSizeBytes,
+      queueSize: this.options.partsInFlight,
+      // On failure lib-storage aborts the multipart upload, so no parts are left billed.
+      leavePartsOnError: false,
+      abortController,
+    });
+    let graceTimer: NodeJS.Timeout | undefined;
+    let cancelled = false;
+    const onCancel = (): void => {
+      cancelled = true;
+      if (source instanceof Readable) source.destroy(new AppError('cancelled', `upload ${fullKey}: aborted`));
+      graceTimer = setTimeout(() => abortController.abort(), source instanceof Readable ? CANCEL_GRACE_MS : 0);
+    };
+    options.signal?.addEventListener('abort', onCancel, { once: true });
+    if (options.onProgress !== undefined) {
+      const onProgress = options.onProgress;
+      upload.on('httpUploadProgress', (progress) => onProgress(progress.loaded ?? 0));
+    }
     try {
-      if (options.signal?.aborted === true) throw new AppError('cancelled', `upload ${fullKey}: aborted`);
-      const upload = new Upload({
-        client: this.client,
-        params: {
-          Bucket: this.options.bucket,
-          Key: fullKey,
-          Body: body(),
-          // Servers that honour it refuse to complete over an existing key; others are covered by the caller's HEAD check.
-          IfNoneMatch: options.ifNoneMatch ? '*' : undefined,
-          Metadata: options.metadata,
-        },
-        partSize: partSizeBytes,
-        queueSize: this.options.partsInFlight,
-        // On failure lib-storage aborts the multipart upload, so no parts are left billed.
-        leavePartsOnError: false,
-        abortController,
-      });
-      if (options.onProgress !== undefined) {
-        const onProgress = options.onProgress;
-        upload.on('httpUploadProgress', (progress) => onProgress(progress.loaded ?? 0));
-      }
       await upload.done();
+    } catch (error) {
+      if (!cancelled) throw error;
+      // Cut short after the grace period: lib-storage has not sent the abort yet; do it now.
+      if (abortController.signal.aborted && upload.uploadId !== undefined) {
+        await this.abortMultipartUpload({ key: this.relativeKey(fullKey), uploadId: upload.uploadId, initiatedMs: 0 }).catch(() => undefined);
+      }
+      throw new AppError('cancelled', `upload ${fullKey}: aborted`, { cause: error });
     } finally {
-      options.signal?.removeEventListener('abort', onAbort);
+      clearTimeout(graceTimer);
+      options.signal?.removeEventListener('abort', onCancel);
     }
   }
 

@@ -42,6 +42,12 @@ export interface MultipartUpload {
 
 export type BodySource = () => Readable | Buffer;
 
+/**
+ * How long a cancelled upload may take to wind down (parts in flight, then the abort request)
+ * before the store cuts it short. Shutdown waits a little longer than this for cancelled uploads.
+ */
+export const CANCEL_GRACE_MS = 2500;
+
 export interface RemoteStore {
   /** Human-readable location, e.g. s3://bucket/prefix at endpoint. */
   readonly location: string;

@@ -29,8 +29,13 @@ export function partSizeFor(sizeBytes: number): number {
   return Math.max(MIN_PART_BYTES, Math.ceil(needed / MIB) * MIB);
 }
 
+/**
+ * Whether the file goes up as a multipart upload. lib-storage sends a body that fits in one
+ * part (size <= part size) as a single PutObject whatever the threshold, and S3 then reports
+ * the plain MD5 as its ETag: the prediction has to follow the same rule.
+ */
 export function usesMultipart(sizeBytes: number, thresholdBytes: number): boolean {
-  return sizeBytes >= thresholdBytes;
+  return sizeBytes >= thresholdBytes && sizeBytes > partSizeFor(sizeBytes);
 }
 
 /** The multipart ETag from the parts' raw MD5 digests. */

@@ -1,5 +1,6 @@
 import PQueue from 'p-queue';
 import { AppError, isAppError } from '../errors.js';
+import { CANCEL_GRACE_MS } from '../remote/store.js';
 import { sameFingerprint, type SnapshotStat } from '../snapshot/scan.js';
 import type { SnapshotOutcome, SnapshotUploader, UploadProgress } from './snapshot-uploader.js';
 
@@ -42,24 +43,35 @@ export class UploadJobs {
     }
     const controller = new AbortController();
     const job: Job = { stat, controller, promise: Promise.resolve() as unknown as Promise<SnapshotOutcome>, started: false, progress: undefined };
-    job.promise = this.queue
-      .add(
+    // The queue is not given the signal: p-queue would reject a running task's promise at once
+    // on abort, before the upload has wound down (and aborted its multipart upload). A job
+    // cancelled before its turn is rejected here and skipped when its turn comes.
+    const settled = new Promise<SnapshotOutcome>((resolve, reject) => {
+      const cancelledBeforeStart = (): void => {
+        if (!job.started) reject(cancellationReason(controller.signal));
+      };
+      controller.signal.addEventListener('abort', cancelledBeforeStart, { once: true });
+      void this.queue.add(
         async () => {
+          if (controller.signal.aborted) return;
+          controller.signal.removeEventListener('abort', cancelledBeforeStart);
           job.started = true;
-          return this.options.uploader.upload(stat, controller.signal, (progress) => {
-            job.progress = progress;
-          });
+          try {
+            resolve(
+              await this.options.uploader.upload(stat, controller.signal, (progress) => {
+                job.progress = progress;
+              }),
+            );
+          } catch (error) {
+            reject(isAppError(error) ? error : new AppError('local_io', String(error), { cause: error }));
+          }
         },
-        { priority: Math.floor(stat.timeMs / 1000), signal: controller.signal },
-      )
-      .catch((error: unknown) => {
-        if (isAppError(error)) throw error;
-        // p-queue rejects with its own AbortError for jobs cancelled before they started.
-        throw controller.signal.aborted && isAppError(controller.signal.reason) ? controller.signal.reason : new AppError('cancelled', String(error), { cause: error });
-      })
-      .finally(() => {
-        if (this.jobs.get(stat.name) === job) this.jobs.delete(stat.name);
-      }) as Promise<SnapshotOutcome>;
+        { priority: Math.floor(stat.timeMs / 1000) },
+      );
+    });
+    job.promise = settled.finally(() => {
+      if (this.jobs.get(stat.name) === job) this.jobs.delete(stat.name);
+    });
     this.jobs.set(stat.name, job);
     return job.promise;
   }
@@ -107,9 +119,13 @@ export class UploadJobs {
     clearTimeout(timer);
     if (finished === 'deadline') {
       for (const name of [...this.jobs.keys()]) this.cancel(name, shutdown);
-      // Give aborted uploads a moment to send their AbortMultipartUpload.
-      await Promise.race([Promise.all(running), new Promise((resolve) => setTimeout(resolve, 2000))]);
+      // Let cancelled uploads send their AbortMultipartUpload; the store bounds that by CANCEL_GRACE_MS.
+      await Promise.race([Promise.all(running), new Promise((resolve) => setTimeout(resolve, CANCEL_GRACE_MS + 1000))]);
     }
     this.queue.clear();
   }
+}
+
+function cancellationReason(signal: AbortSignal): AppError {
+  return isAppError(signal.reason) ? signal.reason : new AppError('cancelled', 'upload cancelled');
 }

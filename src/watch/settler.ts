@@ -21,6 +21,8 @@ interface Tracked {
 
 /** A first look shortly after activity batches the burst of events one file copy produces. */
 const FIRST_CHECK_DELAY_MS = 50;
+/** Names already reported gone, remembered so one prune is one event; bounded, oldest forgotten first. */
+const MAX_REMEMBERED_GONE = 10_000;
 
 /**
  * Turns activity on snapshot names into "settled" and "gone" events, re-statting each
@@ -28,6 +30,11 @@ const FIRST_CHECK_DELAY_MS = 50;
  */
 export class Settler {
   private readonly tracked = new Map<string, Tracked>();
+  /**
+   * A recursive delete produces one event per file and directory, each of which finds the
+   * snapshot gone: "gone" is reported once, until the name is seen to exist again.
+   */
+  private readonly reportedGone = new Set<string>();
   private stopped = false;
 
   constructor(private readonly options: SettlerOptions) {}
@@ -77,11 +84,12 @@ export class Settler {
       tracked.checking = false;
       if (this.tracked.get(name) !== tracked) return;
       this.tracked.delete(name);
-      if (isAppError(error, 'snapshot_gone')) this.options.onGone(name);
+      if (isAppError(error, 'snapshot_gone')) this.reportGone(name);
       else this.options.log.error('cannot read snapshot', { snapshot: name, error: describeError(error) });
       return;
     }
     tracked.checking = false;
+    this.reportedGone.delete(name);
     if (this.stopped || this.tracked.get(name) !== tracked) return;
     const now = this.options.now();
     const { verdict, state } = judgeSettle(tracked.state, stat, now, this.options.settleMs);
@@ -100,5 +108,15 @@ export class Settler {
       this.tracked.delete(name);
       this.options.log.debug('snapshot has no files yet', { snapshot: name });
     }
+  }
+
+  private reportGone(name: string): void {
+    if (this.reportedGone.has(name)) return;
+    this.reportedGone.add(name);
+    if (this.reportedGone.size > MAX_REMEMBERED_GONE) {
+      const oldest = this.reportedGone.values().next().value;
+      if (oldest !== undefined) this.reportedGone.delete(oldest);
+    }
+    this.options.onGone(name);
   }
 }

@@ -2,6 +2,7 @@ import { cp, mkdir, readdir, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
+import { backupName } from './memory-service-sim.js';
 
 /**
  * A small stand-in for the memory service's /backup and /restore, behaving as
@@ -14,11 +15,6 @@ export interface StandIn {
   restored: string[];
   backups: string[];
   close(): Promise<void>;
-}
-
-export function backupName(prefix: string, at: Date): string {
-  const iso = at.toISOString();
-  return `${prefix}_${iso.slice(0, 10).replace(/-/g, '')}_${iso.slice(11, 19).replace(/:/g, '')}`;
 }
 
 export async function startMemoryServiceStandIn(dataDir: string, backupDir: string, apiKey = 'standin-key'): Promise<StandIn> {

@@ -57,9 +57,12 @@ describe('partSizeFor / usesMultipart', () => {
 
   it.each([
     [THRESHOLD - 1, false],
-    [THRESHOLD, true],
-    [THRESHOLD + 1, true],
     [0, false],
+    // At or above the threshold but within one 8 MiB part: lib-storage sends a single PUT.
+    [THRESHOLD, false],
+    [8 * MIB, false],
+    [8 * MIB + 1, true],
+    [20 * MIB, true],
   ])('size %d with a 5 MiB threshold -> multipart %s', (size, multipart) => {
     expect(usesMultipart(size, THRESHOLD)).toBe(multipart);
   });
@@ -136,8 +139,15 @@ describe('digestFile', () => {
     expect(digest).toEqual({ size, sha256: sha256Hex(bytes), md5: md5Hex(bytes), etag: md5Hex(bytes), partSizeBytes: partSizeFor(size), multipart: false });
   });
 
+  it('digests a file at the threshold that fits in one part as a single PUT: the plain MD5 is the ETag', async () => {
+    const bytes = randomBytes(THRESHOLD);
+    const digest = await digestFile(await writeTemp(bytes), THRESHOLD, THRESHOLD);
+    expect(digest.multipart).toBe(false);
+    expect(digest.etag).toBe(md5Hex(bytes));
+  });
+
   it.each([
-    ['at the threshold', THRESHOLD, 1],
+    ['one byte over one part', 8 * MIB + 1, 2],
     ['of two whole parts', 16 * MIB, 2],
     ['of ~20 MiB', 20 * MIB + 12_345, 3],
   ])('digests a file %s as multipart with the S3 ETag', async (_label, size, parts) => {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
-import { buildRemoteIndex, listRemoteIndex } from '../../src/remote/remote-index.js';
+import { buildRemoteIndex, listRemoteIndex, remoteNewerThan } from '../../src/remote/remote-index.js';
 import type { RemoteObject } from '../../src/remote/store.js';
 
 const NAME = 'auto_20250101_000000';
@@ -91,5 +91,31 @@ describe('listRemoteIndex', () => {
     const index = await listRemoteIndex(new MemoryRemoteStore(), () => 0);
     expect(index.snapshots.size).toBe(0);
     expect(index.ignoredKeys).toBe(0);
+  });
+});
+
+describe('remoteNewerThan', () => {
+  const index = buildRemoteIndex(
+    [
+      object('auto_20250101_000000/.memsync-manifest.json'),
+      object('auto_20250101_000000/a'),
+      object('auto_20250103_000000/.memsync-manifest.json'),
+      object('auto_20250103_000000/a'),
+      // Written by another tool: no manifest, but files.
+      object('auto_20250102_000000/a'),
+    ],
+    0,
+  );
+
+  it('lists remote snapshots newer than the local latest, newest first', () => {
+    expect(remoteNewerThan(index, Date.UTC(2025, 0, 1, 12)).map((s) => s.name)).toEqual(['auto_20250103_000000', 'auto_20250102_000000']);
+  });
+
+  it('lists nothing when the local latest is the newest, even if equal in time', () => {
+    expect(remoteNewerThan(index, Date.UTC(2025, 0, 3))).toEqual([]);
+  });
+
+  it('lists everything when there is nothing local', () => {
+    expect(remoteNewerThan(index, undefined)).toHaveLength(3);
   });
 });

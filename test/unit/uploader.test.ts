@@ -106,7 +106,7 @@ function storedBytes(store: MemoryRemoteStore, key: string): Buffer | undefined 
 describe('SnapshotUploader', () => {
   it('uploads every file under NAME/path with identical bytes and writes the manifest last', async () => {
     const s = await setup();
-    const files: Record<string, Buffer> = { ...defaultFiles(), 'sub/deep/extra.bin': randomBytes(1000), 'large.bin': randomBytes(6 * MIB) };
+    const files: Record<string, Buffer> = { ...defaultFiles(), 'sub/deep/extra.bin': randomBytes(1000), 'large.bin': randomBytes(9 * MIB) };
     await writeSnapshot(s.backupDir, NAME, files);
 
     const outcome = await upload(s);
@@ -128,8 +128,8 @@ describe('SnapshotUploader', () => {
       expect(storedBytes(s.store, key)?.equals(bytes), key).toBe(true);
       expect(s.store.objects.get(key)?.metadata).toEqual({ [METADATA_AGENT]: AGENT, [METADATA_SHA256]: sha256Hex(bytes) });
     }
-    // The 6 MiB file went up in parts (its ETag is a multipart ETag), the rest in one request.
-    expect(s.store.objects.get(`${NAME}/large.bin`)?.etag).toMatch(/-1$/);
+    // The 9 MiB file went up in two 8 MiB parts (its ETag is a multipart ETag), the rest in one request.
+    expect(s.store.objects.get(`${NAME}/large.bin`)?.etag).toMatch(/-2$/);
     expect(s.store.objects.get(`${NAME}/config.json`)?.etag).toBe(md5Hex(files['config.json'] ?? Buffer.alloc(0)));
 
     expect(s.store.putLog).toHaveLength(6);

@@ -1,0 +1,275 @@
+// The RemoteStore contract: one suite that every implementation must pass, so the in-memory
+// store unit tests rely on behaves like the real S3 store where it matters (ETags, conditional
+// writes, integrity, pagination, not-found, metadata, multipart housekeeping).
+import { createHash, randomBytes } from 'node:crypto';
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AppError } from '../../src/errors.js';
+import type { BodySource, PutOptions, RemoteObject, RemoteStore } from '../../src/remote/store.js';
+import { normalizeEtag, PartHasher } from '../../src/snapshot/digest.js';
+import { mapConcurrent } from '../helpers/concurrent.js';
+
+export interface ContractSubject {
+  store: RemoteStore;
+  /** Starts a multipart upload at `key` (relative to the store's prefix) and leaves it unfinished; returns its upload id. */
+  startMultipartUpload(key: string): Promise<string>;
+  /** Removes everything the suite created (the bucket). The store is closed before. */
+  cleanup(): Promise<void>;
+}
+
+export interface ContractCapabilities {
+  /** If-None-Match: * is honoured on single-request uploads. */
+  conditionalWrites: boolean;
+  /** ListMultipartUploads and AbortMultipartUpload work. */
+  multipartHousekeeping: boolean;
+}
+
+const MIB = 1024 * 1024;
+/** S3's smallest non-final part. */
+const PART_BYTES = 5 * MIB;
+const MANY_KEYS = 1050;
+const PUT_CONCURRENCY = 32;
+
+function md5Hex(bytes: Buffer): string {
+  return createHash('md5').update(bytes).digest('hex');
+}
+
+function sha256Hex(bytes: Buffer): string {
+  return createHash('sha256').update(bytes).digest('hex');
+}
+
+function putOptions(bytes: Buffer, overrides: Partial<PutOptions> = {}): PutOptions {
+  return {
+    sizeBytes: bytes.length,
+    md5Hex: md5Hex(bytes),
+    partSizeBytes: undefined,
+    ifNoneMatch: false,
+    metadata: {},
+    signal: undefined,
+    onProgress: undefined,
+    ...overrides,
+  };
+}
+
+/** A body source streaming `bytes` in 1 MiB chunks, like the file streams memsync uploads from. */
+function streamOf(bytes: Buffer): BodySource {
+  return () => {
+    const chunks: Buffer[] = [];
+    for (let offset = 0; offset < bytes.length; offset += MIB) chunks.push(bytes.subarray(offset, offset + MIB));
+    return Readable.from(chunks);
+  };
+}
+
+async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(Buffer.from(chunk));
+  return Buffer.concat(chunks);
+}
+
+async function listAll(store: RemoteStore, keyPrefix: string): Promise<{ pages: RemoteObject[][]; objects: RemoteObject[] }> {
+  const pages: RemoteObject[][] = [];
+  for await (const page of store.listObjects(keyPrefix)) {
+    pages.push(page);
+    if (pages.length > 100) throw new Error('listObjects yielded more than 100 pages: a pagination loop?');
+  }
+  return { pages, objects: pages.flat() };
+}
+
+/** The AppError a promise rejects with; fails the test when it resolves or rejects with anything else. */
+async function appErrorOf(promise: Promise<unknown>): Promise<AppError> {
+  const error = await promise.then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(error, 'expected the operation to fail').toBeInstanceOf(AppError);
+  return error as AppError;
+}
+
+export function remoteStoreContract(name: string, capabilities: ContractCapabilities, factory: () => Promise<ContractSubject>): void {
+  describe(`RemoteStore contract: ${name}`, () => {
+    let subject: ContractSubject;
+    let store: RemoteStore;
+    let namespaceCounter = 0;
+    /** A key namespace of its own for each test. */
+    const ns = (label: string): string => `${label}-${(namespaceCounter += 1)}/`;
+
+    beforeAll(async () => {
+      subject = await factory();
+      store = subject.store;
+    });
+    afterAll(async () => {
+      store?.close();
+      await subject?.cleanup();
+    });
+
+    it('checkAccess resolves for a usable store', async () => {
+      await expect(store.checkAccess()).resolves.toBeUndefined();
+    });
+
+    it('put/head/get round trip: size and the plain MD5 ETag of a single-request upload', async () => {
+      const base = ns('single');
+      const bytes = randomBytes(100 * 1024 + 7);
+      const progress: number[] = [];
+      await store.put(`${base}buffer.bin`, () => bytes, putOptions(bytes, { onProgress: (loaded) => progress.push(loaded) }));
+      await store.put(`${base}stream.bin`, streamOf(bytes), putOptions(bytes));
+      for (const key of [`${base}buffer.bin`, `${base}stream.bin`]) {
+        const head = await store.head(key);
+        expect(head, key).toBeDefined();
+        expect(head?.size).toBe(bytes.length);
+        expect(normalizeEtag(head?.etag)).toBe(md5Hex(bytes));
+        expect(sha256Hex(await readAll(await store.get(key)))).toBe(sha256Hex(bytes));
+      }
+      expect(Math.max(...progress)).toBe(bytes.length);
+    });
+
+    it('an empty object round-trips', async () => {
+      const key = `${ns('empty')}zero.bin`;
+      const bytes = Buffer.alloc(0);
+      await store.put(key, () => bytes, putOptions(bytes));
+      const head = await store.head(key);
+      expect(head?.size).toBe(0);
+      expect(normalizeEtag(head?.etag)).toBe(md5Hex(bytes));
+      expect((await readAll(await store.get(key))).length).toBe(0);
+    });
+
+    it('multipart upload in 5 MiB parts: the ETag is md5-of-part-md5s-N, predicted by PartHasher', async () => {
+      const key = `${ns('multipart')}index.faiss`;
+      const bytes = randomBytes(2 * PART_BYTES + 123_457); // 3 parts, the last one short
+      const expected = new PartHasher(PART_BYTES);
+      expected.update(bytes);
+      const expectedEtag = expected.etag();
+      expect(expectedEtag).toMatch(/^[0-9a-f]{32}-3$/);
+      const progress: number[] = [];
+      await store.put(key, streamOf(bytes), putOptions(bytes, { md5Hex: undefined, partSizeBytes: PART_BYTES, onProgress: (loaded) => progress.push(loaded) }));
+      const head = await store.head(key);
+      expect(head?.size).toBe(bytes.length);
+      expect(normalizeEtag(head?.etag)).toBe(expectedEtag);
+      expect(sha256Hex(await readAll(await store.get(key)))).toBe(sha256Hex(bytes));
+      expect(Math.max(...progress)).toBe(bytes.length);
+      const listed = (await listAll(store, key)).objects;
+      expect(listed.map((o) => [o.key, o.size, normalizeEtag(o.etag)])).toEqual([[key, bytes.length, expectedEtag]]);
+    });
+
+    it.skipIf(!capabilities.conditionalWrites)('ifNoneMatch refuses to replace an existing key: AppError conflict, the first object stays', async () => {
+      const key = `${ns('conditional')}manifest.json`;
+      const first = Buffer.from('first');
+      const second = Buffer.from('second');
+      await store.put(key, () => first, putOptions(first, { ifNoneMatch: true }));
+      const error = await appErrorOf(store.put(key, () => second, putOptions(second, { ifNoneMatch: true })));
+      expect(error.kind).toBe('conflict');
+      expect((await readAll(await store.get(key))).toString()).toBe('first');
+      // Without the condition the key is replaced.
+      await store.put(key, () => second, putOptions(second, { ifNoneMatch: false }));
+      expect((await readAll(await store.get(key))).toString()).toBe('second');
+    });
+
+    it('a body that does not match md5Hex is refused as AppError integrity, and nothing is stored', async () => {
+      const key = `${ns('integrity')}corrupt.bin`;
+      const bytes = randomBytes(4096);
+      const other = Buffer.from(bytes);
+      other[0] = (other[0] ?? 0) ^ 0xff;
+      const error = await appErrorOf(store.put(key, () => bytes, putOptions(bytes, { md5Hex: md5Hex(other) })));
+      expect(error.kind).toBe('integrity');
+      expect(await store.head(key)).toBeUndefined();
+    });
+
+    it(`listObjects pages through more than 1,000 keys (${MANY_KEYS}): all of them, in key order, relative to the prefix`, async () => {
+      const base = ns('list');
+      const keys = Array.from({ length: MANY_KEYS }, (_, i) => `${base}k-${i.toString().padStart(5, '0')}`);
+      await mapConcurrent(keys, PUT_CONCURRENCY, async (key) => {
+        const bytes = Buffer.from(`body of ${key}`);
+        await store.put(key, () => bytes, putOptions(bytes));
+      });
+      // A sibling that shares the textual prefix but not the "directory" must not be listed.
+      const sibling = `${base.slice(0, -1)}x/outside`;
+      await store.put(sibling, () => Buffer.from('x'), putOptions(Buffer.from('x')));
+
+      const startedMs = Date.now();
+      const { pages, objects } = await listAll(store, base);
+      expect(pages.length).toBeGreaterThanOrEqual(2);
+      for (const page of pages) expect(page.length).toBeLessThanOrEqual(1000);
+      expect(objects.map((o) => o.key)).toEqual(keys);
+      for (const object of objects) {
+        const body = Buffer.from(`body of ${object.key}`);
+        expect(object.size).toBe(body.length);
+        expect(normalizeEtag(object.etag)).toBe(md5Hex(body));
+        // Clock skew between this machine and the server is small in tests; an hour is generous.
+        expect(Math.abs(object.lastModifiedMs - startedMs)).toBeLessThan(3_600_000);
+      }
+    });
+
+    it('listObjects of a prefix with no objects yields nothing', async () => {
+      const { objects } = await listAll(store, ns('nothing-here'));
+      expect(objects).toEqual([]);
+    });
+
+    it('head of a missing key is undefined; get of a missing key fails with AppError not_found', async () => {
+      const key = `${ns('missing')}nope.bin`;
+      expect(await store.head(key)).toBeUndefined();
+      const error = await appErrorOf(store.get(key));
+      expect(error.kind).toBe('not_found');
+    });
+
+    it('delete removes an object; deleting a missing key is not an error', async () => {
+      const key = `${ns('delete')}gone.bin`;
+      const bytes = Buffer.from('to be deleted');
+      await store.put(key, () => bytes, putOptions(bytes));
+      expect(await store.head(key)).toBeDefined();
+      await store.delete(key);
+      expect(await store.head(key)).toBeUndefined();
+      expect((await listAll(store, key)).objects).toEqual([]);
+      await expect(store.delete(key)).resolves.toBeUndefined();
+    });
+
+    it('user metadata round-trips with lower-case keys', async () => {
+      const key = `${ns('metadata')}file.bin`;
+      const bytes = Buffer.from('metadata carrier');
+      const metadata = { 'memsync-agent': 'agent-1234', 'memsync-sha256': sha256Hex(bytes) };
+      await store.put(key, () => bytes, putOptions(bytes, { metadata }));
+      expect((await store.head(key))?.metadata).toEqual(metadata);
+    });
+
+    it('user metadata keys written in mixed case come back lower-case (RemoteHead.metadata promises lower-case keys)', async () => {
+      const key = `${ns('metadata-case')}file.bin`;
+      const bytes = Buffer.from('metadata carrier');
+      await store.put(key, () => bytes, putOptions(bytes, { metadata: { 'Memsync-Agent': 'agent-5678' } }));
+      expect((await store.head(key))?.metadata).toEqual({ 'memsync-agent': 'agent-5678' });
+    });
+
+    it('a put whose signal is already aborted fails with AppError cancelled and stores nothing', async () => {
+      const base = ns('aborted');
+      const controller = new AbortController();
+      controller.abort();
+      const small = Buffer.from('never sent');
+      const single = await appErrorOf(store.put(`${base}single.bin`, () => small, putOptions(small, { signal: controller.signal })));
+      expect(single.kind).toBe('cancelled');
+      const big = randomBytes(PART_BYTES + 1);
+      const multipart = await appErrorOf(
+        store.put(`${base}multi.bin`, streamOf(big), putOptions(big, { md5Hex: undefined, partSizeBytes: PART_BYTES, signal: controller.signal })),
+      );
+      expect(multipart.kind).toBe('cancelled');
+      expect((await listAll(store, base)).objects).toEqual([]);
+      if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
+    });
+
+    it.skipIf(!capabilities.multipartHousekeeping)('listMultipartUploads lists an unfinished upload relative to the prefix; abortMultipartUpload removes it', async () => {
+      const base = ns('mpu');
+      const key = `${base}big/index.faiss`;
+      const startedMs = Date.now();
+      const uploadId = await subject.startMultipartUpload(key);
+      const elsewhere = await subject.startMultipartUpload(`${ns('mpu-other')}x.bin`);
+
+      const listed = await store.listMultipartUploads(base);
+      expect(listed.map((u) => ({ key: u.key, uploadId: u.uploadId }))).toEqual([{ key, uploadId }]);
+      expect(Math.abs((listed[0]?.initiatedMs ?? 0) - startedMs)).toBeLessThan(3_600_000);
+      expect((await store.listMultipartUploads('')).map((u) => u.uploadId)).toEqual(expect.arrayContaining([uploadId, elsewhere]));
+
+      await store.abortMultipartUpload(listed[0] as (typeof listed)[number]);
+      expect(await store.listMultipartUploads(base)).toEqual([]);
+      // Aborting what is already gone is not an error (a sweep and a shutdown may both try).
+      await expect(store.abortMultipartUpload({ key, uploadId, initiatedMs: startedMs })).resolves.toBeUndefined();
+      // Nothing was left as an object either.
+      expect((await listAll(store, base)).objects).toEqual([]);
+    });
+  });
+}
