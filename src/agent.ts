@@ -1,7 +1,9 @@
 import { mkdir } from 'node:fs/promises';
 import PQueue from 'p-queue';
+import type { Config } from './config.js';
 import { AppError, describeError, isAppError } from './errors.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
 import { listRemoteIndex, type RemoteIndex } from './remote/remote-index.js';
 import type { RemoteStore } from './remote/store.js';
 import { listSnapshotEntries, statSnapshot, type SnapshotStat } from './snapshot/scan.js';
@@ -21,6 +23,12 @@ import { BackupWatcher } from './watch/watcher.js';
 import { OutcomeRecorder } from './outcomes.js';
 import { buildStatus, type AgentStatus } from './status.js';
 
+/** The agent's settings that come straight from the configuration (the agent and the CLI build it alike). */
+export function agentSettings(config: Config): Pick<AgentOptions, 'backupDir' | 'settleMs' | 'concurrency' | 'multipartThresholdBytes' | 'shutdownTimeoutMs' | 'schedule'> {
+  const { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule } = config;
+  return { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule };
+}
+
 export interface AgentOptions {
   backupDir: string;
   settleMs: number;
@@ -36,6 +44,8 @@ export interface AgentOptions {
   retry?: RetryPolicy;
   /** Multipart uploads under the prefix older than this, and not ours in flight, are aborted by sweeps. */
   staleMultipartMs?: number;
+  /** Omitted: nothing is recorded (tests, one-shot commands). */
+  metrics?: Metrics;
 }
 
 export interface SweepSummary {
@@ -88,7 +98,7 @@ export class Agent {
     this.now = options.now ?? Date.now;
     const log = options.log;
     this.health = new RemoteHealth(log.child({ component: 'remote' }), this.now);
-    this.outcomes = new OutcomeRecorder(options.state, log.child({ component: 'upload' }), this.now);
+    this.outcomes = new OutcomeRecorder(options.state, log.child({ component: 'upload' }), this.now, options.metrics);
     const fileQueue = new PQueue({ concurrency: options.concurrency });
     this.uploader = new SnapshotUploader({
       store: options.store,
@@ -120,6 +130,12 @@ export class Agent {
 
   get remoteIndex(): RemoteIndex {
     return this.remote;
+  }
+
+  /** Snapshots waiting for an upload slot, and being uploaded (read by metrics at scrape time). */
+  get uploadQueue(): { waiting: number; uploading: number } {
+    const waiting = this.jobs.queuedCount;
+    return { waiting, uploading: this.jobs.pendingNames().length - waiting };
   }
 
   /** Starts watching and scheduling, then runs the start sweep in the background. */
@@ -198,11 +214,13 @@ export class Agent {
         state.lastSweep = { atMs: startedMs, durationMs: summary.durationMs, queued: queued.length };
         state.counters.sweeps += 1;
       });
+      this.options.metrics?.sweepFinished(reason, 'ok', summary.durationMs / 1000);
       log.info('sweep finished', { reason, local: summary.local, remote: summary.remote, queued: queued.length, inSync: inSync.length, settling: settling.length, durationMs: summary.durationMs });
       return summary;
     } catch (error) {
       const appError = isAppError(error) ? error : new AppError('local_io', describeError(error), { cause: error });
       this.outcomes.recordError(appError, undefined);
+      this.options.metrics?.sweepFinished(reason, 'failed', (this.now() - startedMs) / 1000);
       log.error('sweep failed', { reason, error: appError.message, hint: appError.hint });
       throw appError;
     }

@@ -1,13 +1,15 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { Agent } from './agent.js';
+import { Agent, agentSettings } from './agent.js';
 import type { Config } from './config.js';
 import { AppError, describeError } from './errors.js';
 import type { SyncApi } from './http/routes/sync.js';
 import { buildServer } from './http/server.js';
 import type { Logger } from './log.js';
+import { Metrics } from './metrics.js';
 import { SyncOperations } from './operations.js';
+import { configureConditionalWrites, type ConditionalWrites } from './remote/conditional-writes.js';
 import { S3RemoteStore } from './remote/s3-store.js';
 import type { RemoteStore } from './remote/store.js';
 import { Restorer } from './restore/restorer.js';
@@ -39,8 +41,11 @@ export interface BuildOptions {
 }
 
 export async function buildMemsync(config: Config, log: Logger, options: BuildOptions = {}): Promise<Memsync> {
+  const metrics = new Metrics({ enabled: config.enabled });
+  const http = { apiToken: config.http.apiToken, metrics, metricsOpen: config.http.metricsOpen, log: log.child({ component: 'http' }) };
   if (!config.enabled) {
-    const server = await buildServer({ sync: undefined, readiness: () => ({ enabled: false, config: true, watcher: false, remote: true }), apiToken: config.http.apiToken, log: log.child({ component: 'http' }) });
+    // Metrics still answer (memsync_enabled 0), so a scraper tells "switched off" from "down".
+    const server = await buildServer({ ...http, sync: undefined, readiness: () => ({ enabled: false, config: true, watcher: false, remote: true }) });
     return {
       server,
       agent: undefined,
@@ -62,27 +67,30 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
 
   const store = options.store ?? new S3RemoteStore({ ...config.s3, partsInFlight: 4 });
   const retry = options.retry ?? DEFAULT_RETRY;
-  const restorer = new Restorer({ store, backupDir: config.backupDir, multipartThresholdBytes: config.multipartThresholdBytes, retry, log: log.child({ component: 'restore' }), now: Date.now });
+  const restorer = new Restorer({ store, backupDir: config.backupDir, multipartThresholdBytes: config.multipartThresholdBytes, retry, log: log.child({ component: 'restore' }), now: Date.now, metrics });
   const agent = new Agent({
-    backupDir: config.backupDir,
-    settleMs: config.settleMs,
-    concurrency: config.concurrency,
-    multipartThresholdBytes: config.multipartThresholdBytes,
-    shutdownTimeoutMs: config.shutdownTimeoutMs,
-    schedule: config.schedule,
+    ...agentSettings(config),
     store,
     state,
     hashCache,
     log,
     retry,
+    metrics,
+  });
+  metrics.readFrom({
+    counters: () => state.current.counters,
+    lastSuccessAtMs: () => state.current.lastSuccess?.atMs,
+    uploadQueue: () => agent.uploadQueue,
+    remoteAvailable: () => agent.health.available,
   });
   const memoryService = config.memoryService === undefined ? undefined : new MemoryServiceClient(config.memoryService);
   const operations = new SyncOperations({ agent, restorer, memoryService, state, backupDir: config.backupDir, settleMs: config.settleMs, log: log.child({ component: 'operations' }) });
+  /** Found out at start (see conditional-writes.ts); unknown until the store has been reached. */
+  const conditionalWrites: { mode: ConditionalWrites | undefined } = { mode: undefined };
   const server = await buildServer({
-    sync: syncApi(agent, operations, restorer, config.backupDir),
+    ...http,
+    sync: syncApi(agent, operations, restorer, config.backupDir, conditionalWrites),
     readiness: () => ({ enabled: true, config: true, watcher: agent.watching, remote: agent.health.available === true }),
-    apiToken: config.http.apiToken,
-    log: log.child({ component: 'http' }),
   });
 
   return {
@@ -91,13 +99,18 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
     operations,
     start: async ({ listen = true } = {}) => {
       // A refusal (credentials, missing bucket) is fatal and said once; an unreachable store is retried.
-      await agent.health.track(store.checkAccess()).then(
-        () => log.info('remote store reachable', { location: store.location }),
+      const reachable = await agent.health.track(store.checkAccess()).then(
+        () => {
+          log.info('remote store reachable', { location: store.location });
+          return true;
+        },
         (error: unknown) => {
           if (error instanceof AppError && error.kind === 'remote_rejected') throw error;
           log.error('remote store unreachable at start; will retry', { location: store.location, error: describeError(error) });
+          return false;
         },
       );
+      if (reachable) conditionalWrites.mode = await configureConditionalWrites(store, log.child({ component: 'remote' }));
       await restorer.cleanStaging();
       await agent.start();
       if (listen) await listenOn(server, config, log);
@@ -111,7 +124,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
   };
 }
 
-function syncApi(agent: Agent, operations: SyncOperations, restorer: Restorer, backupDir: string): SyncApi {
+function syncApi(agent: Agent, operations: SyncOperations, restorer: Restorer, backupDir: string, conditionalWrites: { mode: ConditionalWrites | undefined }): SyncApi {
   return {
     upload: () => operations.manualUpload(),
     describeDownload: async (name) => {
@@ -120,7 +133,7 @@ function syncApi(agent: Agent, operations: SyncOperations, restorer: Restorer, b
     },
     download: (name) => operations.download(name),
     restore: (name) => operations.restore(name),
-    status: () => ({ ...agent.status(), restoring: restorer.active(), memoryService: operations.serviceConfigured }),
+    status: () => ({ ...agent.status(), restoring: restorer.active(), memoryService: operations.serviceConfigured, conditionalWrites: conditionalWrites.mode ?? 'unknown' }),
     remoteIndex: async (maxAgeMs) => (Date.now() - agent.remoteIndex.listedAtMs > maxAgeMs ? agent.refreshRemoteIndex() : agent.remoteIndex),
     serviceConfigured: operations.serviceConfigured,
   };
@@ -129,7 +142,7 @@ function syncApi(agent: Agent, operations: SyncOperations, restorer: Restorer, b
 async function listenOn(server: FastifyInstance, config: Config, log: Logger): Promise<void> {
   try {
     const address = await server.listen({ host: config.http.host, port: config.http.port });
-    log.info('HTTP API listening', { address, auth: config.http.apiToken === undefined ? 'none (loopback only)' : 'bearer token' });
+    log.info('HTTP API listening', { address, auth: config.http.apiToken === undefined ? 'none (loopback only)' : 'bearer token', metricsOpen: config.http.metricsOpen });
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     throw new AppError('config', `cannot listen on ${config.http.host}:${config.http.port}: ${code ?? describeError(error)}`, {

@@ -1,67 +1,13 @@
 #!/usr/bin/env node
-import { buildMemsync, type Memsync } from './app.js';
-import { loadConfig, redactedConfig, type Config } from './config.js';
-import { AppError, describeError } from './errors.js';
-import { createLogger, type Logger } from './log.js';
+import { runCli } from './cli/run.js';
+import { describeError } from './errors.js';
 
 /**
- * The process around memsync: configuration errors and refusals become clear messages and
- * exit codes, SIGTERM/SIGINT a graceful stop (exit 0), a second signal an immediate exit.
+ * The `memsync` command. Without arguments, or with `serve`, it is the agent, exactly as
+ * `node dist/main.js` has always run it; other commands (snapshots, status, upload, download,
+ * restore, verify) run once against the same configuration. See `memsync --help`.
  */
-
-/** 2: configuration an operator must fix; 3: a store that refuses memsync (credentials, bucket). */
-const EXIT_CONFIG = 2;
-const EXIT_REMOTE_REJECTED = 3;
-
-async function run(): Promise<void> {
-  let config: Config;
-  try {
-    config = loadConfig();
-  } catch (error) {
-    fail(EXIT_CONFIG, describeError(error));
-  }
-  const log = createLogger(config.log);
-  log.info('memsync starting', { pid: process.pid, config: redactedConfig(config) });
-  const memsync = await buildMemsync(config, log);
-  installSignalHandlers(log, memsync);
-  try {
-    await memsync.start();
-  } catch (error) {
-    const code = error instanceof AppError && error.kind === 'remote_rejected' ? EXIT_REMOTE_REJECTED : error instanceof AppError && error.kind === 'config' ? EXIT_CONFIG : 1;
-    const hint = error instanceof AppError && error.hint !== undefined ? ` (${error.hint})` : '';
-    log.error('cannot start', { error: describeError(error), hint });
-    await memsync.stop().catch(() => undefined);
-    fail(code, `${describeError(error)}${hint}`);
-  }
-}
-
-function fail(code: number, message: string): never {
-  process.stderr.write(`memsync: ${message}\n`);
-  process.exit(code);
-}
-
-function installSignalHandlers(log: Logger, memsync: Memsync): void {
-  let stopping = false;
-  const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) {
-      log.warn('second signal: exiting now', { signal });
-      process.exit(1);
-    }
-    stopping = true;
-    log.info('stopping', { signal });
-    memsync.stop().then(
-      () => {
-        log.info('stopped');
-        process.exit(0);
-      },
-      (error: unknown) => {
-        log.error('error while stopping', { error: describeError(error) });
-        process.exit(1);
-      },
-    );
-  };
-  process.on('SIGTERM', onSignal);
-  process.on('SIGINT', onSignal);
-}
-
-run().catch((error: unknown) => fail(1, `fatal: ${describeError(error)}`));
+runCli(process.argv.slice(2)).catch((error: unknown) => {
+  process.stderr.write(`memsync: fatal: ${describeError(error)}\n`);
+  process.exit(1);
+});

@@ -1,5 +1,6 @@
 import type { AppError } from './errors.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
 import type { RemoteIndex } from './remote/remote-index.js';
 import type { SnapshotStat } from './snapshot/scan.js';
 import { manifestEtag, totalBytes } from './snapshot/manifest.js';
@@ -7,12 +8,13 @@ import type { AgentState } from './state/agent-state.js';
 import type { PersistedJson } from './state/persisted.js';
 import type { SnapshotOutcome } from './upload/snapshot-uploader.js';
 
-/** Turns upload outcomes into one log line each, persisted state, and the in-memory remote index. */
+/** Turns upload outcomes into one log line each, persisted state, metrics, and the in-memory remote index. */
 export class OutcomeRecorder {
   constructor(
     private readonly state: PersistedJson<AgentState>,
     private readonly log: Logger,
     private readonly now: () => number,
+    private readonly metrics?: Metrics,
   ) {}
 
   record(stat: SnapshotStat, outcome: SnapshotOutcome, remote: RemoteIndex): void {
@@ -58,6 +60,7 @@ export class OutcomeRecorder {
     if (outcome.outcome === 'already-remote') {
       this.log.debug('snapshot already remote', { snapshot: name });
     } else {
+      this.metrics?.uploadSucceeded(outcome.durationMs / 1000);
       this.log.info('snapshot uploaded', {
         snapshot: name,
         files: outcome.manifest.files.length,
@@ -74,6 +77,7 @@ export class OutcomeRecorder {
     this.state.update((state) => {
       state.counters.uploadFailures += 1;
     });
+    this.metrics?.uploadFailed(error.kind);
     const fields = { snapshot: name, kind: error.kind, error: error.message, hint: error.hint, willRetry: true };
     if (firstFailure) this.log.error('upload failed', fields);
     else this.log.debug('upload failed again', fields);

@@ -6,6 +6,7 @@ import type { Logger } from '../log.js';
 import { makeTokenCheck } from './auth.js';
 import { makeErrorHandler } from './errors.js';
 import { registerHealthRoutes, type Readiness } from './routes/health.js';
+import { registerMetricsRoutes, type MetricsEndpoint } from './routes/metrics.js';
 import { registerSyncRoutes, type SyncApi } from './routes/sync.js';
 
 export interface HttpDeps {
@@ -13,6 +14,9 @@ export interface HttpDeps {
   sync: SyncApi | undefined;
   readiness: () => Readiness;
   apiToken: string | undefined;
+  metrics: MetricsEndpoint;
+  /** CLOUD_SYNC_METRICS_OPEN: /metrics answers without the token, for scrapers that cannot send one. */
+  metricsOpen: boolean;
   log: Logger;
 }
 
@@ -57,11 +61,12 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
   app.addHook('onRequest', async (request) => {
     const path = request.url.split('?')[0] ?? '';
     rejectTraversal(path);
-    if (path === '/docs' || path.startsWith('/sync/') || path === '/metrics') checkToken(request.headers.authorization);
+    if (path === '/docs' || path.startsWith('/sync/') || (path === '/metrics' && !deps.metricsOpen)) checkToken(request.headers.authorization);
   });
 
   registerHealthRoutes(app, deps.readiness);
   registerSyncRoutes(app, deps.sync);
+  registerMetricsRoutes(app, deps.metrics, deps.metricsOpen);
   app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

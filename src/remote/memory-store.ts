@@ -14,6 +14,8 @@ interface StoredObject {
 export interface MemoryStoreOptions {
   /** Behave like servers that ignore If-None-Match (s3rver, older MinIO). */
   honourIfNoneMatch?: boolean;
+  /** Behave like servers that refuse any request carrying If-None-Match (501 NotImplemented). */
+  refuseIfNoneMatch?: boolean;
   pageSize?: number;
   /** Fault injection for tests of paths a real server cannot produce on demand. */
   transformStoredBytes?: (key: string, bytes: Buffer) => Buffer;
@@ -27,9 +29,15 @@ export class MemoryRemoteStore implements RemoteStore {
   /** Every successful write, in order, so tests can assert what was (not) sent. */
   readonly putLog: string[] = [];
 
+  private conditionalWrites = true;
+
   constructor(private readonly options: MemoryStoreOptions = {}) {}
 
   async checkAccess(): Promise<void> {}
+
+  useConditionalWrites(enabled: boolean): void {
+    this.conditionalWrites = enabled;
+  }
 
   async *listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
     const keys = [...this.objects.keys()].filter((key) => key.startsWith(keyPrefix)).sort();
@@ -50,7 +58,9 @@ export class MemoryRemoteStore implements RemoteStore {
 
   async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
     if (options.signal?.aborted === true) throw new AppError('cancelled', `upload ${key}: aborted`);
-    if (options.ifNoneMatch && this.options.honourIfNoneMatch !== false && this.objects.has(key)) {
+    const ifNoneMatch = options.ifNoneMatch && this.conditionalWrites;
+    if (ifNoneMatch && this.options.refuseIfNoneMatch === true) throw new AppError('remote_rejected', `upload ${key}: NotImplemented (HTTP 501)`);
+    if (ifNoneMatch && this.options.honourIfNoneMatch !== false && this.objects.has(key)) {
       throw new AppError('conflict', `upload ${key}: PreconditionFailed (HTTP 412)`);
     }
     const source = body();

@@ -31,6 +31,7 @@ export interface S3StoreOptions {
 export class S3RemoteStore implements RemoteStore {
   readonly location: string;
   private readonly client: S3Client;
+  private conditionalWrites = true;
 
   constructor(private readonly options: S3StoreOptions) {
     this.location = `s3://${options.bucket}/${options.prefix}${options.endpoint === undefined ? '' : ` at ${options.endpoint}`}`;
@@ -47,6 +48,10 @@ export class S3RemoteStore implements RemoteStore {
       // Retries are memsync's own (they re-open the file); the SDK's cannot replay a stream.
       maxAttempts: 2,
     });
+  }
+
+  useConditionalWrites(enabled: boolean): void {
+    this.conditionalWrites = enabled;
   }
 
   private fullKey(key: string): string {
@@ -118,7 +123,7 @@ export class S3RemoteStore implements RemoteStore {
         Body: body(),
         ContentLength: options.sizeBytes,
         ContentMD5: options.md5Hex === undefined ? undefined : Buffer.from(options.md5Hex, 'hex').toString('base64'),
-        IfNoneMatch: options.ifNoneMatch ? '*' : undefined,
+        IfNoneMatch: options.ifNoneMatch && this.conditionalWrites ? '*' : undefined,
         Metadata: options.metadata,
       }),
       { abortSignal: options.signal },
@@ -144,8 +149,10 @@ export class S3RemoteStore implements RemoteStore {
         Bucket: this.options.bucket,
         Key: fullKey,
         Body: source,
+        // lib-storage checks the part count against this; a stream alone may not tell it.
+        ContentLength: options.sizeBytes,
         // Servers that honour it refuse to complete over an existing key; others are covered by the caller's HEAD check.
-        IfNoneMatch: options.ifNoneMatch ? '*' : undefined,
+        IfNoneMatch: options.ifNoneMatch && this.conditionalWrites ? '*' : undefined,
         Metadata: options.metadata,
       },
       partSize: partSizeBytes,

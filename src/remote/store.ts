@@ -58,6 +58,11 @@ export interface RemoteStore {
   head(key: string): Promise<RemoteHead | undefined>;
   /** `body` is called once per attempt, so a retry re-opens the source. */
   put(key: string, body: BodySource, options: PutOptions): Promise<void>;
+  /**
+   * Whether `ifNoneMatch` is sent at all. On by default; turned off for servers that refuse
+   * requests carrying If-None-Match (see conditional-writes.ts), where the HEAD check remains.
+   */
+  useConditionalWrites(enabled: boolean): void;
   get(key: string, signal?: AbortSignal): Promise<Readable>;
   delete(key: string): Promise<void>;
   /** Unfinished multipart uploads under `keyPrefix`; throws remote_rejected when the server cannot list them. */

@@ -3,6 +3,7 @@ import { readBody } from '../remote/body.js';
 import type { RemoteObject, RemoteStore } from '../remote/store.js';
 import { normalizeEtag } from '../snapshot/digest.js';
 import { isSafeRelativePath, MANIFEST_FILE_NAME, manifestKey, parseManifest, type Manifest, type SnapshotKind } from '../snapshot/manifest.js';
+import type { ExpectedObject } from '../snapshot/object-check.js';
 
 /**
  * What a restore will fetch: the files of one remote snapshot, with what each must match.
@@ -11,11 +12,8 @@ import { isSafeRelativePath, MANIFEST_FILE_NAME, manifestKey, parseManifest, typ
  * local paths, so every one is validated: a hostile bucket cannot write outside.
  */
 
-export interface ExpectedFile {
+export interface ExpectedFile extends ExpectedObject {
   path: string;
-  size: number;
-  sha256: string | undefined;
-  etag: string;
 }
 
 export interface RemoteSnapshotPlan {
@@ -50,9 +48,11 @@ export async function planRemoteSnapshot(store: RemoteStore, name: string, signa
   const manifest = parseManifest(await readBody(await store.get(manifestKey(name), signal), manifestKey(name)), name);
   const files = manifest.files.map((file) => {
     const object = objects.get(file.path);
-    if (object === undefined) throw new AppError('integrity', `remote snapshot ${name} is missing ${file.path}, listed in its manifest`, { retryable: false });
+    if (object === undefined) {
+      throw new AppError('integrity', `remote snapshot ${name} is missing ${file.path}, listed in its manifest`, { retryable: false, details: { snapshot: name, file: file.path } });
+    }
     if (object.size !== file.size) {
-      throw new AppError('integrity', `remote ${name}/${file.path} has ${object.size} bytes, its manifest says ${file.size}`, { retryable: false });
+      throw new AppError('integrity', `remote ${name}/${file.path} has ${object.size} bytes, its manifest says ${file.size}`, { retryable: false, details: { snapshot: name, file: file.path } });
     }
     return { path: file.path, size: file.size, sha256: file.sha256, etag: normalizeEtag(object.etag) };
   });

@@ -3,6 +3,7 @@ import { lstat, mkdir, readdir, rename, rm, rmdir, unlink } from 'node:fs/promis
 import path from 'node:path';
 import { AppError, describeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { Metrics } from '../metrics.js';
 import type { RemoteStore } from '../remote/store.js';
 import { withRetry, type RetryPolicy } from '../retry.js';
 import { digestFile } from '../snapshot/digest.js';
@@ -39,6 +40,8 @@ export interface RestorerOptions {
   retry: RetryPolicy;
   log: Logger;
   now: () => number;
+  /** Omitted: nothing is recorded (tests, one-shot commands). */
+  metrics?: Metrics;
 }
 
 export class Restorer {
@@ -76,6 +79,9 @@ export class Restorer {
     if (existing !== undefined) return existing.promise;
     const progress: RestoreProgress = { snapshot: name, totalBytes: 0, receivedBytes: 0, startedAtMs: this.options.now() };
     const promise = this.run(name, progress, signal).finally(() => this.running.delete(name));
+    // Counted once per restore, not per caller sharing it.
+    const { metrics } = this.options;
+    if (metrics !== undefined) void promise.then(() => metrics.restoreFinished('ok'), () => metrics.restoreFinished('failed'));
     this.running.set(name, { promise, progress });
     return promise;
   }

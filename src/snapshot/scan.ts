@@ -125,3 +125,13 @@ function translateFsError(error: unknown, snapshot: string, absolutePath: string
   if (code === 'ENOENT' || code === 'ENOTDIR') return new AppError('snapshot_gone', `${snapshot} was removed while being read`, { cause: error });
   return new AppError('local_io', `cannot read ${absolutePath}: ${code ?? String(error)}`, { cause: error, hint: 'check the file permissions of the backup directory' });
 }
+
+/** statSnapshot, or undefined when there is no such snapshot (any more). */
+export async function statSnapshotIfPresent(backupDir: string, name: string): Promise<SnapshotStat | undefined> {
+  try {
+    return await statSnapshot(backupDir, name);
+  } catch (error) {
+    if (error instanceof AppError && error.kind === 'snapshot_gone') return undefined;
+    throw error;
+  }
+}

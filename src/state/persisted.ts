@@ -7,6 +7,9 @@ import { rename } from 'node:fs/promises';
 /**
  * A JSON document in the state directory, validated on load and saved atomically. Saves are
  * coalesced: many changes in a burst cost one write, and flush() forces it (on stop).
+ * Without a file path the document lives in memory only: a CLI command works on its own
+ * copy of the agent's state, because a running agent owns the files and would overwrite
+ * (or be overwritten by) a second writer.
  */
 export class PersistedJson<T> {
   private value: T;
@@ -15,7 +18,7 @@ export class PersistedJson<T> {
   private saving: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly filePath: string,
+    private readonly filePath: string | undefined,
     private readonly schema: z.ZodType<T>,
     private readonly initial: () => T,
     private readonly log: Logger,
@@ -30,6 +33,7 @@ export class PersistedJson<T> {
 
   /** Loads the file; a corrupt one is set aside (never silently overwritten) and replaced by a fresh value. */
   async load(): Promise<T> {
+    if (this.filePath === undefined) return this.value;
     let raw: unknown;
     try {
       raw = await readJsonFile(this.filePath);
@@ -50,6 +54,7 @@ export class PersistedJson<T> {
 
   update(change: (value: T) => void): void {
     change(this.value);
+    if (this.filePath === undefined) return;
     this.dirty = true;
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
@@ -63,11 +68,12 @@ export class PersistedJson<T> {
       this.timer = undefined;
     }
     // Saves run one after another so an older snapshot of the state never lands last.
+    const filePath = this.filePath;
     this.saving = this.saving.then(async () => {
-      if (!this.dirty) return;
+      if (!this.dirty || filePath === undefined) return;
       this.dirty = false;
       try {
-        await writeFileAtomic(this.filePath, JSON.stringify(this.value));
+        await writeFileAtomic(filePath, JSON.stringify(this.value));
       } catch (error) {
         this.dirty = true;
         this.log.error('cannot save state', { file: this.filePath, error: describeError(error) });

@@ -27,6 +27,11 @@ export interface UploadJobsOptions {
 export class UploadJobs {
   private readonly queue: PQueue;
   private readonly jobs = new Map<string, Job>();
+  /**
+   * Cancelled jobs still winding down (removing what they wrote), by name. A new job for the
+   * same name waits for them: it must not write keys that an abandoning job is about to delete.
+   */
+  private readonly windingDown = new Map<string, Promise<unknown>>();
   private accepting = true;
 
   constructor(private readonly options: UploadJobsOptions) {
@@ -56,6 +61,7 @@ export class UploadJobs {
           if (controller.signal.aborted) return;
           controller.signal.removeEventListener('abort', cancelledBeforeStart);
           job.started = true;
+          await this.windingDown.get(stat.name);
           try {
             resolve(
               await this.options.uploader.upload(stat, controller.signal, (progress) => {
@@ -82,6 +88,13 @@ export class UploadJobs {
     if (job === undefined) return false;
     this.jobs.delete(name);
     job.controller.abort(reason);
+    if (job.started) {
+      const done = job.promise.catch(() => undefined);
+      this.windingDown.set(name, done);
+      void done.then(() => {
+        if (this.windingDown.get(name) === done) this.windingDown.delete(name);
+      });
+    }
     return true;
   }
 

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
-import { lstat } from 'node:fs/promises';
+import { lstat, open, type FileHandle } from 'node:fs/promises';
+import type { Readable } from 'node:stream';
 import path from 'node:path';
 import type PQueue from 'p-queue';
 import { AppError, describeError, isAppError } from '../errors.js';
@@ -151,7 +151,7 @@ export class SnapshotUploader {
       const translated = cancelledOr(error, signal);
       // A snapshot that vanished or changed leaves nothing half-written under its name. On
       // shutdown, files already sent are kept: they are reused when the upload resumes.
-      if (translated.kind === 'snapshot_gone') await this.abandon(stat.name, created, log);
+      if (translated.kind === 'snapshot_gone') await this.abandon(stat.name, plans, created, log);
       throw translated;
     }
   }
@@ -236,8 +236,17 @@ export class SnapshotUploader {
       }
     };
     return this.retrying(async () => {
+      // Opened here, not inside the body stream: a file pruned since it was hashed then fails
+      // this call, instead of erupting later as an 'error' event on a stream nobody listens to yet.
+      let file: FileHandle;
       try {
-        await store.put(key, () => createReadStream(absolute, { highWaterMark: 1024 * 1024 }), {
+        file = await open(absolute, 'r');
+      } catch (error) {
+        await this.requireFileUnchanged(stat, plan.file, absolute);
+        throw error;
+      }
+      try {
+        await store.put(key, () => readFrom(file, plan.digest.size), {
           sizeBytes: plan.digest.size,
           md5Hex: plan.digest.multipart ? undefined : plan.digest.md5,
           partSizeBytes: plan.digest.multipart ? plan.digest.partSizeBytes : undefined,
@@ -251,6 +260,8 @@ export class SnapshotUploader {
         // A failed read of the local file means the snapshot changed or went away, not a store problem.
         await this.requireFileUnchanged(stat, plan.file, absolute);
         throw error;
+      } finally {
+        await file.close();
       }
       const problem = verifyStored(plan.digest, await store.head(key));
       if (problem !== undefined) {
@@ -303,11 +314,27 @@ export class SnapshotUploader {
     return manifestConflict(manifest, remote);
   }
 
-  private async abandon(name: string, created: readonly string[], log: Logger): Promise<void> {
-    for (const key of created) {
-      await this.options.store.delete(key).catch((error: unknown) => log.warn('could not remove abandoned object', { key, error: describeError(error) }));
+  /**
+   * Removes what this upload wrote. A request cancelled in flight may have been stored by the
+   * server all the same, so every key this upload meant to write is looked at: removed when
+   * sent by this upload, or when it carries this agent's id (never someone else's object).
+   */
+  private async abandon(name: string, plans: readonly FilePlan[], created: readonly string[], log: Logger): Promise<void> {
+    const { store, agentId } = this.options;
+    const sent = new Set(created);
+    let removed = 0;
+    for (const plan of plans) {
+      if (plan.action.action !== 'upload') continue;
+      const key = fileKey(name, plan.file.path);
+      try {
+        if (!sent.has(key) && (await store.head(key))?.metadata[METADATA_AGENT] !== agentId) continue;
+        await store.delete(key);
+        removed += 1;
+      } catch (error) {
+        log.warn('could not remove abandoned object', { key, error: describeError(error) });
+      }
     }
-    if (created.length > 0) log.info('abandoned partial upload', { objectsRemoved: created.length });
+    if (removed > 0) log.info('abandoned partial upload', { objectsRemoved: removed });
   }
 }
 
@@ -326,4 +353,16 @@ function cancelledOr(error: unknown, signal: AbortSignal): AppError {
   if (isAppError(error)) return error;
   if (signal.aborted) return new AppError('cancelled', 'upload cancelled', { cause: error });
   return new AppError('local_io', describeError(error), { cause: error });
+}
+
+/**
+ * A stream of the file's `sizeBytes` (as hashed) from an open handle; one per upload attempt. The handle outlives
+ * the stream (closed by the caller), and a read error after the store gave up on the stream
+ * must not become an unhandled 'error' event: the store reports failures through put().
+ */
+function readFrom(file: FileHandle, sizeBytes: number): Readable {
+  // An explicit end: lib-storage sizes a stream by its start and end, and counts parts by that.
+  const stream = file.createReadStream({ start: 0, end: sizeBytes > 0 ? sizeBytes - 1 : undefined, highWaterMark: 1024 * 1024, autoClose: false });
+  stream.on('error', () => undefined);
+  return stream;
 }

@@ -22,6 +22,10 @@ export interface StartOptions {
   env: Record<string, string | undefined>;
   /** Shown in failure messages. */
   label?: string;
+  /** Node arguments; default: the agent (`--import tsx src/main.ts`). */
+  nodeArgs?: string[];
+  /** In a process group of its own, so a test can signal it the way a terminal's Ctrl-C does. */
+  detached?: boolean;
 }
 
 const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -44,13 +48,20 @@ export class AgentProcess {
   private exit: ExitResult | undefined;
   private readonly listeners = new Set<() => void>();
   private partialLine = '';
+  private readonly detached: boolean;
 
   constructor(options: StartOptions) {
     this.label = options.label ?? 'agent';
+    this.detached = options.detached ?? false;
     const env: NodeJS.ProcessEnv = {};
     for (const [key, value] of Object.entries(process.env)) if (!OWN_VARIABLES.test(key)) env[key] = value;
     for (const [key, value] of Object.entries(options.env)) if (value !== undefined) env[key] = value;
-    this.child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts'], { cwd: PROJECT_DIR, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.child = spawn(process.execPath, options.nodeArgs ?? ['--import', 'tsx', 'src/main.ts'], {
+      cwd: PROJECT_DIR,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+      detached: options.detached ?? false,
+    });
     running.add(this);
     this.child.stdout?.setEncoding('utf8');
     this.child.stdout?.on('data', (chunk: string) => this.onStdout(chunk));
@@ -154,9 +165,9 @@ export class AgentProcess {
   }
 
   /** SIGTERM, then waits for the exit; SIGKILLs and throws when it does not come within `timeoutMs`. */
-  async stop(timeoutMs = DEFAULT_STOP_TIMEOUT_MS): Promise<ExitResult & { durationMs: number }> {
+  async stop(timeoutMs = DEFAULT_STOP_TIMEOUT_MS, signal: NodeJS.Signals = 'SIGTERM'): Promise<ExitResult & { durationMs: number }> {
     const t0 = Date.now();
-    if (this.exit === undefined) this.child.kill('SIGTERM');
+    if (this.exit === undefined) this.signal(signal);
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<'timeout'>((resolve) => {
       timer = setTimeout(() => resolve('timeout'), timeoutMs);
@@ -171,12 +182,24 @@ export class AgentProcess {
 
   /** SIGKILL and wait (bounded) for the process to be gone. */
   async kill(): Promise<ExitResult | undefined> {
-    if (this.exit === undefined) this.child.kill('SIGKILL');
+    if (this.exit === undefined) this.signal('SIGKILL');
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<undefined>((resolve) => {
       timer = setTimeout(() => resolve(undefined), 10_000);
     });
     return Promise.race([this.exited, timedOut]).finally(() => clearTimeout(timer));
+  }
+
+  /** To the process, or to its whole group when detached (as a terminal delivers Ctrl-C). */
+  private signal(signal: NodeJS.Signals): void {
+    const pid = this.child.pid;
+    if (this.detached && pid !== undefined) {
+      try {
+        process.kill(-pid, signal);
+      } catch {
+        // the group is gone already
+      }
+    } else this.child.kill(signal);
   }
 
   /** The last log lines and stderr, for failure messages. */

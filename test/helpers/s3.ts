@@ -15,3 +15,15 @@ export function skipUnless(capability: keyof S3Capabilities): string | null {
   const server = testServer();
   return server.capabilities[capability] ? null : `${server.kind} does not support ${capability}`;
 }
+
+/** The variables that point memsync at `bucket` on the test server, sync enabled. */
+export function s3Env(server: S3TestServer, bucket: string): Record<string, string> {
+  return {
+    CLOUD_SYNC_ENABLED: 'true',
+    CLOUD_SYNC_BUCKET: bucket,
+    CLOUD_SYNC_ENDPOINT: server.endpoint,
+    CLOUD_SYNC_REGION: server.region,
+    CLOUD_SYNC_ACCESS_KEY: server.accessKeyId,
+    CLOUD_SYNC_SECRET_KEY: server.secretAccessKey,
+  };
+}

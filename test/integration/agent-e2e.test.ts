@@ -28,7 +28,7 @@ import {
   type WrittenBackup,
 } from '../helpers/memory-service-sim.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
-import { skipUnless, testServer } from '../helpers/s3.js';
+import { s3Env, skipUnless, testServer } from '../helpers/s3.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const server = testServer();
@@ -79,12 +79,7 @@ async function sandbox(label: string): Promise<Sandbox> {
 
 function agentEnv(box: Sandbox, overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
   return {
-    CLOUD_SYNC_ENABLED: 'true',
-    CLOUD_SYNC_BUCKET: box.bucket,
-    CLOUD_SYNC_ENDPOINT: server.endpoint,
-    CLOUD_SYNC_REGION: server.region,
-    CLOUD_SYNC_ACCESS_KEY: server.accessKeyId,
-    CLOUD_SYNC_SECRET_KEY: server.secretAccessKey,
+    ...s3Env(server, box.bucket),
     CLOUD_SYNC_PREFIX: PREFIX,
     CLOUD_SYNC_BACKUP_DIR: box.backupDir,
     CLOUD_SYNC_STATE_DIR: box.stateDir,

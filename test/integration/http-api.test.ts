@@ -11,9 +11,9 @@ import { buildManifest, serializeManifest } from '../../src/snapshot/manifest.js
 import { createHash } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
-import { startMemoryServiceStandIn, type StandIn } from '../helpers/memory-service-standin.js';
+import { startMemoryService, type MemoryService } from '../../demo/memory-service.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
-import { testServer } from '../helpers/s3.js';
+import { s3Env, testServer } from '../helpers/s3.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -28,7 +28,7 @@ interface Setup {
 
 let setup: Setup;
 const running: Memsync[] = [];
-const standIns: StandIn[] = [];
+const standIns: MemoryService[] = [];
 
 beforeEach(async () => {
   const server = testServer();
@@ -42,12 +42,7 @@ beforeEach(async () => {
     backupDir,
     stateDir,
     env: {
-      CLOUD_SYNC_ENABLED: 'true',
-      CLOUD_SYNC_BUCKET: bucket,
-      CLOUD_SYNC_ENDPOINT: server.endpoint,
-      CLOUD_SYNC_REGION: server.region,
-      CLOUD_SYNC_ACCESS_KEY: server.accessKeyId,
-      CLOUD_SYNC_SECRET_KEY: server.secretAccessKey,
+      ...s3Env(server, bucket),
       CLOUD_SYNC_BACKUP_DIR: backupDir,
       CLOUD_SYNC_STATE_DIR: stateDir,
       CLOUD_SYNC_SETTLE_MS: '200',
@@ -287,7 +282,7 @@ describe('HTTP API', () => {
 
   it('asks the memory service for a fresh backup on upload and to apply a restore', async () => {
     const root = await tempDir('memsync-service');
-    const standIn = await startMemoryServiceStandIn(path.join(root, 'data'), setup.backupDir);
+    const standIn = await startMemoryService({ dataDir: path.join(root, 'data'), backupDir: setup.backupDir });
     standIns.push(standIn);
     const memsync = await start({ MEMORY_SERVICE_URL: standIn.url, MEMORY_SERVICE_API_KEY: standIn.apiKey });
     const upload = await memsync.server.inject({ method: 'POST', url: '/sync/upload' });

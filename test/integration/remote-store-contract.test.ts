@@ -1,8 +1,9 @@
 // One RemoteStore contract, run against the in-memory fake and against S3RemoteStore on the
 // real test server: what unit tests assume of the fake must hold of the real thing.
 import { randomBytes } from 'node:crypto';
-import { CreateMultipartUploadCommand, HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { CreateMultipartUploadCommand, HeadObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { probeConditionalWrites } from '../../src/remote/conditional-writes.js';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
 import { S3RemoteStore } from '../../src/remote/s3-store.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
@@ -93,5 +94,22 @@ describe(`S3RemoteStore key prefix on ${server.kind}`, () => {
     const keys: string[] = [];
     for await (const page of store.listObjects('')) keys.push(...page.map((o) => o.key));
     expect(keys).toEqual(['snap/file.txt']);
+  });
+});
+
+describe(`conditional-write probe on ${server.kind}`, () => {
+  it(`finds If-None-Match ${server.capabilities.conditionalWrites ? 'honoured' : 'ignored'}, as the fixture knows this server, and cleans up`, async () => {
+    const bucket = await createTestBucket(server, 'probe');
+    const store = s3Store(bucket);
+    const client = s3ClientFor(server);
+    try {
+      expect(await probeConditionalWrites(store)).toBe(server.capabilities.conditionalWrites ? 'honoured' : 'ignored');
+      const left = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
+      expect(left.Contents ?? []).toEqual([]);
+    } finally {
+      store.close();
+      client.destroy();
+      await emptyAndDeleteBucket(server, bucket);
+    }
   });
 });

@@ -1,0 +1,130 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { ErrorKind } from './errors.js';
+import type { Counters } from './state/agent-state.js';
+
+/**
+ * Prometheus metrics of one memsync instance, in a registry of its own: the global default
+ * registry would make two instances in one process (tests, an embedding app) collide.
+ *
+ * What memsync already counts in its persisted state (snapshots and bytes uploaded,
+ * conflicts, snapshots pruned before upload, the last success) is read from that state at
+ * scrape time rather than counted twice; those counters therefore survive restarts.
+ * Everything else (durations, failures by kind, restores) counts from process start.
+ */
+
+/** Live values read at scrape time; the running agent and its state provide them. */
+export interface MetricsSource {
+  counters(): Counters;
+  lastSuccessAtMs(): number | undefined;
+  /** Snapshots waiting for an upload slot, and being uploaded. */
+  uploadQueue(): { waiting: number; uploading: number };
+  /** Undefined until the store has been called once. */
+  remoteAvailable(): boolean | undefined;
+}
+
+export interface MetricsOptions {
+  enabled: boolean;
+  /** prom-client's process and Node.js metrics (CPU, memory, event loop, GC), unprefixed so stock dashboards work. Default true. */
+  processMetrics?: boolean;
+}
+
+export type MetricsResult = 'ok' | 'failed';
+
+/** A snapshot upload takes from well under a second (metadata only) to half an hour (GBs over a slow link). */
+const UPLOAD_BUCKETS_SECONDS = [0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200, 1800];
+/** A sweep lists the bucket and digests what changed locally; large new snapshots make it minutes. */
+const SWEEP_BUCKETS_SECONDS = [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600];
+/** Reasons the agent sweeps for; anything else is reported as "other" so the label set stays bounded. */
+const SWEEP_REASONS: ReadonlySet<string> = new Set(['start', 'scheduled', 'manual']);
+/** Failure kinds an upload commonly ends with, exported at 0 from the start so rate() and alerts see the series. */
+const COMMON_UPLOAD_FAILURES: readonly ErrorKind[] = ['remote_unavailable', 'remote_rejected', 'integrity', 'local_io'];
+
+export class Metrics {
+  private readonly registry = new Registry();
+  private source: MetricsSource | undefined;
+  private readonly uploadSeconds: Histogram;
+  private readonly uploadFailures: Counter<'reason'>;
+  private readonly sweepSeconds: Histogram<'reason' | 'result'>;
+  private readonly restores: Counter<'result'>;
+
+  constructor(options: MetricsOptions) {
+    const registers = [this.registry];
+    if (options.processMetrics ?? true) collectDefaultMetrics({ register: this.registry });
+
+    new Gauge({ name: 'memsync_enabled', help: 'Whether cloud sync is enabled (CLOUD_SYNC_ENABLED): 1 or 0', registers }).set(options.enabled ? 1 : 0);
+    this.uploadSeconds = new Histogram({ name: 'memsync_upload_duration_seconds', help: 'Time to upload one snapshot, from digesting to the manifest written', buckets: UPLOAD_BUCKETS_SECONDS, registers });
+    this.uploadFailures = new Counter({ name: 'memsync_upload_failures_total', help: 'Failed snapshot upload attempts, by error kind (each retry counts)', labelNames: ['reason'], registers });
+    for (const reason of COMMON_UPLOAD_FAILURES) this.uploadFailures.inc({ reason }, 0);
+    this.sweepSeconds = new Histogram({ name: 'memsync_sweep_duration_seconds', help: 'Time to compare the backup directory with the bucket and queue what is missing', labelNames: ['reason', 'result'], buckets: SWEEP_BUCKETS_SECONDS, registers });
+    this.restores = new Counter({ name: 'memsync_restores_total', help: 'Snapshot restores (downloads into the backup directory), by result; ok includes already present', labelNames: ['result'], registers });
+    for (const result of ['ok', 'failed'] as const) this.restores.inc({ result }, 0);
+
+    this.persistedCounter('memsync_snapshots_uploaded_total', 'Snapshots uploaded (persisted across restarts)', (c) => c.snapshotsUploaded);
+    this.persistedCounter('memsync_uploaded_bytes_total', 'Bytes actually sent to the store; files already there are not counted (persisted across restarts)', (c) => c.bytesUploaded);
+    this.persistedCounter('memsync_conflicts_total', 'Snapshots found remotely under the same name with different content (persisted across restarts)', (c) => c.conflicts);
+    this.persistedCounter('memsync_pruned_before_upload_total', 'Snapshots the memory service removed before memsync could upload them (persisted across restarts)', (c) => c.prunedBeforeUpload);
+    this.liveGauge('memsync_last_success_timestamp_seconds', 'When the last snapshot upload succeeded, seconds since the epoch; 0 before the first', (s) => (s.lastSuccessAtMs() ?? 0) / 1000);
+    this.liveGauge('memsync_upload_queue_depth', 'Snapshots waiting for an upload slot', (s) => s.uploadQueue().waiting);
+    this.liveGauge('memsync_uploads_in_flight', 'Snapshots being uploaded now', (s) => s.uploadQueue().uploading);
+    this.liveGauge('memsync_remote_available', 'Whether the last call to the store succeeded: 1 or 0 (0 before the first call and when sync is disabled)', (s) => (s.remoteAvailable() === true ? 1 : 0));
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+
+  /** Where scrape-time values come from; until set (and when sync is disabled) they read 0. */
+  readFrom(source: MetricsSource): void {
+    this.source = source;
+  }
+
+  /** The count and bytes of uploads come from the persisted state; only the duration is recorded here. */
+  uploadSucceeded(seconds: number): void {
+    this.uploadSeconds.observe(seconds);
+  }
+
+  uploadFailed(kind: ErrorKind): void {
+    this.uploadFailures.inc({ reason: kind });
+  }
+
+  sweepFinished(reason: string, result: MetricsResult, seconds: number): void {
+    this.sweepSeconds.observe({ reason: SWEEP_REASONS.has(reason) ? reason : 'other', result }, seconds);
+  }
+
+  restoreFinished(result: MetricsResult): void {
+    this.restores.inc({ result });
+  }
+
+  /** The exposition text, in the format named by contentType. */
+  render(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  private persistedCounter(name: string, help: string, read: (counters: Counters) => number): void {
+    const source = (): MetricsSource | undefined => this.source;
+    new Counter({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        // prom-client counters only go up; the persisted value is the truth, so start from it each scrape.
+        this.reset();
+        const current = source();
+        if (current !== undefined) this.inc(read(current.counters()));
+      },
+    });
+  }
+
+  private liveGauge(name: string, help: string, read: (source: MetricsSource) => number): void {
+    const source = (): MetricsSource | undefined => this.source;
+    new Gauge({
+      name,
+      help,
+      registers: [this.registry],
+      collect() {
+        const current = source();
+        this.set(current === undefined ? 0 : read(current));
+      },
+    });
+  }
+}

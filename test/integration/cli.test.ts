@@ -1,0 +1,281 @@
+// The memsync command line as real processes (node --import tsx src/main.ts <command>) against
+// the real S3 server of the test run. The tests share one bucket and run in order: upload,
+// list, status, verify, restore, conflicts, and last the corruption of a remote object.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { MANIFEST_FILE_NAME } from '../../src/snapshot/manifest.js';
+import { freshAgentState } from '../../src/state/agent-state.js';
+import { memoryFileSet, writeBackup, type WrittenBackup } from '../helpers/memory-service-sim.js';
+import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
+import { s3Env, testServer } from '../helpers/s3.js';
+
+const server = testServer();
+const PREFIX = 'memories/';
+const MIB = 1024 * 1024;
+const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+/** Variables memsync reads: never inherited from the environment the tests run in. */
+const OWN_VARIABLES = /^(CLOUD_SYNC_|MEMORY_SERVICE_|LOG_LEVEL$|LOG_FORMAT$|NODE_ENV$)/;
+const COMMAND_TIMEOUT_MS = 90_000;
+const NAME = 'auto_20261125_020000';
+const OLD_CONFLICT = 'old_20200101_000000';
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+const running = new Set<ChildProcess>();
+
+/** Runs one command to its end (bounded); output as text. */
+function memsync(args: string[], env: Record<string, string | undefined>): Promise<Run> {
+  const childEnv: NodeJS.ProcessEnv = {};
+  for (const [key, value] of Object.entries(process.env)) if (!OWN_VARIABLES.test(key)) childEnv[key] = value;
+  for (const [key, value] of Object.entries(env)) if (value !== undefined) childEnv[key] = value;
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { cwd: PROJECT_DIR, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let stdout = '';
+  let stderr = '';
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  return new Promise<Run>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`memsync ${args.join(' ')} did not end within ${COMMAND_TIMEOUT_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
+    }, COMMAND_TIMEOUT_MS);
+    child.once('error', reject);
+    child.once('close', (code) => {
+      clearTimeout(timer);
+      running.delete(child);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+function describeRun(args: string[], run: Run): string {
+  return `memsync ${args.join(' ')} -> ${run.code}\n--- stdout:\n${run.stdout}\n--- stderr:\n${run.stderr}`;
+}
+
+/** Runs and expects an exit code, showing the output when it differs. */
+async function expectRun(args: string[], env: Record<string, string | undefined>, code: number): Promise<Run> {
+  const run = await memsync(args, env);
+  expect(run.code, describeRun(args, run)).toBe(code);
+  return run;
+}
+
+const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
+
+let client: S3Client;
+let bucket: string;
+let root: string;
+let backupDir: string;
+let stateDir: string;
+let backup: WrittenBackup;
+
+function env(overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    ...s3Env(server, bucket),
+    CLOUD_SYNC_PREFIX: PREFIX,
+    CLOUD_SYNC_BACKUP_DIR: backupDir,
+    CLOUD_SYNC_STATE_DIR: stateDir,
+    CLOUD_SYNC_SETTLE_MS: '300',
+    CLOUD_SYNC_MULTIPART_THRESHOLD_MB: '5',
+    ...overrides,
+  };
+}
+
+async function getRemote(key: string): Promise<Buffer> {
+  const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from((await answer.Body?.transformToByteArray()) ?? []);
+}
+
+async function remoteKeys(): Promise<string[]> {
+  const answer = await client.send(new ListObjectsV2Command({ Bucket: bucket }));
+  return (answer.Contents ?? []).map((o) => o.Key ?? '').sort();
+}
+
+/** Name, size and mtime of every file under `dir`: what "nothing was written" compares. */
+async function fingerprint(dir: string): Promise<string[]> {
+  const entries = await readdir(dir, { recursive: true, withFileTypes: true });
+  const lines: string[] = [];
+  for (const entry of entries) {
+    const absolute = path.join(entry.parentPath, entry.name);
+    const info = await stat(absolute);
+    lines.push(`${path.relative(dir, absolute)} ${info.size} ${info.mtimeMs}`);
+  }
+  return lines.sort();
+}
+
+beforeAll(async () => {
+  client = s3ClientFor(server);
+  bucket = await createTestBucket(server, 'cli');
+  root = await mkdtemp(path.join(os.tmpdir(), 'memsync-cli-'));
+  backupDir = path.join(root, 'backups');
+  stateDir = path.join(root, 'state');
+  await mkdir(backupDir);
+  await mkdir(stateDir);
+  // What an agent using this state directory would have left: its id and a conflict it recorded.
+  const state = freshAgentState();
+  state.conflicts[OLD_CONFLICT] = { snapshot: OLD_CONFLICT, detectedAtMs: Date.UTC(2020, 0, 2), operation: 'upload', localDigest: 'a'.repeat(64), remoteDigest: 'b'.repeat(64), files: [] };
+  await writeFile(path.join(stateDir, 'state.json'), JSON.stringify(state));
+  // Above the multipart threshold and one 8 MiB part: the index goes up in parts.
+  backup = await writeBackup(backupDir, { prefix: 'auto', time: new Date(Date.UTC(2026, 10, 25, 2)), files: memoryFileSet({ memories: 50, indexBytes: 9 * MIB + 123 }) });
+  expect(backup.name).toBe(NAME);
+});
+
+afterEach(() => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+afterAll(async () => {
+  client?.destroy();
+  if (bucket !== undefined) await emptyAndDeleteBucket(server, bucket).catch((error: unknown) => console.error(`[cli] cannot delete bucket ${bucket}: ${String(error)}`));
+  if (root !== undefined) await rm(root, { recursive: true, force: true });
+});
+
+describe(`memsync command line (${server.kind})`, () => {
+  it('upload sends a snapshot still settling, verified, manifest last; snapshots lists it', async () => {
+    const upload = await expectRun(['upload'], env(), 0);
+    expect(upload.stdout).toMatch(new RegExp(`^uploaded +${NAME}$`, 'm'));
+    expect(upload.stdout).toMatch(/1 uploaded, 0 already remote, 0 conflicts, 0 failed/);
+    expect(await remoteKeys()).toEqual([...backup.files.map((f) => `${PREFIX}${NAME}/${f.name}`), `${PREFIX}${NAME}/${MANIFEST_FILE_NAME}`].sort());
+    for (const file of backup.files) expect(sha256(await getRemote(`${PREFIX}${NAME}/${file.name}`)), file.name).toBe(sha256(file.bytes));
+
+    const json = await expectRun(['snapshots', '--json'], env(), 0);
+    const list = JSON.parse(json.stdout) as { snapshots: { name: string; time: string; files: number; bytes: number; complete: boolean }[]; total: number };
+    expect(list.total).toBe(1);
+    expect(list.snapshots).toEqual([{ name: NAME, time: '2026-11-25T02:00:00.000Z', files: 3, bytes: backup.files.reduce((n, f) => n + f.bytes.length, 0), complete: true }]);
+
+    const text = await expectRun(['snapshots', '--limit', '5'], env(), 0);
+    expect(text.stdout).toMatch(/^NAME +TIME \(UTC\) +FILES +SIZE +STATE$/m);
+    expect(text.stdout).toMatch(new RegExp(`^${NAME} +2026-11-25T02:00:00Z +3 +9\\.\\d MiB +complete$`, 'm'));
+
+    const again = await expectRun(['upload', NAME], env(), 0);
+    expect(again.stdout).toMatch(new RegExp(`^already remote +${NAME}$`, 'm'));
+  });
+
+  it('status shows the snapshot in sync and the conflicts the agent recorded, and writes no state', async () => {
+    const before = await fingerprint(stateDir);
+    const run = await expectRun(['status', '--json'], env(), 0);
+    const report = JSON.parse(run.stdout) as Record<string, unknown>;
+    expect(report).toMatchObject({
+      remote: { reachable: true, count: 1, complete: 1, latest: { name: NAME } },
+      local: { count: 1, latest: { name: NAME }, settling: [] },
+      inSync: [NAME],
+      pending: [],
+      onlyRemote: [],
+      newerRemote: [],
+      conflicts: [{ snapshot: OLD_CONFLICT, operation: 'upload' }],
+      agent: { stateFound: true, lastSuccess: null },
+    });
+    const text = await expectRun(['status'], env(), 0);
+    expect(text.stdout).toMatch(/^in sync +1$/m);
+    expect(text.stdout).toMatch(/^pending +0$/m);
+    expect(text.stdout).toMatch(new RegExp(`^conflicts +1 recorded by the agent: ${OLD_CONFLICT}$`, 'm'));
+    // Neither status nor the upload before it touched the agent's files (no hash-cache.json either).
+    expect(await fingerprint(stateDir)).toEqual(before);
+    expect(before).toHaveLength(1);
+  });
+
+  it('verify re-reads every object and finds the snapshot ok', async () => {
+    const run = await expectRun(['verify'], env(), 0);
+    expect(run.stdout).toMatch(new RegExp(`^ok +${NAME} +3 files, 9\\.\\d MiB, checked by SHA-256$`, 'm'));
+    expect(run.stdout).toMatch(/^1 checked: 1 ok, 0 unverified, 0 failed/m);
+    const json = await expectRun(['verify', NAME, '--json'], env(), 0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ snapshots: [{ snapshot: NAME, status: 'ok', manifest: true, files: 3, verification: 'sha256', failures: [] }], summary: { snapshots: 1, ok: 1, failed: 0 } });
+  });
+
+  it('restore without --yes says what it would do, writes nothing and exits 2', async () => {
+    const target = path.join(root, 'not-yet');
+    const run = await expectRun(['restore', NAME], env({ CLOUD_SYNC_BACKUP_DIR: target, CLOUD_SYNC_STATE_DIR: path.join(root, 'not-yet-state') }), 2);
+    expect(run.stdout).toMatch(new RegExp(`^would download ${NAME}: 3 files, 9\\.\\d MiB, complete`, 'm'));
+    expect(run.stdout).toContain('left there for you to apply (MEMORY_SERVICE_URL is not set)');
+    expect(run.stderr).toMatch(/nothing was written; repeat with --yes/);
+    expect(existsSync(target)).toBe(false);
+    expect(existsSync(path.join(root, 'not-yet-state'))).toBe(false);
+
+    const latest = await expectRun(['download'], env({ CLOUD_SYNC_BACKUP_DIR: target }), 2);
+    expect(latest.stdout).toMatch(new RegExp(`^would download ${NAME} \\(the latest remote snapshot by time\\)`, 'm'));
+    expect(existsSync(target)).toBe(false);
+  });
+
+  it('restore into an empty backup directory gives byte-identical files; again, nothing is written', async () => {
+    const target = path.join(root, 'new-machine');
+    await mkdir(target);
+    const run = await expectRun(['restore', NAME, '--yes'], env({ CLOUD_SYNC_BACKUP_DIR: target }), 0);
+    expect(run.stdout).toMatch(new RegExp(`^downloaded ${NAME} into .*: 3 files, 9\\.\\d MiB; every file matches the SHA-256 in the manifest$`, 'm'));
+    expect(await readdir(target)).toEqual([NAME]);
+    for (const file of backup.files) expect((await readFile(path.join(target, NAME, file.name))).equals(file.bytes), file.name).toBe(true);
+
+    const before = await fingerprint(target);
+    const again = await expectRun(['download', NAME, '--yes'], env({ CLOUD_SYNC_BACKUP_DIR: target }), 0);
+    expect(again.stdout).toMatch(/already in .* with the same content; nothing was written/);
+    expect(await fingerprint(target)).toEqual(before);
+  });
+
+  it('different content under the same name is a conflict both ways: exit 5, nothing overwritten', async () => {
+    const other = path.join(root, 'other-machine');
+    await mkdir(other);
+    await writeBackup(other, { prefix: 'auto', time: new Date(Date.UTC(2026, 10, 25, 2)), files: memoryFileSet({ memories: 7 }) });
+    const remoteBefore = await getRemote(`${PREFIX}${NAME}/metadata.json`);
+
+    const upload = await expectRun(['upload'], env({ CLOUD_SYNC_BACKUP_DIR: other }), 5);
+    expect(upload.stdout).toMatch(new RegExp(`^CONFLICT +${NAME}: the bucket holds different content under this name; nothing was overwritten$`, 'm'));
+    expect(upload.stdout).toMatch(/differing files: .*metadata\.json/);
+    expect((await getRemote(`${PREFIX}${NAME}/metadata.json`)).equals(remoteBefore)).toBe(true);
+
+    const localBefore = await fingerprint(other);
+    const restore = await expectRun(['restore', NAME, '--yes'], env({ CLOUD_SYNC_BACKUP_DIR: other }), 5);
+    expect(restore.stderr).toMatch(new RegExp(`local snapshot ${NAME} differs from the remote one; nothing was overwritten`));
+    expect(restore.stderr).toMatch(/hint: move the local snapshot aside first/);
+    expect(await fingerprint(other)).toEqual(localBefore);
+  });
+
+  it('verify fails naming the file when a remote object is corrupted, and exits 6', async () => {
+    const key = `${PREFIX}${NAME}/metadata.json`;
+    const original = await getRemote(key);
+    const corrupted = Buffer.from(original);
+    corrupted[10] = (corrupted[10] ?? 0) ^ 0x01;
+    await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: corrupted }));
+
+    const run = await expectRun(['verify'], env(), 6);
+    expect(run.stdout).toMatch(new RegExp(`^FAILED +${NAME} +1 of 3 files failed$`, 'm'));
+    expect(run.stdout).toMatch(new RegExp(`^ +metadata\\.json: SHA-256 ${sha256(corrupted)} does not match the manifest's ${sha256(original)}$`, 'm'));
+    expect(run.stdout).toMatch(/0 ok, 0 unverified, 1 failed/);
+
+    const json = await expectRun(['verify', NAME, '--json'], env(), 6);
+    expect(JSON.parse(json.stdout)).toMatchObject({ snapshots: [{ status: 'failed', failures: [{ path: 'metadata.json' }] }], summary: { failed: 1 } });
+  });
+
+  it('bad configuration exits 2 naming the variable, as the agent does', async () => {
+    const run = await expectRun(['status'], env({ CLOUD_SYNC_SETTLE_MS: 'soon' }), 2);
+    expect(run.stderr).toMatch(/^memsync: invalid configuration \(1 problem\):\n {2}CLOUD_SYNC_SETTLE_MS="soon": expected a whole number of milliseconds between 100 and 3600000\n/m);
+    expect(run.stdout).toBe('');
+    const disabled = await expectRun(['snapshots'], env({ CLOUD_SYNC_ENABLED: undefined }), 2);
+    expect(disabled.stderr).toMatch(/cloud sync is disabled \(CLOUD_SYNC_ENABLED is not true\)/);
+  });
+
+  it('a store that refuses the credentials exits 3; one that does not answer exits 4', async () => {
+    const refused = await expectRun(['snapshots'], env({ CLOUD_SYNC_SECRET_KEY: 'wrong-secret-key' }), 3);
+    // (The AWS SDK may print its own Node version notice on stderr first.)
+    expect(refused.stderr).toMatch(/^memsync: list memories\/: .*\n {2}hint: check CLOUD_SYNC_ACCESS_KEY/m);
+    const down = await expectRun(['status', '--json'], env({ CLOUD_SYNC_ENDPOINT: 'http://127.0.0.1:9' }), 4);
+    expect(JSON.parse(down.stdout)).toMatchObject({ remote: { reachable: false }, inSync: null, local: { count: 1 } });
+  });
+
+  it('unknown commands and flags exit 2 with usage; --help exits 0', async () => {
+    const unknown = await expectRun(['frobnicate'], env(), 2);
+    expect(unknown.stderr).toMatch(/^memsync: unknown command "frobnicate"\n\nUsage: memsync \[command\]/m);
+    const flag = await expectRun(['verify', '--fast'], env(), 2);
+    expect(flag.stderr).toMatch(/^memsync: verify: unknown option --fast\n\nUsage: memsync verify/m);
+    const help = await expectRun(['upload', '--help'], {}, 0);
+    expect(help.stdout).toMatch(/^Usage: memsync upload \[NAME\]/);
+  });
+});
