@@ -21,12 +21,15 @@ import { judgeSettle, type SettleState } from './watch/settle.js';
 import { Settler } from './watch/settler.js';
 import { BackupWatcher } from './watch/watcher.js';
 import { OutcomeRecorder } from './outcomes.js';
+import type { Notifier } from './alerts/notifier.js';
 import { buildStatus, type AgentStatus } from './status.js';
 
 /** The agent's settings that come straight from the configuration (the agent and the CLI build it alike). */
-export function agentSettings(config: Config): Pick<AgentOptions, 'backupDir' | 'settleMs' | 'concurrency' | 'multipartThresholdBytes' | 'shutdownTimeoutMs' | 'schedule'> {
-  const { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule } = config;
-  return { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule };
+export function agentSettings(
+  config: Config,
+): Pick<AgentOptions, 'backupDir' | 'settleMs' | 'concurrency' | 'multipartThresholdBytes' | 'shutdownTimeoutMs' | 'schedule' | 'staleMultipartMs' | 'serverSideCopy'> {
+  const { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy } = config;
+  return { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy };
 }
 
 export interface AgentOptions {
@@ -44,8 +47,22 @@ export interface AgentOptions {
   retry?: RetryPolicy;
   /** Multipart uploads under the prefix older than this, and not ours in flight, are aborted by sweeps. */
   staleMultipartMs?: number;
+  /** Differential uploads: files already in a complete remote snapshot are copied server-side, not sent. Default true. */
+  serverSideCopy?: boolean;
   /** Omitted: nothing is recorded (tests, one-shot commands). */
   metrics?: Metrics;
+  /** Alerts on upload failures, conflicts and recovery; omitted: none. */
+  notifier?: Notifier;
+  /** Called after each successful sweep (retention, heartbeat); must not throw. Not called for failed sweeps. */
+  afterSweep?: (sweep: FinishedSweep) => void;
+}
+
+export interface FinishedSweep {
+  summary: SweepSummary;
+  /** Snapshot names in the backup directory when the sweep listed it. */
+  local: ReadonlySet<string>;
+  /** Snapshots queued or being uploaded when the sweep finished. */
+  uploading: readonly string[];
 }
 
 export interface SweepSummary {
@@ -98,7 +115,7 @@ export class Agent {
     this.now = options.now ?? Date.now;
     const log = options.log;
     this.health = new RemoteHealth(log.child({ component: 'remote' }), this.now);
-    this.outcomes = new OutcomeRecorder(options.state, log.child({ component: 'upload' }), this.now, options.metrics);
+    this.outcomes = new OutcomeRecorder(options.state, log.child({ component: 'upload' }), this.now, options.metrics, options.notifier);
     const fileQueue = new PQueue({ concurrency: options.concurrency });
     this.uploader = new SnapshotUploader({
       store: options.store,
@@ -110,6 +127,13 @@ export class Agent {
       retry: options.retry ?? DEFAULT_RETRY,
       log: log.child({ component: 'upload' }),
       now: this.now,
+      // A hung store fails each request only after an idle timeout, and a snapshot only after all
+      // its retries (minutes): status and /readyz must say "unavailable" from the first failure.
+      onRetry: (error) => {
+        if (isAppError(error, 'remote_unavailable')) this.health.failed(describeError(error));
+      },
+      // The listing sweeps keep (and uploads extend) says which snapshots are complete: no listing of its own.
+      serverSideCopy: options.serverSideCopy === false ? undefined : { remoteIndex: () => this.remote },
     });
     this.jobs = new UploadJobs({ uploader: this.uploader, snapshotConcurrency: Math.max(2, options.concurrency) });
     this.settler = new Settler({
@@ -130,6 +154,11 @@ export class Agent {
 
   get remoteIndex(): RemoteIndex {
     return this.remote;
+  }
+
+  /** Snapshots whose last upload failed and that wait for a retry (the heartbeat stays silent meanwhile). */
+  get failingUploads(): number {
+    return this.retryTimers.size;
   }
 
   /** Snapshots waiting for an upload slot, and being uploaded (read by metrics at scrape time). */
@@ -216,6 +245,7 @@ export class Agent {
       });
       this.options.metrics?.sweepFinished(reason, 'ok', summary.durationMs / 1000);
       log.info('sweep finished', { reason, local: summary.local, remote: summary.remote, queued: queued.length, inSync: inSync.length, settling: settling.length, durationMs: summary.durationMs });
+      this.options.afterSweep?.({ summary, local: live, uploading: this.jobs.pendingNames() });
       return summary;
     } catch (error) {
       const appError = isAppError(error) ? error : new AppError('local_io', describeError(error), { cause: error });

@@ -2,6 +2,8 @@ import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Agent, agentSettings } from './agent.js';
+import { Heartbeat } from './alerts/heartbeat.js';
+import { silentNotifier, WebhookNotifier } from './alerts/notifier.js';
 import type { Config } from './config.js';
 import { AppError, describeError } from './errors.js';
 import type { SyncApi } from './http/routes/sync.js';
@@ -13,6 +15,8 @@ import { configureConditionalWrites, type ConditionalWrites } from './remote/con
 import { S3RemoteStore } from './remote/s3-store.js';
 import type { RemoteStore } from './remote/store.js';
 import { Restorer } from './restore/restorer.js';
+import { RetentionRunner, type RetentionStatus } from './retention/apply.js';
+import { SweepFollowUp } from './retention/after-sweep.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
 import { MemoryServiceClient } from './service/memory-service.js';
 import { agentStateSchema, freshAgentState } from './state/agent-state.js';
@@ -38,6 +42,8 @@ export interface BuildOptions {
   /** Replaces the S3 store (tests of fault paths a real server cannot produce on demand). */
   store?: RemoteStore;
   retry?: RetryPolicy;
+  /** Minimum time between two alerts of one type (default 5 minutes); tests shorten it. */
+  alertIntervalMs?: number;
 }
 
 export async function buildMemsync(config: Config, log: Logger, options: BuildOptions = {}): Promise<Memsync> {
@@ -68,6 +74,20 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
   const store = options.store ?? new S3RemoteStore({ ...config.s3, partsInFlight: 4 });
   const retry = options.retry ?? DEFAULT_RETRY;
   const restorer = new Restorer({ store, backupDir: config.backupDir, multipartThresholdBytes: config.multipartThresholdBytes, retry, log: log.child({ component: 'restore' }), now: Date.now, metrics });
+  const { notifyUrl, heartbeatUrl } = config.alerts;
+  const notifier =
+    notifyUrl === undefined ? undefined : new WebhookNotifier({ url: notifyUrl, log: log.child({ component: 'alerts' }), ...(options.alertIntervalMs === undefined ? {} : { intervalMs: options.alertIntervalMs }) });
+  const heartbeat = heartbeatUrl === undefined ? undefined : new Heartbeat({ url: heartbeatUrl, log: log.child({ component: 'alerts' }) });
+  const retention =
+    config.retention === undefined
+      ? undefined
+      : new RetentionRunner(config.retention, {
+          store,
+          log: log.child({ component: 'retention' }),
+          now: Date.now,
+          isBusy: (name) => restorer.isRestoring(name) || state.current.conflicts[name] !== undefined,
+          onDeleted: (count) => metrics.snapshotsDeletedByRetention(count),
+        });
   const agent = new Agent({
     ...agentSettings(config),
     store,
@@ -76,6 +96,18 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
     log,
     retry,
     metrics,
+    notifier: notifier ?? silentNotifier,
+    // Sweeps start with agent.start(), after followUp exists.
+    ...(retention === undefined && heartbeat === undefined ? {} : { afterSweep: (sweep) => followUp.handle(sweep) }),
+  });
+  const followUp = new SweepFollowUp({
+    retention,
+    heartbeat,
+    refreshIndex: () => agent.refreshRemoteIndex(),
+    failingUploads: () => agent.failingUploads,
+    conflicts: () => Object.keys(state.current.conflicts),
+    restoring: () => restorer.active().map((r) => r.snapshot),
+    log: log.child({ component: 'retention' }),
   });
   metrics.readFrom({
     counters: () => state.current.counters,
@@ -84,14 +116,17 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
     remoteAvailable: () => agent.health.available,
   });
   const memoryService = config.memoryService === undefined ? undefined : new MemoryServiceClient(config.memoryService);
-  const operations = new SyncOperations({ agent, restorer, memoryService, state, backupDir: config.backupDir, settleMs: config.settleMs, log: log.child({ component: 'operations' }) });
+  const operations = new SyncOperations({ agent, restorer, memoryService, state, backupDir: config.backupDir, settleMs: config.settleMs, log: log.child({ component: 'operations' }), notifier: notifier ?? silentNotifier });
   /** Found out at start (see conditional-writes.ts); unknown until the store has been reached. */
   const conditionalWrites: { mode: ConditionalWrites | undefined } = { mode: undefined };
   const server = await buildServer({
     ...http,
-    sync: syncApi(agent, operations, restorer, config.backupDir, conditionalWrites),
+    sync: syncApi(agent, operations, restorer, config.backupDir, conditionalWrites, () => retentionStatus(retention)),
     readiness: () => ({ enabled: true, config: true, watcher: agent.watching, remote: agent.health.available === true }),
   });
+
+  const stopping = new AbortController();
+  let startupDownload: Promise<unknown> = Promise.resolve();
 
   return {
     server,
@@ -114,17 +149,35 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
       await restorer.cleanStaging();
       await agent.start();
       if (listen) await listenOn(server, config, log);
-      void operations.autoDownloadIfEmpty().catch((error: unknown) => log.error('automatic download at start failed', { error: describeError(error) }));
+      startupDownload = operations.autoDownloadIfEmpty(stopping.signal).catch((error: unknown) => {
+        if (!stopping.signal.aborted) log.error('automatic download at start failed', { error: describeError(error) });
+      });
     },
     stop: async () => {
+      // A download at start still running is cancelled; its staging folder is removed with it.
+      stopping.abort();
+      await startupDownload;
       await server.close();
       await agent.stop();
+      await followUp.stop(config.shutdownTimeoutMs);
+      await Promise.all([notifier?.stop(), heartbeat?.stop()]);
       store.close();
     },
   };
 }
 
-function syncApi(agent: Agent, operations: SyncOperations, restorer: Restorer, backupDir: string, conditionalWrites: { mode: ConditionalWrites | undefined }): SyncApi {
+function retentionStatus(retention: RetentionRunner | undefined): RetentionStatus {
+  return retention?.status() ?? { policy: null, dryRun: false, lastRunAt: null, kept: 0, lastDeleted: [], wouldDelete: [], lastError: null };
+}
+
+function syncApi(
+  agent: Agent,
+  operations: SyncOperations,
+  restorer: Restorer,
+  backupDir: string,
+  conditionalWrites: { mode: ConditionalWrites | undefined },
+  retention: () => RetentionStatus,
+): SyncApi {
   return {
     upload: () => operations.manualUpload(),
     describeDownload: async (name) => {
@@ -133,7 +186,7 @@ function syncApi(agent: Agent, operations: SyncOperations, restorer: Restorer, b
     },
     download: (name) => operations.download(name),
     restore: (name) => operations.restore(name),
-    status: () => ({ ...agent.status(), restoring: restorer.active(), memoryService: operations.serviceConfigured, conditionalWrites: conditionalWrites.mode ?? 'unknown' }),
+    status: () => ({ ...agent.status(), restoring: restorer.active(), memoryService: operations.serviceConfigured, conditionalWrites: conditionalWrites.mode ?? 'unknown', retention: retention() }),
     remoteIndex: async (maxAgeMs) => (Date.now() - agent.remoteIndex.listedAtMs > maxAgeMs ? agent.refreshRemoteIndex() : agent.remoteIndex),
     serviceConfigured: operations.serviceConfigured,
   };

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { Cron } from 'croner';
 import { z } from 'zod';
 import { AppError } from './errors.js';
+import { formatPolicy, parseRetentionPolicy, type RetentionPolicy } from './retention/policy.js';
 
 /**
  * The only reader of process.env. Every variable is validated at start and every problem
@@ -35,10 +36,17 @@ export interface Config {
   settleMs: number;
   concurrency: number;
   multipartThresholdBytes: number;
+  /** Create files already stored by a complete remote snapshot with a server-side copy instead of sending them. */
+  serverSideCopy: boolean;
   shutdownTimeoutMs: number;
+  /** Multipart uploads under the prefix older than this, not in flight here, are aborted by sweeps. */
+  staleMultipartMs: number;
   http: { host: string; port: number; apiToken: string | undefined; metricsOpen: boolean };
   memoryService: { url: string; apiKey: string | undefined } | undefined;
   log: { level: LogLevel; format: LogFormat };
+  /** Undefined: no retention, memsync never deletes a remote snapshot. */
+  retention: { policy: RetentionPolicy; dryRun: boolean } | undefined;
+  alerts: { notifyUrl: string | undefined; heartbeatUrl: string | undefined };
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -49,6 +57,9 @@ export const SECRET_VARIABLES = [
   'CLOUD_SYNC_SECRET_KEY',
   'CLOUD_SYNC_API_TOKEN',
   'MEMORY_SERVICE_API_KEY',
+  // Webhook and heartbeat URLs usually embed a token (Slack, Discord, healthchecks.io).
+  'CLOUD_SYNC_NOTIFY_URL',
+  'CLOUD_SYNC_HEARTBEAT_URL',
 ] as const;
 
 const MIB = 1024 * 1024;
@@ -116,6 +127,28 @@ const absolutePathText = z
   .min(1, 'expected a directory path')
   .transform((v) => path.resolve(v));
 
+const endpointUrlText = z
+  .string()
+  .trim()
+  .refine((v) => {
+    try {
+      const url = new URL(v);
+      return url.protocol === 'http:' || url.protocol === 'https:';
+    } catch {
+      return false;
+    }
+  }, 'expected an http:// or https:// URL, e.g. https://hooks.slack.com/services/...');
+
+const retentionText = z
+  .string()
+  .trim()
+  .transform((value, ctx) => {
+    const parsed = parseRetentionPolicy(value);
+    if (parsed.ok) return parsed.policy;
+    ctx.addIssue({ code: 'custom', message: `expected a policy like "last=10,hourly=24,daily=7,weekly=4,monthly=12" keeping at least one snapshot: ${parsed.problem}` });
+    return z.NEVER;
+  });
+
 const logLevelText = z.enum(['error', 'warn', 'info', 'debug'], 'expected one of error, warn, info, debug');
 const logFormatText = z.enum(['json', 'pretty', 'auto'], 'expected json, pretty or auto');
 
@@ -136,7 +169,10 @@ const envSchema = z.object({
   CLOUD_SYNC_SETTLE_MS: integerText(100, 3_600_000, 'milliseconds').default(2000),
   CLOUD_SYNC_CONCURRENCY: integerText(1, 64, 'parallel file uploads').default(4),
   CLOUD_SYNC_MULTIPART_THRESHOLD_MB: integerText(MIN_MULTIPART_THRESHOLD_MIB, 5 * 1024, 'MiB').default(16),
+  CLOUD_SYNC_SERVER_SIDE_COPY: booleanText.default(true),
   CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS: integerText(0, 600_000, 'milliseconds').default(5000),
+  // Above any upload's duration: another memsync (or the CLI) may be sending parts of a younger one.
+  CLOUD_SYNC_STALE_MULTIPART_MINUTES: integerText(1, 10_080, 'minutes').default(60),
   CLOUD_SYNC_HOST: z.string().trim().min(1, 'expected a host name or IP address').default('127.0.0.1'),
   CLOUD_SYNC_PORT: integerText(0, 65_535, 'port').default(8901),
   CLOUD_SYNC_API_TOKEN: z.string().trim().min(16, 'expected a token of at least 16 characters').optional(),
@@ -145,6 +181,10 @@ const envSchema = z.object({
   MEMORY_SERVICE_API_KEY: z.string().trim().min(1, 'expected a non-empty API key').optional(),
   LOG_LEVEL: logLevelText.default('info'),
   LOG_FORMAT: logFormatText.default('auto'),
+  CLOUD_SYNC_RETENTION: retentionText.optional(),
+  CLOUD_SYNC_RETENTION_DRY_RUN: booleanText.default(false),
+  CLOUD_SYNC_NOTIFY_URL: endpointUrlText.optional(),
+  CLOUD_SYNC_HEARTBEAT_URL: endpointUrlText.optional(),
 });
 
 type EnvVariable = keyof z.input<typeof envSchema>;
@@ -284,7 +324,9 @@ export function loadConfig(env: Env = process.env): Config {
     settleMs: values.CLOUD_SYNC_SETTLE_MS,
     concurrency: values.CLOUD_SYNC_CONCURRENCY,
     multipartThresholdBytes: values.CLOUD_SYNC_MULTIPART_THRESHOLD_MB * MIB,
+    serverSideCopy: values.CLOUD_SYNC_SERVER_SIDE_COPY,
     shutdownTimeoutMs: values.CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS,
+    staleMultipartMs: values.CLOUD_SYNC_STALE_MULTIPART_MINUTES * 60_000,
     http: {
       host: values.CLOUD_SYNC_HOST,
       port: values.CLOUD_SYNC_PORT,
@@ -294,6 +336,8 @@ export function loadConfig(env: Env = process.env): Config {
     memoryService:
       values.MEMORY_SERVICE_URL === undefined ? undefined : { url: values.MEMORY_SERVICE_URL.replace(/\/+$/, ''), apiKey: values.MEMORY_SERVICE_API_KEY },
     log: { level: values.LOG_LEVEL, format },
+    retention: values.CLOUD_SYNC_RETENTION === undefined ? undefined : { policy: values.CLOUD_SYNC_RETENTION, dryRun: values.CLOUD_SYNC_RETENTION_DRY_RUN },
+    alerts: { notifyUrl: values.CLOUD_SYNC_NOTIFY_URL, heartbeatUrl: values.CLOUD_SYNC_HEARTBEAT_URL },
   };
 }
 
@@ -313,7 +357,11 @@ export function redactedConfig(config: Config): Record<string, unknown> {
     settleMs: config.settleMs,
     concurrency: config.concurrency,
     multipartThresholdBytes: config.multipartThresholdBytes,
+    serverSideCopy: config.serverSideCopy,
     http: `${config.http.host}:${config.http.port}${config.http.apiToken === undefined ? '' : ' (token required)'}`,
     memoryService: config.memoryService?.url ?? '(not configured)',
+    retention: config.retention === undefined ? '(off)' : `${formatPolicy(config.retention.policy)}${config.retention.dryRun ? ' (dry run)' : ''}`,
+    notify: config.alerts.notifyUrl === undefined ? '(off)' : 'webhook (redacted)',
+    heartbeat: config.alerts.heartbeatUrl === undefined ? '(off)' : 'configured (redacted)',
   };
 }

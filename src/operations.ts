@@ -1,5 +1,6 @@
 import { AppError, describeError, isAppError } from './errors.js';
 import type { Agent, SyncReport } from './agent.js';
+import type { Notifier } from './alerts/notifier.js';
 import type { Logger } from './log.js';
 import { remoteNewerThan, type RemoteIndex, type RemoteSnapshot } from './remote/remote-index.js';
 import type { Restorer, RestoreOutcome } from './restore/restorer.js';
@@ -36,6 +37,8 @@ export interface OperationsOptions {
   backupDir: string;
   settleMs: number;
   log: Logger;
+  /** Told of each completed restore; omitted: nobody. */
+  notifier?: Notifier;
 }
 
 /** How long a requested backup may take to be written and settle before the sync gives up on it. */
@@ -81,12 +84,18 @@ export class SyncOperations {
     return latest.name;
   }
 
-  async download(name: string | undefined): Promise<RestoreOutcome> {
+  async download(name: string | undefined, signal?: AbortSignal): Promise<RestoreOutcome> {
     const target = await this.resolveDownloadTarget(name);
-    const outcome = await this.options.restorer.restore(target);
+    const outcome = await this.options.restorer.restore(target, signal);
     if (outcome.outcome === 'restored') {
       this.options.state.update((state) => {
         state.counters.restores += 1;
+      });
+      this.options.notifier?.notify({
+        event: 'restore',
+        snapshot: outcome.snapshot,
+        message: `downloaded into ${this.options.backupDir} (${outcome.files} files, ${outcome.bytes} bytes, verified by ${outcome.verification})`,
+        details: { files: outcome.files, bytes: outcome.bytes, verification: outcome.verification },
       });
     }
     return outcome;
@@ -113,7 +122,7 @@ export class SyncOperations {
    * latest remote snapshot by time. A non-empty one is never touched: newer remote
    * snapshots are only reported.
    */
-  async autoDownloadIfEmpty(): Promise<RestoreResult | undefined> {
+  async autoDownloadIfEmpty(signal?: AbortSignal): Promise<RestoreResult | undefined> {
     const { log, agent } = this.options;
     const local = await listSnapshotEntries(this.options.backupDir);
     const index = await agent.refreshRemoteIndex();
@@ -129,7 +138,7 @@ export class SyncOperations {
       return undefined;
     }
     log.info('backup directory is empty: downloading the latest remote snapshot', { snapshot: latest.name, verified: latest.complete });
-    const outcome = await this.download(latest.name);
+    const outcome = await this.download(latest.name, signal);
     const { memoryService } = this.options;
     if (memoryService === undefined) return { restore: outcome, applied: false, message: 'downloaded; not applied (no MEMORY_SERVICE_URL)' };
     // The service usually starts alongside memsync: wait for it rather than fail.

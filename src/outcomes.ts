@@ -1,3 +1,4 @@
+import type { Notifier } from './alerts/notifier.js';
 import type { AppError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -10,11 +11,15 @@ import type { SnapshotOutcome } from './upload/snapshot-uploader.js';
 
 /** Turns upload outcomes into one log line each, persisted state, metrics, and the in-memory remote index. */
 export class OutcomeRecorder {
+  /** Snapshots that failed since the last successful upload: the next success is a recovery. In memory only. */
+  private readonly failing = new Set<string>();
+
   constructor(
     private readonly state: PersistedJson<AgentState>,
     private readonly log: Logger,
     private readonly now: () => number,
     private readonly metrics?: Metrics,
+    private readonly notifier?: Notifier,
   ) {}
 
   record(stat: SnapshotStat, outcome: SnapshotOutcome, remote: RemoteIndex): void {
@@ -29,6 +34,12 @@ export class OutcomeRecorder {
           localSha256: outcome.conflict.localDigest,
           remoteSha256: outcome.conflict.remoteDigest,
           differingFiles: outcome.conflict.files.map((f) => f.path),
+        });
+        this.notifier?.notify({
+          event: 'conflict',
+          snapshot: name,
+          message: 'a remote snapshot of the same name has different content; nothing was overwritten',
+          details: { localSha256: outcome.conflict.localDigest, remoteSha256: outcome.conflict.remoteDigest, differingFiles: outcome.conflict.files.slice(0, 20).map((f) => f.path) },
         });
       }
       this.state.update((state) => {
@@ -45,6 +56,7 @@ export class OutcomeRecorder {
       complete: true,
       manifestEtag: manifestEtag(outcome.manifest),
     });
+    this.noteRecovery(name);
     this.state.update((state) => {
       delete state.conflicts[name];
       if (outcome.outcome === 'already-remote') {
@@ -61,11 +73,14 @@ export class OutcomeRecorder {
       this.log.debug('snapshot already remote', { snapshot: name });
     } else {
       this.metrics?.uploadSucceeded(outcome.durationMs / 1000);
+      this.metrics?.bytesCopied(outcome.bytesCopied);
       this.log.info('snapshot uploaded', {
         snapshot: name,
         files: outcome.manifest.files.length,
         bytes: outcome.bytes,
         bytesSent: outcome.bytesSent,
+        bytesCopied: outcome.bytesCopied,
+        filesCopied: outcome.filesCopied,
         durationMs: outcome.durationMs,
       });
     }
@@ -81,6 +96,16 @@ export class OutcomeRecorder {
     const fields = { snapshot: name, kind: error.kind, error: error.message, hint: error.hint, willRetry: true };
     if (firstFailure) this.log.error('upload failed', fields);
     else this.log.debug('upload failed again', fields);
+    this.failing.add(name);
+    if (firstFailure) this.notifier?.notify({ event: 'upload_failed', snapshot: name, message: error.message, details: { kind: error.kind, hint: error.hint ?? null, willRetry: true } });
+  }
+
+  private noteRecovery(name: string): void {
+    if (this.failing.size === 0) return;
+    const failed = [...this.failing];
+    this.failing.clear();
+    this.log.info('uploads recovered after failures', { snapshot: name, failedBefore: failed.slice(0, 20) });
+    this.notifier?.notify({ event: 'recovered', snapshot: name, message: `upload succeeded after earlier failures of ${failed.length} snapshot(s)`, details: { failedBefore: failed.slice(0, 20) } });
   }
 
   recordError(error: AppError, snapshot: string | undefined): void {

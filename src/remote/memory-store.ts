@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
 import { PartHasher } from '../snapshot/digest.js';
-import type { BodySource, MultipartUpload, PutOptions, RemoteHead, RemoteObject, RemoteStore } from './store.js';
+import type { BodySource, CopyOptions, MultipartUpload, PutOptions, RemoteHead, RemoteObject, RemoteStore } from './store.js';
 
 interface StoredObject {
   bytes: Buffer;
@@ -19,6 +19,13 @@ export interface MemoryStoreOptions {
   pageSize?: number;
   /** Fault injection for tests of paths a real server cannot produce on demand. */
   transformStoredBytes?: (key: string, bytes: Buffer) => Buffer;
+  /** Refuse every copy with this server error code (e.g. NotImplemented, AccessDenied); changeable later through `refuseCopies`. */
+  refuseCopies?: string;
+  /**
+   * The ETag a single-request copy gets: 'source' keeps the source's (Ceph RGW keeps a multipart
+   * ETag), 'md5' is the MD5 of the whole object (AWS S3). Default 'source'.
+   */
+  copyEtag?: 'source' | 'md5';
 }
 
 /** An in-memory RemoteStore with S3's semantics (ETags, conditional writes, pagination), for unit tests. */
@@ -29,9 +36,16 @@ export class MemoryRemoteStore implements RemoteStore {
   /** Every successful write, in order, so tests can assert what was (not) sent. */
   readonly putLog: string[] = [];
 
+  /** Every successful copy as `source -> target`, in order. */
+  readonly copyLog: string[] = [];
+  /** See MemoryStoreOptions.refuseCopies. */
+  refuseCopies: string | undefined;
+
   private conditionalWrites = true;
 
-  constructor(private readonly options: MemoryStoreOptions = {}) {}
+  constructor(private readonly options: MemoryStoreOptions = {}) {
+    this.refuseCopies = options.refuseCopies;
+  }
 
   async checkAccess(): Promise<void> {}
 
@@ -83,6 +97,29 @@ export class MemoryRemoteStore implements RemoteStore {
     this.objects.set(key, { bytes, etag, metadata, lastModifiedMs: Date.now() });
     this.putLog.push(key);
     options.onProgress?.(bytes.length);
+  }
+
+  async copy(sourceKey: string, targetKey: string, options: CopyOptions): Promise<void> {
+    if (options.signal?.aborted === true) throw new AppError('cancelled', `copy ${sourceKey}: aborted`);
+    const what = `copy ${sourceKey} to ${targetKey}`;
+    if (this.refuseCopies !== undefined) {
+      const status = this.refuseCopies === 'NotImplemented' ? 501 : 403;
+      throw new AppError('remote_rejected', `${what}: ${this.refuseCopies} (HTTP ${status})`, { details: { code: this.refuseCopies } });
+    }
+    const source = this.objects.get(sourceKey);
+    if (source === undefined) throw new AppError('not_found', `${what}: NoSuchKey (HTTP 404)`, { details: { code: 'NoSuchKey' } });
+    if (source.etag !== options.sourceEtag.replace(/"/g, '')) throw new AppError('conflict', `${what}: PreconditionFailed (HTTP 412)`, { details: { code: 'PreconditionFailed' } });
+    let etag: string;
+    if (options.partSizeBytes !== undefined) {
+      const parts = new PartHasher(options.partSizeBytes);
+      parts.update(source.bytes);
+      etag = parts.etag();
+    } else {
+      etag = this.options.copyEtag === 'md5' ? createHash('md5').update(source.bytes).digest('hex') : source.etag;
+    }
+    const metadata = Object.fromEntries(Object.entries(options.metadata).map(([name, value]) => [name.toLowerCase(), value]));
+    this.objects.set(targetKey, { bytes: source.bytes, etag, metadata, lastModifiedMs: Date.now() });
+    this.copyLog.push(`${sourceKey} -> ${targetKey}`);
   }
 
   async get(key: string): Promise<Readable> {

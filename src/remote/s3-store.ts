@@ -12,8 +12,9 @@ import {
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
 import { AppError } from '../errors.js';
+import { copyS3Object } from './s3-copy.js';
 import { isNotFound, translateS3Error } from './s3-errors.js';
-import { CANCEL_GRACE_MS, type BodySource, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
+import { CANCEL_GRACE_MS, type BodySource, type CopyOptions, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -25,7 +26,13 @@ export interface S3StoreOptions {
   forcePathStyle: boolean;
   /** Parts of one multipart file uploaded in parallel. Memory use is partSize x this, per file. */
   partsInFlight: number;
+  /** A request with no byte either way for this long fails (retryable); default IDLE_SOCKET_TIMEOUT_MS. */
+  idleTimeoutMs?: number;
 }
+
+const CONNECT_TIMEOUT_MS = 10_000;
+/** No byte either way for this long: the request failed (retryable). S3 answers or sends keep-alive whitespace well within it. */
+const IDLE_SOCKET_TIMEOUT_MS = 30_000;
 
 /** Ceph RGW and others answer an empty ETag on CompleteMultipartUpload; HEAD is the reliable source. */
 export class S3RemoteStore implements RemoteStore {
@@ -47,6 +54,10 @@ export class S3RemoteStore implements RemoteStore {
       responseChecksumValidation: 'WHEN_REQUIRED',
       // Retries are memsync's own (they re-open the file); the SDK's cannot replay a stream.
       maxAttempts: 2,
+      // Without these the SDK waits forever on a connection that never answers (a half-open
+      // TCP connection, a hung server): uploads, restores and even the start would hang. Idle
+      // time, not total time: a large part keeps the socket busy for as long as it takes.
+      requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, socketTimeout: options.idleTimeoutMs ?? IDLE_SOCKET_TIMEOUT_MS },
     });
   }
 
@@ -186,6 +197,10 @@ export class S3RemoteStore implements RemoteStore {
       clearTimeout(graceTimer);
       options.signal?.removeEventListener('abort', onCancel);
     }
+  }
+
+  copy(sourceKey: string, targetKey: string, options: CopyOptions): Promise<void> {
+    return copyS3Object({ client: this.client, bucket: this.options.bucket, partsInFlight: this.options.partsInFlight }, this.fullKey(sourceKey), this.fullKey(targetKey), options);
   }
 
   async get(key: string, signal?: AbortSignal): Promise<Readable> {

@@ -34,6 +34,21 @@ export interface PutOptions {
   onProgress: ((loadedBytes: number) => void) | undefined;
 }
 
+export interface CopyOptions {
+  /** Size of the source object, as the caller expects it. */
+  sizeBytes: number;
+  /**
+   * Copy in parts of this size (UploadPartCopy), so the copy's ETag is the multipart ETag the
+   * caller predicts; undefined: one CopyObject request, which S3 allows up to 5 GiB.
+   */
+  partSizeBytes: number | undefined;
+  /** Copy only while the source still has this ETag (x-amz-copy-source-if-match); else AppError conflict. */
+  sourceEtag: string;
+  /** Replaces the source's metadata on the new object (MetadataDirective REPLACE). */
+  metadata: Record<string, string>;
+  signal: AbortSignal | undefined;
+}
+
 export interface MultipartUpload {
   key: string;
   uploadId: string;
@@ -63,6 +78,13 @@ export interface RemoteStore {
    * requests carrying If-None-Match (see conditional-writes.ts), where the HEAD check remains.
    */
   useConditionalWrites(enabled: boolean): void;
+  /**
+   * Server-side copy of `sourceKey` to `targetKey`, no bytes through memsync. Fails with
+   * not_found when the source is gone, conflict when it no longer has `sourceEtag`, and
+   * remote_rejected when the server refuses copies (`details.code`: the server's error code,
+   * e.g. NotImplemented or AccessDenied), so the caller can fall back to an upload.
+   */
+  copy(sourceKey: string, targetKey: string, options: CopyOptions): Promise<void>;
   get(key: string, signal?: AbortSignal): Promise<Readable>;
   delete(key: string): Promise<void>;
   /** Unfinished multipart uploads under `keyPrefix`; throws remote_rejected when the server cannot list them. */

@@ -6,6 +6,8 @@ import type { ExpectedFile } from './remote-snapshot.js';
 
 export type { Verification } from '../snapshot/object-check.js';
 
+const WRITE_BATCH_BYTES = 1024 * 1024; // 1 MiB
+
 /**
  * Streams one object to a local file while hashing it, fsyncs it, and checks it against
  * what it must be. Nothing unverified is ever reported as a success.
@@ -23,15 +25,30 @@ export async function downloadVerified(
   const handle = await open(targetPath, 'wx', 0o644).catch((error: unknown) => {
     throw localError(error, targetPath);
   });
+  // Network chunks are small (16 to 64 KiB): one awaited write each would cost a thread-pool round trip per chunk.
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  const flush = async (): Promise<void> => {
+    const data = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    for (let offset = 0; offset < data.length; ) {
+      const { bytesWritten } = await handle.write(data, offset, data.length - offset).catch((error: unknown) => {
+        throw localError(error, targetPath);
+      });
+      offset += bytesWritten;
+    }
+  };
   try {
     try {
       for await (const chunk of body as AsyncIterable<Buffer>) {
         digester.update(chunk);
-        await handle.write(chunk).catch((error: unknown) => {
-          throw localError(error, targetPath);
-        });
+        pending.push(chunk);
+        pendingBytes += chunk.length;
+        if (pendingBytes >= WRITE_BATCH_BYTES) await flush();
         onBytes(chunk.length);
       }
+      if (pendingBytes > 0) await flush();
     } catch (error) {
       if (isAppError(error)) throw error;
       throw new AppError('remote_unavailable', `download ${key}: connection failed mid-body`, { cause: error });

@@ -24,6 +24,7 @@ export type Verification = 'sha256' | 'etag' | 'size-only';
 export interface ObjectDigest {
   size: number;
   sha256: string;
+  /** '' when checked against a manifest's SHA-256 (not computed). */
   md5: string;
   /** Multipart ETags for every part size that could have produced the expected one. */
   partEtags: readonly string[];
@@ -53,10 +54,12 @@ export function candidatePartSizes(sizeBytes: number, parts: number): number[] {
 export class ObjectDigester {
   private size = 0;
   private readonly sha256: Hash = createHash('sha256');
-  private readonly md5: Hash = createHash('md5');
+  /** Only without a manifest: with one, the SHA-256 decides and an MD5 pass would double the hashing cost. */
+  private readonly md5: Hash | undefined;
   private readonly partHashers: PartHasher[];
 
   constructor(expected: ExpectedObject) {
+    this.md5 = expected.sha256 === undefined ? createHash('md5') : undefined;
     const parts = multipartPartCount(expected.etag);
     // With a manifest the SHA-256 decides; guessing part sizes is only worth it without one.
     this.partHashers = expected.sha256 === undefined && parts > 0 ? candidatePartSizes(expected.size, parts).map((size) => new PartHasher(size)) : [];
@@ -64,14 +67,14 @@ export class ObjectDigester {
 
   update(chunk: Buffer): void {
     this.sha256.update(chunk);
-    this.md5.update(chunk);
+    this.md5?.update(chunk);
     for (const hasher of this.partHashers) hasher.update(chunk);
     this.size += chunk.length;
   }
 
   /** Call once, after the last chunk. */
   digest(): ObjectDigest {
-    return { size: this.size, sha256: this.sha256.digest('hex'), md5: this.md5.digest('hex'), partEtags: this.partHashers.map((hasher) => hasher.etag()) };
+    return { size: this.size, sha256: this.sha256.digest('hex'), md5: this.md5?.digest('hex') ?? '', partEtags: this.partHashers.map((hasher) => hasher.etag()) };
   }
 }
 

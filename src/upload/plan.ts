@@ -48,6 +48,7 @@ export function verifyStored(local: FileDigest, stored: RemoteHead | undefined):
   if (stored === undefined) return 'object missing after upload';
   if (stored.size !== local.size) return `stored ${stored.size} bytes, sent ${local.size}`;
   const etag = normalizeEtag(stored.etag);
-  if (etag !== local.etag) return `stored ETag ${etag || '(empty)'}, expected ${local.etag}`;
+  // Some servers report the whole object's MD5 for a multipart upload too: that proves as much.
+  if (etag !== local.etag && etag !== local.md5) return `stored ETag ${etag || '(empty)'}, expected ${local.etag}`;
   return undefined;
 }

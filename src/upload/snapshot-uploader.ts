@@ -25,6 +25,9 @@ import { lookupDigest, storeDigest, type HashCacheDocument } from '../state/hash
 import type { PersistedJson } from '../state/persisted.js';
 import { decideSnapshot, METADATA_AGENT, METADATA_SHA256, planFile, verifyStored, type FileAction } from './plan.js';
 import { withRetry, type RetryPolicy } from '../retry.js';
+import type { RemoteIndex } from '../remote/remote-index.js';
+import type { CopySource } from './copy-plan.js';
+import { ServerSideCopier } from './server-side-copy.js';
 
 /**
  * Uploads one settled snapshot: digest its files (cached), compare with what the bucket
@@ -40,7 +43,18 @@ export interface ConflictReport {
 }
 
 export type SnapshotOutcome =
-  | { outcome: 'uploaded'; manifest: Manifest; bytes: number; bytesSent: number; filesSent: number; durationMs: number }
+  | {
+      outcome: 'uploaded';
+      manifest: Manifest;
+      bytes: number;
+      /** Bytes that went over the wire; files copied server-side or already there are not in it. */
+      bytesSent: number;
+      filesSent: number;
+      /** Bytes of files created by a server-side copy of an identical object already in the bucket. */
+      bytesCopied: number;
+      filesCopied: number;
+      durationMs: number;
+    }
   | { outcome: 'already-remote'; manifest: Manifest }
   | { outcome: 'conflict'; manifest: Manifest; conflict: ConflictReport };
 
@@ -64,13 +78,28 @@ export interface UploaderOptions {
   retry: RetryPolicy;
   log: Logger;
   now: () => number;
+  /** Each failed attempt that will be retried: lets the store's health show an outage before the retries run out. */
+  onRetry?: (error: AppError) => void;
+  /**
+   * Differential uploads: files whose bytes a complete remote snapshot already holds are
+   * created by server-side copy. `remoteIndex` is the latest listing of the bucket. Omitted: off.
+   */
+  serverSideCopy?: { remoteIndex: () => RemoteIndex; sourceSnapshots?: number };
 }
 
 /** Large-file progress lines at most this often, so a multi-GB upload shows it is alive without flooding. */
 const PROGRESS_LOG_INTERVAL_MS = 5000;
 
 export class SnapshotUploader {
-  constructor(private readonly options: UploaderOptions) {}
+  private readonly copier: ServerSideCopier | undefined;
+
+  constructor(private readonly options: UploaderOptions) {
+    const copy = options.serverSideCopy;
+    this.copier =
+      copy === undefined
+        ? undefined
+        : new ServerSideCopier({ store: options.store, remoteIndex: copy.remoteIndex, sourceSnapshots: copy.sourceSnapshots, agentId: options.agentId, retry: options.retry, log: options.log });
+  }
 
   /** Digests a settled snapshot into its manifest, re-reading only files whose stat changed. */
   async buildLocalManifest(stat: SnapshotStat): Promise<{ manifest: Manifest; digests: Map<string, FileDigest> }> {
@@ -92,7 +121,10 @@ export class SnapshotUploader {
 
     const remoteManifest = await this.readRemoteManifest(stat.name, manifest, signal);
     const decision = decideSnapshot(manifest, remoteManifest);
-    if (decision === 'already-remote') return { outcome: 'already-remote', manifest };
+    if (decision === 'already-remote') {
+      this.copier?.remember(manifest);
+      return { outcome: 'already-remote', manifest };
+    }
     if (decision === 'conflict' && remoteManifest !== undefined) {
       return { outcome: 'conflict', manifest, conflict: manifestConflict(manifest, remoteManifest) };
     }
@@ -114,8 +146,11 @@ export class SnapshotUploader {
     const progress: UploadProgress = { snapshot: stat.name, totalBytes: totalBytes(manifest), sentBytes: 0, files: plans.length, filesDone: 0, startedAtMs };
     const created: string[] = [];
     try {
+      const copySources = await this.copySources(stat.name, plans, signal);
       let bytesSent = 0;
       let filesSent = 0;
+      let bytesCopied = 0;
+      let filesCopied = 0;
       const priority = Math.floor(stat.timeMs / 1000);
       // No signal is handed to the queue: an aborted add() would reject while its task still
       // runs, and the cleanup below must only start once every task has really finished.
@@ -123,7 +158,12 @@ export class SnapshotUploader {
         this.options.fileQueue.add(
           async () => {
             if (signal.aborted) throw cancelledOr(undefined, signal);
-            if (plan.action.action === 'upload') {
+            if (plan.action.action === 'upload' && (await this.copied(stat.name, plan, copySources, signal, log))) {
+              created.push(fileKey(stat.name, plan.file.path));
+              bytesCopied += plan.digest.size;
+              filesCopied += 1;
+              progress.sentBytes += plan.digest.size;
+            } else if (plan.action.action === 'upload') {
               const sent = await this.uploadFile(stat, plan, signal, progress, onProgress, log);
               if (sent) {
                 created.push(fileKey(stat.name, plan.file.path));
@@ -146,7 +186,8 @@ export class SnapshotUploader {
       await this.requireUnchanged(stat);
       const written = await this.writeManifest(stat.name, manifest, signal);
       if (written !== undefined) return { outcome: 'conflict', manifest, conflict: written };
-      return { outcome: 'uploaded', manifest, bytes: progress.totalBytes, bytesSent, filesSent, durationMs: this.options.now() - startedAtMs };
+      this.copier?.remember(manifest);
+      return { outcome: 'uploaded', manifest, bytes: progress.totalBytes, bytesSent, filesSent, bytesCopied, filesCopied, durationMs: this.options.now() - startedAtMs };
     } catch (error) {
       const translated = cancelledOr(error, signal);
       // A snapshot that vanished or changed leaves nothing half-written under its name. On
@@ -178,7 +219,10 @@ export class SnapshotUploader {
     return withRetry(operation, {
       policy: this.options.retry,
       signal,
-      onRetry: (error, attempt, delayMs) => this.options.log.warn('retrying', { operation: what, attempt, delayMs, error: error.message }),
+      onRetry: (error, attempt, delayMs) => {
+        this.options.log.warn('retrying', { operation: what, attempt, delayMs, error: error.message });
+        this.options.onRetry?.(error);
+      },
     });
   }
 
@@ -207,6 +251,19 @@ export class SnapshotUploader {
         return { file, digest, action };
       }),
     );
+  }
+
+  /** Where each file to be written could be copied from instead of sent; empty when copies are off. */
+  private async copySources(name: string, plans: readonly FilePlan[], signal: AbortSignal): Promise<Map<string, CopySource[]>> {
+    const toWrite = plans.filter((plan) => plan.action.action === 'upload').map((plan) => ({ path: plan.file.path, size: plan.digest.size, sha256: plan.digest.sha256 }));
+    return this.copier === undefined ? new Map() : this.copier.sourcesFor(name, toWrite, signal);
+  }
+
+  /** Whether the file's object was created by a verified server-side copy; false: send it. */
+  private async copied(name: string, plan: FilePlan, copySources: Map<string, CopySource[]>, signal: AbortSignal, log: Logger): Promise<boolean> {
+    const sources = copySources.get(plan.file.path);
+    if (sources === undefined || this.copier === undefined) return false;
+    return this.copier.copy(fileKey(name, plan.file.path), plan.digest, sources, signal, log);
   }
 
   /** Sends one file, verifies it, and returns whether bytes were sent (false: an identical object appeared meanwhile). */

@@ -26,6 +26,10 @@ export interface S3Capabilities {
   abortMultipart: boolean;
   listMultipartUploads: boolean;
   suffixRange: boolean;
+  /** A PUT whose body does not match its Content-MD5 is refused. */
+  contentMd5Check: boolean;
+  /** UploadPartCopy, and S3's error codes for copies (NoSuchKey, PreconditionFailed). */
+  partCopy: boolean;
 }
 export interface S3TestServer {
   kind: S3ServerKind;
@@ -35,6 +39,8 @@ export interface S3TestServer {
   secretAccessKey: string;
   capabilities: S3Capabilities;
   note: string;
+  /** The server process, when the fixture started it (Ceph RGW: radosgw; s3rver: its child), for outage tests (SIGSTOP/SIGCONT). */
+  pid?: number;
 }
 
 interface Started {
@@ -53,8 +59,8 @@ const RGW_START_TIMEOUT_MS = 240_000;
 // rgw-stop.sh waits up to 10 s per daemon before SIGKILL.
 const RGW_STOP_TIMEOUT_MS = 60_000;
 const MINIO_IMAGE = process.env.S3_TEST_MINIO_IMAGE ?? 'minio/minio:RELEASE.2025-04-22T22-12-26Z';
-const ALL: S3Capabilities = { conditionalWrites: true, abortMultipart: true, listMultipartUploads: true, suffixRange: true };
-const NONE: S3Capabilities = { conditionalWrites: false, abortMultipart: false, listMultipartUploads: false, suffixRange: false };
+const ALL: S3Capabilities = { conditionalWrites: true, abortMultipart: true, listMultipartUploads: true, suffixRange: true, contentMd5Check: true, partCopy: true };
+const NONE: S3Capabilities = { conditionalWrites: false, abortMultipart: false, listMultipartUploads: false, suffixRange: false, contentMd5Check: false, partCopy: false };
 
 export async function startS3TestServer(): Promise<{ server: S3TestServer; stop: () => Promise<void> }> {
   const t0 = Date.now();
@@ -185,8 +191,10 @@ async function startRgw(why: string): Promise<Started> {
   await runScript('rgw-start.sh', stateDir, env, logPath, RGW_START_TIMEOUT_MS);
   const vars = parseEnvFile(await readFile(path.join(stateDir, 'env'), 'utf8'));
   const version = vars.get('CEPH_VERSION') ?? '?';
+  const rgwPid = Number((await readFile(path.join(stateDir, 'run', 'client.rgw.local.pid'), 'utf8').catch(() => '')).trim());
   const server: S3TestServer = {
     kind: 'ceph-rgw',
+    pid: Number.isInteger(rgwPid) && rgwPid > 0 ? rgwPid : undefined,
     endpoint: required(vars, 'S3_ENDPOINT'),
     region: vars.get('S3_REGION') ?? REGION,
     accessKeyId,
@@ -271,6 +279,7 @@ async function startS3rver(why: string): Promise<Started> {
     accessKeyId: 'S3RVER', // s3rver's only account
     secretAccessKey: 'S3RVER',
     capabilities: NONE,
+    pid: child.pid,
     note: 's3rver 3.7 is a fake: If-None-Match ignored (overwrites), AbortMultipartUpload 405, ' +
       'ListMultipartUploads 501, suffix ranges return wrong bytes, MaxKeys with Delimiter can overshoot',
   };

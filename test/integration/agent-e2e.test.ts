@@ -1,22 +1,16 @@
 // End to end: the memsync agent as a real process (node --import tsx src/main.ts) against the
 // real S3 server of the test run, fed by a simulator of how the memory service writes backups.
 // Each test has its own bucket, backup directory and state directory, and bounds every wait.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import { createServer, type Server, type Socket } from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import {
-  GetObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
-import { afterAll, afterEach, beforeAll, describe, expect, it, type TestContext } from 'vitest';
-import { buildManifest, manifestDigest, MANIFEST_FILE_NAME, serializeManifest, type Manifest } from '../../src/snapshot/manifest.js';
+import { describe, expect, it } from 'vitest';
+import { manifestDigest, MANIFEST_FILE_NAME, serializeManifest } from '../../src/snapshot/manifest.js';
 import { mapConcurrent } from '../helpers/concurrent.js';
-import { killAllAgents, startAgent, type AgentProcess, type LogEntry } from '../helpers/agent-process.js';
+import { startAgent, type AgentProcess } from '../helpers/agent-process.js';
+import { START_TIMEOUT_MS, stopCleanly, useSandboxes, type Sandbox } from '../helpers/agent-sandbox.js';
 import {
   backupName,
   memoryFileSet,
@@ -27,8 +21,8 @@ import {
   type BackupFile,
   type WrittenBackup,
 } from '../helpers/memory-service-sim.js';
-import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
-import { s3Env, skipUnless, testServer } from '../helpers/s3.js';
+import { eventually, manifestFor, sha256 } from '../helpers/remote-bucket.js';
+import { skipUnless, testServer } from '../helpers/s3.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const server = testServer();
@@ -36,149 +30,9 @@ const PREFIX = 'memories/';
 const SETTLE_MS = 400;
 const MIB = 1024 * 1024;
 /** Bounds for single waits on the agent: generous for two shared cores, finite always. */
-const START_TIMEOUT_MS = 30_000;
 const UPLOAD_TIMEOUT_MS = 45_000;
-/** A cron expression that never fires during a test run (once a year). */
-const NEVER_SOON = '0 0 1 1 *';
 
-interface Sandbox {
-  bucket: string;
-  backupDir: string;
-  stateDir: string;
-}
-
-interface RemoteListing {
-  key: string;
-  etag: string;
-  size: number;
-  lastModifiedMs: number;
-}
-
-let client: S3Client;
-const buckets: string[] = [];
-
-beforeAll(() => {
-  client = s3ClientFor(server);
-});
-afterAll(() => {
-  client?.destroy();
-});
-afterEach(async (context: TestContext) => {
-  // Agents first: they must not be writing into a bucket being emptied.
-  await killAllAgents(context);
-  for (const bucket of buckets.splice(0)) {
-    await emptyAndDeleteBucket(server, bucket).catch((error: unknown) => console.error(`[agent-e2e] cannot delete bucket ${bucket}: ${String(error)}`));
-  }
-});
-
-async function sandbox(label: string): Promise<Sandbox> {
-  const bucket = await createTestBucket(server, `e2e ${label}`);
-  buckets.push(bucket);
-  return { bucket, backupDir: await tempDir('memsync-backups'), stateDir: await tempDir('memsync-state') };
-}
-
-function agentEnv(box: Sandbox, overrides: Record<string, string | undefined> = {}): Record<string, string | undefined> {
-  return {
-    ...s3Env(server, box.bucket),
-    CLOUD_SYNC_PREFIX: PREFIX,
-    CLOUD_SYNC_BACKUP_DIR: box.backupDir,
-    CLOUD_SYNC_STATE_DIR: box.stateDir,
-    CLOUD_SYNC_SETTLE_MS: String(SETTLE_MS),
-    CLOUD_SYNC_CONCURRENCY: '4',
-    CLOUD_SYNC_MULTIPART_THRESHOLD_MB: '5',
-    CLOUD_SYNC_SCHEDULE: NEVER_SOON,
-    CLOUD_SYNC_PORT: '0',
-    LOG_FORMAT: 'json',
-    LOG_LEVEL: 'debug',
-    ...overrides,
-  };
-}
-
-/** Starts an agent and waits for its start sweep to finish; returns both. */
-async function startAndSweep(box: Sandbox, label: string, overrides: Record<string, string | undefined> = {}): Promise<{ agent: AgentProcess; sweep: LogEntry }> {
-  const agent = startAgent({ env: agentEnv(box, overrides), label });
-  const sweep = await agent.waitFor('sweep finished', { reason: 'start' }, START_TIMEOUT_MS);
-  return { agent, sweep };
-}
-
-async function stopCleanly(agent: AgentProcess): Promise<void> {
-  const exit = await agent.stop();
-  expect(exit, `${agent.label} exit\n${agent.tail()}`).toMatchObject({ code: 0, signal: null });
-}
-
-function sha256(bytes: Buffer): string {
-  return createHash('sha256').update(bytes).digest('hex');
-}
-
-/** The manifest memsync writes for these files (what a byte-identical remote copy carries). */
-function manifestFor(name: string, kind: 'directory' | 'file', files: readonly BackupFile[]): Manifest {
-  return buildManifest(
-    name,
-    kind,
-    files.map((file) => ({ path: file.name, size: file.bytes.length, sha256: sha256(file.bytes) })),
-  );
-}
-
-async function listRemote(bucket: string, keyPrefix = ''): Promise<RemoteListing[]> {
-  const objects: RemoteListing[] = [];
-  let token: string | undefined;
-  for (let page = 0; page < 100; page += 1) {
-    const answer = await client.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: keyPrefix, ContinuationToken: token }));
-    for (const item of answer.Contents ?? []) {
-      objects.push({ key: item.Key ?? '', etag: (item.ETag ?? '').replace(/"/g, ''), size: item.Size ?? 0, lastModifiedMs: item.LastModified?.getTime() ?? 0 });
-    }
-    token = answer.IsTruncated === true ? answer.NextContinuationToken : undefined;
-    if (token === undefined) return objects;
-  }
-  throw new Error(`listing ${bucket}/${keyPrefix} did not end within 100 pages`);
-}
-
-async function getRemote(bucket: string, key: string): Promise<Buffer> {
-  const answer = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  return Buffer.from((await answer.Body?.transformToByteArray()) ?? []);
-}
-
-async function putRemote(bucket: string, key: string, bytes: Buffer): Promise<void> {
-  await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes }));
-}
-
-async function openMultipartUploads(bucket: string): Promise<{ key: string; uploadId: string }[]> {
-  const answer = await client.send(new ListMultipartUploadsCommand({ Bucket: bucket }));
-  return (answer.Uploads ?? []).map((u) => ({ key: u.Key ?? '', uploadId: u.UploadId ?? '' }));
-}
-
-/**
- * The snapshot is complete remotely and byte-identical: exactly its files plus the manifest
- * under `{prefix}{name}/`, every file equal to `files`, the manifest's sizes and SHA-256s right.
- */
-async function expectRemoteSnapshot(bucket: string, name: string, kind: 'directory' | 'file', files: readonly BackupFile[]): Promise<void> {
-  const base = `${PREFIX}${name}/`;
-  const listed = await listRemote(bucket, base);
-  const expectedKeys = [...files.map((f) => `${base}${f.name}`), `${base}${MANIFEST_FILE_NAME}`].sort();
-  expect(listed.map((o) => o.key).sort(), `keys under ${base}`).toEqual(expectedKeys);
-  for (const file of files) {
-    const remote = await getRemote(bucket, `${base}${file.name}`);
-    expect(remote.length, `${name}/${file.name} size`).toBe(file.bytes.length);
-    expect(sha256(remote), `${name}/${file.name} content`).toBe(sha256(file.bytes));
-  }
-  const manifestBytes = await getRemote(bucket, `${base}${MANIFEST_FILE_NAME}`);
-  const manifest = JSON.parse(manifestBytes.toString('utf8')) as Manifest;
-  expect(manifest).toEqual(manifestFor(name, kind, files));
-  expect(manifest.files.map((f) => f.path)).toEqual([...files.map((f) => f.name)].sort());
-  // Written last: no file object is newer than the manifest (LastModified has 1 s resolution).
-  const manifestTime = listed.find((o) => o.key.endsWith(MANIFEST_FILE_NAME))?.lastModifiedMs ?? 0;
-  for (const object of listed) expect(object.lastModifiedMs, `${object.key} LastModified`).toBeLessThanOrEqual(manifestTime);
-}
-
-/** Polls `condition` until it holds; throws with `what` after `timeoutMs`. */
-async function eventually(condition: () => Promise<boolean>, timeoutMs: number, what: string, intervalMs = 200): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() >= deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await sleep(intervalMs);
-  }
-}
+const { sandbox, agentEnv, startAndSweep, remoteOf } = useSandboxes(server, { prefix: PREFIX, settleMs: SETTLE_MS, label: 'agent-e2e' });
 
 async function localFiles(dir: string): Promise<Map<string, { sha256: string; mtimeMs: number }>> {
   const result = new Map<string, { sha256: string; mtimeMs: number }>();
@@ -223,10 +77,10 @@ describe(`memsync agent end to end (${server.kind})`, () => {
     const names = [...backups.map((b) => b.name), single.name];
     await Promise.all(names.map((name) => agent.waitFor('snapshot uploaded', { snapshot: name }, UPLOAD_TIMEOUT_MS)));
 
-    for (const backup of backups) await expectRemoteSnapshot(box.bucket, backup.name, 'directory', backup.files);
-    await expectRemoteSnapshot(box.bucket, single.name, 'file', [single]);
+    for (const backup of backups) await remoteOf(box).expectSnapshot(backup.name, 'directory', backup.files);
+    await remoteOf(box).expectSnapshot(single.name, 'file', [single]);
     // Nothing else was written to the bucket, and nothing twice.
-    const all = await listRemote(box.bucket);
+    const all = await remoteOf(box).list();
     expect(all.every((o) => names.some((name) => o.key.startsWith(`${PREFIX}${name}/`)))).toBe(true);
     expect(uploadedNames(agent).sort()).toEqual([...names].sort());
     expect(agent.find(/^conflict:/)).toEqual([]);
@@ -247,7 +101,7 @@ describe(`memsync agent end to end (${server.kind})`, () => {
     let polling = true;
     const poller = (async () => {
       while (polling) {
-        for (const object of await listRemote(box.bucket, base)) seen.add(object.key);
+        for (const object of await remoteOf(box).list(base)) seen.add(object.key);
         await sleep(100);
       }
     })();
@@ -270,7 +124,7 @@ describe(`memsync agent end to end (${server.kind})`, () => {
     const uploaded = await agent.waitFor('snapshot uploaded', { snapshot: name }, UPLOAD_TIMEOUT_MS);
     expect(Date.parse(String(uploaded.timestamp))).toBeGreaterThanOrEqual(finishedAtMs - 50);
     const files = [...small, { name: 'index.faiss', bytes: index }];
-    await expectRemoteSnapshot(box.bucket, name, 'directory', files);
+    await remoteOf(box).expectSnapshot(name, 'directory', files);
     // The final index carries the copied (old) source mtime: settling went by change time, not mtime.
     expect((await stat(path.join(backup.path, 'index.faiss'))).mtimeMs).toBe(SOURCE_MTIME.getTime());
     await sleep(settleMs);
@@ -288,7 +142,7 @@ describe(`memsync agent end to end (${server.kind})`, () => {
     const { agent, sweep } = await startAndSweep(box, 'agent');
     expect(sweep).toMatchObject({ local: 2, remote: 0, queued: 2, inSync: 0, settling: 0 });
     await Promise.all([older, newer].map((b) => agent.waitFor('snapshot uploaded', { snapshot: b.name }, UPLOAD_TIMEOUT_MS)));
-    for (const backup of [older, newer]) await expectRemoteSnapshot(box.bucket, backup.name, 'directory', backup.files);
+    for (const backup of [older, newer]) await remoteOf(box).expectSnapshot(backup.name, 'directory', backup.files);
     await stopCleanly(agent);
   });
 
@@ -301,7 +155,7 @@ describe(`memsync agent end to end (${server.kind})`, () => {
     const first = startAgent({ env: agentEnv(box), label: 'first run' });
     await Promise.all(backups.map((b) => first.waitFor('snapshot uploaded', { snapshot: b.name }, UPLOAD_TIMEOUT_MS)));
     await stopCleanly(first);
-    const before = await listRemote(box.bucket);
+    const before = await remoteOf(box).list();
     expect(before).toHaveLength(backups.reduce((n, b) => n + b.files.length + 1, 0));
     await sleep(1100); // a re-upload would then show in LastModified (1 s resolution)
 
@@ -317,7 +171,7 @@ describe(`memsync agent end to end (${server.kind})`, () => {
       expect(agent.logs.filter((e) => e.level === 'error' || e.level === 'warn'), label).toEqual([]);
       await stopCleanly(agent);
     }
-    expect(await listRemote(box.bucket)).toEqual(before);
+    expect(await remoteOf(box).list()).toEqual(before);
   });
 
   it('refuses a snapshot whose name is taken remotely by different content: conflict logged, both sides untouched', async () => {
@@ -327,16 +181,16 @@ describe(`memsync agent end to end (${server.kind})`, () => {
     const nameX = backupName('auto', timeX);
     const remoteFilesX = memoryFileSet({ memories: 5, seed: 'remote-x' });
     const remoteManifestX = manifestFor(nameX, 'directory', remoteFilesX);
-    for (const file of remoteFilesX) await putRemote(box.bucket, `${PREFIX}${nameX}/${file.name}`, file.bytes);
-    await putRemote(box.bucket, `${PREFIX}${nameX}/${MANIFEST_FILE_NAME}`, serializeManifest(remoteManifestX));
+    for (const file of remoteFilesX) await remoteOf(box).put(`${PREFIX}${nameX}/${file.name}`, file.bytes);
+    await remoteOf(box).put(`${PREFIX}${nameX}/${MANIFEST_FILE_NAME}`, serializeManifest(remoteManifestX));
     // Y: incomplete remotely (a file of another size, no manifest), written by someone else.
     const timeY = new Date(Date.UTC(2024, 4, 5, 13, 0, 0));
     const nameY = backupName('auto', timeY);
-    await putRemote(box.bucket, `${PREFIX}${nameY}/metadata.json`, Buffer.from('{"foreign": true}'));
+    await remoteOf(box).put(`${PREFIX}${nameY}/metadata.json`, Buffer.from('{"foreign": true}'));
 
     const localX = await writeBackup(box.backupDir, { prefix: 'auto', time: timeX, files: memoryFileSet({ memories: 6, seed: 'local-x' }) });
     const localY = await writeBackup(box.backupDir, { prefix: 'auto', time: timeY, files: memoryFileSet({ memories: 7, seed: 'local-y' }) });
-    const remoteBefore = await listRemote(box.bucket);
+    const remoteBefore = await remoteOf(box).list();
     const localBefore = await localFiles(box.backupDir);
 
     const { agent } = await startAndSweep(box, 'agent');
@@ -351,8 +205,8 @@ describe(`memsync agent end to end (${server.kind})`, () => {
 
     await sleep(2 * SETTLE_MS);
     expect(uploadedNames(agent)).toEqual([]);
-    expect(await listRemote(box.bucket)).toEqual(remoteBefore);
-    for (const file of remoteFilesX) expect(sha256(await getRemote(box.bucket, `${PREFIX}${nameX}/${file.name}`))).toBe(sha256(file.bytes));
+    expect(await remoteOf(box).list()).toEqual(remoteBefore);
+    for (const file of remoteFilesX) expect(sha256(await remoteOf(box).get(`${PREFIX}${nameX}/${file.name}`))).toBe(sha256(file.bytes));
     expect(await localFiles(box.backupDir)).toEqual(localBefore);
     await stopCleanly(agent);
   });
@@ -368,11 +222,11 @@ describe(`memsync agent end to end (${server.kind})`, () => {
     });
     // Written directly with the SDK: files first, manifest last, at most 32 requests in flight.
     await mapConcurrent(seeded, 32, async ({ name, files }) => {
-      for (const file of files) await putRemote(box.bucket, `${PREFIX}${name}/${file.name}`, file.bytes);
-      await putRemote(box.bucket, `${PREFIX}${name}/${MANIFEST_FILE_NAME}`, serializeManifest(manifestFor(name, 'directory', files)));
+      for (const file of files) await remoteOf(box).put(`${PREFIX}${name}/${file.name}`, file.bytes);
+      await remoteOf(box).put(`${PREFIX}${name}/${MANIFEST_FILE_NAME}`, serializeManifest(manifestFor(name, 'directory', files)));
     });
     const match = seeded[700] as (typeof seeded)[number];
-    const matchBefore = await listRemote(box.bucket, `${PREFIX}${match.name}/`);
+    const matchBefore = await remoteOf(box).list(`${PREFIX}${match.name}/`);
     expect(matchBefore).toHaveLength(2);
 
     await writeBackup(box.backupDir, { prefix: 'auto', time: match.time, files: match.files });
@@ -385,9 +239,9 @@ describe(`memsync agent end to end (${server.kind})`, () => {
     await agent.waitFor('snapshot uploaded', { snapshot: fresh.name }, UPLOAD_TIMEOUT_MS);
     await sleep(2 * SETTLE_MS);
     expect(uploadedNames(agent)).toEqual([fresh.name]);
-    await expectRemoteSnapshot(box.bucket, fresh.name, 'directory', fresh.files);
-    expect(await listRemote(box.bucket, `${PREFIX}${match.name}/`)).toEqual(matchBefore);
-    const manifests = (await listRemote(box.bucket)).filter((o) => o.key.endsWith(`/${MANIFEST_FILE_NAME}`));
+    await remoteOf(box).expectSnapshot(fresh.name, 'directory', fresh.files);
+    expect(await remoteOf(box).list(`${PREFIX}${match.name}/`)).toEqual(matchBefore);
+    const manifests = (await remoteOf(box).list()).filter((o) => o.key.endsWith(`/${MANIFEST_FILE_NAME}`));
     expect(manifests).toHaveLength(count + 1);
     await stopCleanly(agent);
   });
@@ -410,7 +264,7 @@ describe(`memsync agent end to end (${server.kind})`, () => {
     expect(remaining.length + pruned.length).toBe(15);
 
     await Promise.all(remaining.map((name) => agent.waitFor('snapshot uploaded', { snapshot: name }, UPLOAD_TIMEOUT_MS)));
-    for (const name of remaining) await expectRemoteSnapshot(box.bucket, name, 'directory', written.get(name) ?? []);
+    for (const name of remaining) await remoteOf(box).expectSnapshot(name, 'directory', written.get(name) ?? []);
 
     // Every pruned snapshot is accounted for: uploaded in time, or reported as removed before upload.
     const outcomeOf = (name: string): string[] => [
@@ -428,8 +282,8 @@ describe(`memsync agent end to end (${server.kind})`, () => {
 
     // A pruned snapshot leaves a complete, correct copy or nothing at all: never a partial one.
     for (const name of pruned) {
-      const objects = await listRemote(box.bucket, `${PREFIX}${name}/`);
-      if (outcomes[name]?.[0] === 'uploaded') await expectRemoteSnapshot(box.bucket, name, 'directory', written.get(name) ?? []);
+      const objects = await remoteOf(box).list(`${PREFIX}${name}/`);
+      if (outcomes[name]?.[0] === 'uploaded') await remoteOf(box).expectSnapshot(name, 'directory', written.get(name) ?? []);
       else expect(objects.map((o) => o.key), `objects left of ${name}, removed before upload`).toEqual([]);
     }
     await stopCleanly(agent);
@@ -459,7 +313,7 @@ describe(`memsync agent end to end (${server.kind})`, () => {
       await eventually(
         async () => {
           if (agent.find('snapshot uploaded').length > 0) throw new Error(`the upload finished before SIGTERM could be sent: use a larger file\n${agent.tail()}`);
-          return (await openMultipartUploads(box.bucket)).some((u) => u.key === `${PREFIX}${backup.name}/index.faiss`);
+          return (await remoteOf(box).openMultipartUploads()).some((u) => u.key === `${PREFIX}${backup.name}/index.faiss`);
         },
         UPLOAD_TIMEOUT_MS,
         'a multipart upload of index.faiss to be open',
@@ -469,19 +323,19 @@ describe(`memsync agent end to end (${server.kind})`, () => {
       expect(exit, agent.tail()).toMatchObject({ code: 0, signal: null });
       // The shutdown timeout, then at most 2 s for aborted uploads to send their abort, plus process overhead.
       expect(exit.durationMs).toBeLessThan(shutdownTimeoutMs + 2000 + 3000);
-      expect(await openMultipartUploads(box.bucket), `open multipart uploads after exit\n${agent.tail()}`).toEqual([]);
+      expect(await remoteOf(box).openMultipartUploads(), `open multipart uploads after exit\n${agent.tail()}`).toEqual([]);
       // No manifest: an interrupted snapshot is not complete remotely (unless it finished in time, fully).
       const manifestKey = `${PREFIX}${backup.name}/${MANIFEST_FILE_NAME}`;
-      const finishedInTime = (await listRemote(box.bucket, manifestKey)).length > 0;
-      if (finishedInTime) await expectRemoteSnapshot(box.bucket, backup.name, 'directory', files);
+      const finishedInTime = (await remoteOf(box).list(manifestKey)).length > 0;
+      if (finishedInTime) await remoteOf(box).expectSnapshot(backup.name, 'directory', files);
 
       // The next start finishes the job (or finds it done).
       const { agent: again, sweep } = await startAndSweep(box, 'restarted agent', overrides);
       if (finishedInTime) expect(sweep).toMatchObject({ local: 1, inSync: 1, queued: 0 });
       else await again.waitFor('snapshot uploaded', { snapshot: backup.name }, UPLOAD_TIMEOUT_MS);
-      await expectRemoteSnapshot(box.bucket, backup.name, 'directory', files);
+      await remoteOf(box).expectSnapshot(backup.name, 'directory', files);
       await stopCleanly(again);
-      expect(await openMultipartUploads(box.bucket)).toEqual([]);
+      expect(await remoteOf(box).openMultipartUploads()).toEqual([]);
     },
   );
 

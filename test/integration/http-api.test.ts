@@ -118,6 +118,38 @@ describe('HTTP API', () => {
     expect(typeof status.nextSweepAt).toBe('string');
   });
 
+  it('uploads each file once when two sync calls and the watcher race for the same new snapshot', async () => {
+    const calls = recordCalls();
+    const memsync = await start({}, calls.wrap);
+    await writeSnapshot('auto_20260102_000000', { 'metadata.json': '{"m":2}', 'config.json': '{"c":2}' });
+    // Once while it settles (answered as settling, left to the watcher), once just after it settled.
+    for (const delayMs of [0, 250]) {
+      await new Promise((resolve) => setTimeout(resolve, delayMs));
+      const answers = await Promise.all([1, 2].map(() => memsync.server.inject({ method: 'POST', url: '/sync/upload' })));
+      for (const answer of answers) {
+        expect(answer.statusCode).toBe(200);
+        const body = answer.json() as { uploaded: string[]; skipped: string[]; settling: string[] };
+        expect([...body.uploaded, ...body.skipped, ...body.settling]).toContain('auto_20260102_000000');
+      }
+    }
+    await eventually(async () => ((await memsync.server.inject({ url: '/sync/status' })).json() as { remoteSnapshots: { count: number } }).remoteSnapshots.count === 1);
+    const puts = calls.puts.filter((key) => key.startsWith('auto_20260102_000000/')).sort();
+    expect(puts).toEqual(['auto_20260102_000000/.memsync-manifest.json', 'auto_20260102_000000/config.json', 'auto_20260102_000000/metadata.json']);
+  });
+
+  it('answers status from what sweeps learned, without listing the bucket per request', async () => {
+    for (let i = 0; i < 30; i += 1) await seedRemote(`auto_202501${String(1 + i).padStart(2, '0')}_120000`, { 'config.json': `{"i":${i}}` });
+    const calls = recordCalls();
+    const memsync = await start({}, calls.wrap);
+    await eventually(async () => ((await memsync.server.inject({ url: '/sync/status' })).json() as { remoteSnapshots: { count: number } }).remoteSnapshots.count === 30);
+    const listingsAfterStart = calls.listings;
+    for (let i = 0; i < 50; i += 1) {
+      const status = (await memsync.server.inject({ url: '/sync/status' })).json() as { remoteSnapshots: { count: number } };
+      expect(status.remoteSnapshots.count).toBe(30);
+    }
+    expect(calls.listings).toBe(listingsAfterStart);
+  });
+
   it('lists remote snapshots newest first by time with working pagination and clear errors for bad paging', async () => {
     await seedRemote('pre_update_20250101_000000', { 'metadata.json': 'a' });
     await seedRemote('auto_20250103_000000', { 'metadata.json': 'bb' });
@@ -340,3 +372,32 @@ function dropMidBody(real: RemoteStore, brokenKey: string): RemoteStore {
   });
 }
 
+/** Wraps a store to record writes and listings; every call still goes to the real server. */
+function recordCalls(): { wrap: (real: RemoteStore) => RemoteStore; puts: string[]; listings: number } {
+  const record = {
+    puts: [] as string[],
+    listings: 0,
+    wrap: (real: RemoteStore): RemoteStore =>
+      new Proxy(real, {
+        get(target, property, receiver) {
+          const value: unknown = Reflect.get(target, property, receiver);
+          if (typeof value !== 'function') return value;
+          return (...args: unknown[]): unknown => {
+            if (property === 'put') record.puts.push(String(args[0]));
+            if (property === 'listObjects') record.listings += 1;
+            return (value as (...a: unknown[]) => unknown).apply(target, args);
+          };
+        },
+      }),
+  };
+  return record;
+}
+
+/** Polls `condition` every 50 ms until it holds; fails after 10 s. */
+async function eventually(condition: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 200; i += 1) {
+    if (await condition()) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error('condition not met within 10 s');
+}

@@ -25,7 +25,7 @@ function s3Store(bucket: string): S3RemoteStore {
   });
 }
 
-remoteStoreContract('MemoryRemoteStore', { conditionalWrites: true, multipartHousekeeping: true }, async () => {
+remoteStoreContract('MemoryRemoteStore', { conditionalWrites: true, multipartHousekeeping: true, contentMd5Check: true, partCopy: true }, async () => {
   const store = new MemoryRemoteStore();
   return {
     store,
@@ -40,7 +40,12 @@ remoteStoreContract('MemoryRemoteStore', { conditionalWrites: true, multipartHou
 
 remoteStoreContract(
   `S3RemoteStore on ${server.kind}`,
-  { conditionalWrites: server.capabilities.conditionalWrites, multipartHousekeeping: server.capabilities.listMultipartUploads && server.capabilities.abortMultipart },
+  {
+    conditionalWrites: server.capabilities.conditionalWrites,
+    multipartHousekeeping: server.capabilities.listMultipartUploads && server.capabilities.abortMultipart,
+    contentMd5Check: server.capabilities.contentMd5Check,
+    partCopy: server.capabilities.partCopy,
+  },
   async () => {
     const bucket = await createTestBucket(server, 'contract');
     const client = s3ClientFor(server);

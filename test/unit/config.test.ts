@@ -75,6 +75,12 @@ describe('loadConfig', () => {
     expect(problemsOf({ ...enabled, CLOUD_SYNC_SECRET_KEY_FILE: path.join(dir, 'missing') })).toContain('a readable file holding the secret (ENOENT)');
   });
 
+  it('takes the stale multipart threshold in minutes, 60 by default', () => {
+    expect(loadConfig(enabled).staleMultipartMs).toBe(3_600_000);
+    expect(loadConfig({ ...enabled, CLOUD_SYNC_STALE_MULTIPART_MINUTES: '2' }).staleMultipartMs).toBe(120_000);
+    expect(problemsOf({ ...enabled, CLOUD_SYNC_STALE_MULTIPART_MINUTES: '0' })).toContain('CLOUD_SYNC_STALE_MULTIPART_MINUTES="0": expected a whole number of minutes between 1 and 10080');
+  });
+
   it('keeps the state directory out of the backup directory', () => {
     expect(problemsOf({ ...enabled, CLOUD_SYNC_BACKUP_DIR: '/srv/b', CLOUD_SYNC_STATE_DIR: '/srv/b/state' })).toContain(
       'CLOUD_SYNC_STATE_DIR="/srv/b/state": a state directory outside the backup directory',

@@ -13,7 +13,7 @@ import { statSnapshot } from '../../src/snapshot/scan.js';
 import { emptyHashCache, hashCacheSchema, lookupDigest, type HashCacheDocument } from '../../src/state/hash-cache.js';
 import { PersistedJson } from '../../src/state/persisted.js';
 import { METADATA_AGENT, METADATA_SHA256 } from '../../src/upload/plan.js';
-import { SnapshotUploader, type SnapshotOutcome, type UploadProgress } from '../../src/upload/snapshot-uploader.js';
+import { SnapshotUploader, type SnapshotOutcome, type UploaderOptions, type UploadProgress } from '../../src/upload/snapshot-uploader.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const MIB = 1024 * 1024;
@@ -47,7 +47,7 @@ interface Setup {
   uploader: SnapshotUploader;
 }
 
-async function setup(store: MemoryRemoteStore = new MemoryRemoteStore()): Promise<Setup> {
+async function setup(store: MemoryRemoteStore = new MemoryRemoteStore(), extra: Partial<UploaderOptions> = {}): Promise<Setup> {
   const root = await tempDir('uploader');
   const backupDir = path.join(root, 'backups');
   const stateDir = path.join(root, 'state');
@@ -66,6 +66,7 @@ async function setup(store: MemoryRemoteStore = new MemoryRemoteStore()): Promis
     retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 2 },
     log: silentLogger,
     now: () => Date.now(),
+    ...extra,
   });
   return { backupDir, store, hashCache, fileQueue, uploader };
 }
@@ -139,6 +140,21 @@ describe('SnapshotUploader', () => {
     expect(manifestBytes?.equals(serializeManifest(outcome.manifest))).toBe(true);
     expect(parseManifest(manifestBytes ?? Buffer.alloc(0), NAME)).toEqual(outcome.manifest);
     expect(keysUnder(s.store, NAME)).toHaveLength(6);
+  });
+
+  it('reports each failed attempt it retries (an outage shows before the retries run out)', async () => {
+    const store = new MemoryRemoteStore();
+    let failures = 1;
+    const head = store.head.bind(store);
+    store.head = async (key) => {
+      if (failures-- > 0) throw new AppError('remote_unavailable', `head ${key}: TimeoutError`);
+      return head(key);
+    };
+    const retried: string[] = [];
+    const s = await setup(store, { onRetry: (error) => retried.push(error.kind) });
+    await writeSnapshot(s.backupDir, NAME, defaultFiles());
+    expect((await upload(s)).outcome).toBe('uploaded');
+    expect(retried).toEqual(['remote_unavailable']);
   });
 
   it('fills the hash cache so the next build reads no file again', async () => {

@@ -1,0 +1,175 @@
+import { AppError, describeError, isAppError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { RemoteIndex } from '../remote/remote-index.js';
+import type { RemoteStore } from '../remote/store.js';
+import { MANIFEST_FILE_NAME } from '../snapshot/manifest.js';
+import { decideRetention, formatPolicy, type DeletedSnapshot, type ProtectionReason, type RetentionPolicy } from './policy.js';
+
+/**
+ * Applies the retention policy to the bucket: decides with policy.ts, then deletes each
+ * dropped snapshot manifest first. Without its manifest a snapshot is listed as incomplete,
+ * which retention, restores and sweeps all leave alone, so a deletion cut short (crash,
+ * outage) never leaves something that looks like a complete snapshot with files missing.
+ */
+
+export interface RetentionSettings {
+  policy: RetentionPolicy;
+  dryRun: boolean;
+}
+
+export interface RetentionStatus {
+  /** Canonical policy text; null when retention is off. */
+  policy: string | null;
+  dryRun: boolean;
+  lastRunAt: string | null;
+  /** Complete snapshots the last run kept. */
+  kept: number;
+  /** Snapshots the last run deleted (always empty in a dry run). */
+  lastDeleted: string[];
+  /** Snapshots the last run would have deleted: the dry-run answer, or deletions that failed. */
+  wouldDelete: string[];
+  lastError: string | null;
+}
+
+export interface RetentionReport {
+  deleted: string[];
+  wouldDelete: string[];
+  kept: number;
+}
+
+export interface RetentionOptions {
+  store: RemoteStore;
+  log: Logger;
+  now: () => number;
+  /** Checked again just before each deletion: a restore may have started since the decision. */
+  isBusy?: (name: string) => boolean;
+  /** Called with the number of snapshots deleted (the metrics counter). */
+  onDeleted?: (count: number) => void;
+}
+
+/** Long name lists are cut in status; the log has every name. */
+const STATUS_LIST_LIMIT = 100;
+
+export class RetentionRunner {
+  private running: Promise<RetentionReport> | undefined;
+  private last: { atMs: number; report: RetentionReport | undefined; error: string | undefined } | undefined;
+  /**
+   * Snapshots whose manifest this process deleted but not every file: they list as
+   * incomplete, which the rules never delete, so they are finished here. Kept in memory
+   * only; after a restart such leftovers stay (incomplete, visible in listings).
+   */
+  private readonly unfinished = new Set<string>();
+
+  constructor(
+    private readonly settings: RetentionSettings,
+    private readonly options: RetentionOptions,
+  ) {}
+
+  /**
+   * One pass over `index` (a fresh listing). Runs triggered while one is going on share it:
+   * two passes deleting the same snapshot would only race each other.
+   */
+  run(index: RemoteIndex, protectedNames: ReadonlyMap<string, ProtectionReason>): Promise<RetentionReport> {
+    this.running ??= this.pass(index, protectedNames)
+      .then(
+        (report) => {
+          this.last = { atMs: this.options.now(), report, error: undefined };
+          return report;
+        },
+        (error: unknown) => {
+          this.last = { atMs: this.options.now(), report: this.last?.report, error: describeError(error) };
+          throw error;
+        },
+      )
+      .finally(() => {
+        this.running = undefined;
+      });
+    return this.running;
+  }
+
+  status(): RetentionStatus {
+    const report = this.last?.report;
+    return {
+      policy: formatPolicy(this.settings.policy),
+      dryRun: this.settings.dryRun,
+      lastRunAt: this.last === undefined ? null : new Date(this.last.atMs).toISOString(),
+      kept: report?.kept ?? 0,
+      lastDeleted: (report?.deleted ?? []).slice(0, STATUS_LIST_LIMIT),
+      wouldDelete: (report?.wouldDelete ?? []).slice(0, STATUS_LIST_LIMIT),
+      lastError: this.last?.error ?? null,
+    };
+  }
+
+  private async pass(index: RemoteIndex, protectedNames: ReadonlyMap<string, ProtectionReason>): Promise<RetentionReport> {
+    const { log } = this.options;
+    const policy = formatPolicy(this.settings.policy);
+    const decision = decideRetention([...index.snapshots.values()], this.settings.policy, protectedNames);
+    const kept = decision.keep.length;
+    if (this.settings.dryRun) {
+      for (const snapshot of decision.delete) log.info('retention dry run: would delete snapshot', { snapshot: snapshot.name, policy, reason: snapshot.reason });
+      return { deleted: [], wouldDelete: decision.delete.map((s) => s.name), kept };
+    }
+    await this.finishInterrupted(index);
+    const deleted: string[] = [];
+    const failed: string[] = [];
+    for (const snapshot of decision.delete) {
+      if (this.options.isBusy?.(snapshot.name) === true) {
+        log.info('retention skipped snapshot in use; next run decides again', { snapshot: snapshot.name });
+        failed.push(snapshot.name);
+        continue;
+      }
+      try {
+        const objects = await this.deleteSnapshot(snapshot);
+        // The in-memory index is what status and listings answer from until the next sweep.
+        index.snapshots.delete(snapshot.name);
+        deleted.push(snapshot.name);
+        this.options.onDeleted?.(1);
+        log.info('retention deleted snapshot', { snapshot: snapshot.name, policy, reason: snapshot.reason, objects });
+      } catch (error) {
+        failed.push(snapshot.name);
+        const appError = isAppError(error) ? error : new AppError('remote_unavailable', describeError(error), { cause: error });
+        log.warn('retention could not delete snapshot; next run retries', { snapshot: snapshot.name, error: appError.message, hint: appError.hint });
+        // An unreachable store fails every other deletion the same way: stop early.
+        if (appError.kind === 'remote_unavailable' || appError.kind === 'remote_rejected') break;
+      }
+    }
+    if (deleted.length > 0 || failed.length > 0) log.info('retention finished', { policy, kept, deleted: deleted.length, failed: failed.length });
+    return { deleted, wouldDelete: failed, kept };
+  }
+
+  /** Manifest first, then the files; returns how many objects went. */
+  private async deleteSnapshot(snapshot: DeletedSnapshot): Promise<number> {
+    const manifestKey = `${snapshot.name}/${MANIFEST_FILE_NAME}`;
+    const keys = (await this.keysOf(snapshot.name)).filter((key) => key !== manifestKey);
+    await this.options.store.delete(manifestKey);
+    this.unfinished.add(snapshot.name);
+    for (const key of keys) await this.options.store.delete(key);
+    this.unfinished.delete(snapshot.name);
+    return keys.length + 1;
+  }
+
+  private async finishInterrupted(index: RemoteIndex): Promise<void> {
+    for (const name of [...this.unfinished]) {
+      const listed = index.snapshots.get(name);
+      // Complete again means someone uploaded it anew since: it is no longer ours to finish.
+      if (listed?.complete === true) {
+        this.unfinished.delete(name);
+        continue;
+      }
+      try {
+        for (const key of await this.keysOf(name)) await this.options.store.delete(key);
+        this.unfinished.delete(name);
+        index.snapshots.delete(name);
+        this.options.log.info('retention finished deleting snapshot', { snapshot: name });
+      } catch (error) {
+        this.options.log.warn('retention could not finish deleting snapshot; next run retries', { snapshot: name, error: describeError(error) });
+      }
+    }
+  }
+
+  private async keysOf(name: string): Promise<string[]> {
+    const keys: string[] = [];
+    for await (const page of this.options.store.listObjects(`${name}/`)) for (const object of page) keys.push(object.key);
+    return keys;
+  }
+}
