@@ -108,6 +108,8 @@ async function writeLocal(name: string, files: Record<string, string>): Promise<
   const dir = path.join(setup.backupDir, name);
   await mkdir(dir, { recursive: true });
   for (const [file, content] of Object.entries(files)) await writeFile(path.join(dir, file), content);
+  // Settled before memsync starts, so the start sweep uploads it rather than leaving it to the watcher.
+  await new Promise((resolve) => setTimeout(resolve, 500));
 }
 
 /** Every key in the bucket, grouped: snapshot name to its file names. */
