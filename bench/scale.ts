@@ -1,4 +1,4 @@
-// Sizes of a bench run. `full` is the one the issue asks for; `small` is for developing the bench.
+// Sizes of a bench run. `full` is the one the goals are stated for; `small` is for developing the bench.
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;
 

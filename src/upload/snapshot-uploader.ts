@@ -309,7 +309,11 @@ export class SnapshotUploader {
           partSizeBytes: plan.digest.multipart ? plan.digest.partSizeBytes : undefined,
           ifNoneMatch: !replace,
           metadata: { [METADATA_AGENT]: this.options.agentId, [METADATA_SHA256]: plan.digest.sha256 },
-          signal,
+          // A single PUT in flight is let finish (it is below the multipart threshold): aborted
+          // client-side, the server may still store it after the abandon check, leaving an
+          // orphan. Finished, it is known and removed if the snapshot is abandoned. A multipart
+          // upload is cancelled instead: it stores nothing until completed.
+          signal: plan.digest.multipart ? signal : undefined,
           onProgress: reportProgress,
         });
       } catch (error) {

@@ -380,7 +380,7 @@ describe('SnapshotUploader', () => {
       override async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
         if (this.first) this.first = false;
         else {
-          // A real store stops a waiting request when its signal aborts.
+          // A real store stops a waiting request when its signal aborts (multipart uploads get one).
           await Promise.race([
             this.released,
             new Promise<void>((_resolve, reject) => options.signal?.addEventListener('abort', () => reject(new AppError('cancelled', `upload ${key}: aborted`)), { once: true })),
@@ -400,15 +400,19 @@ describe('SnapshotUploader', () => {
 
     const error = await rejection(
       upload(s, NAME, controller.signal, (progress) => {
-        if (progress.filesDone >= 1) controller.abort(reason);
+        if (progress.filesDone >= 1 && !controller.signal.aborted) {
+          controller.abort(reason);
+          // Single PUTs already at the store are let finish (an aborted one could still be
+          // stored by the server after the cleanup); they are removed with the rest.
+          setTimeout(() => store.open(), 20);
+        }
       }),
     );
-    store.open();
     await s.fileQueue.onIdle();
     await sleep(20);
 
     expect(error).toBe(reason);
-    expect(store.putLog).toHaveLength(1);
+    expect(store.putLog.length).toBeGreaterThanOrEqual(1);
     expect(keysUnder(store, NAME)).toEqual([]);
   });
 
