@@ -101,17 +101,22 @@ const bucketText = z
   .trim()
   .regex(/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/, 'expected an S3 bucket name: 3-63 lowercase letters, digits, dots or hyphens');
 
-const urlText = z
-  .string()
-  .trim()
-  .refine((v) => {
-    try {
-      const url = new URL(v);
-      return url.protocol === 'http:' || url.protocol === 'https:';
-    } catch {
-      return false;
-    }
-  }, 'expected an http:// or https:// URL, e.g. http://minio:9000');
+/** An http(s) URL; `example` shows the kind of URL the variable takes. */
+function httpUrlText(example: string) {
+  return z
+    .string()
+    .trim()
+    .refine((v) => {
+      try {
+        const url = new URL(v);
+        return url.protocol === 'http:' || url.protocol === 'https:';
+      } catch {
+        return false;
+      }
+    }, `expected an http:// or https:// URL, e.g. ${example}`);
+}
+
+const urlText = httpUrlText('http://minio:9000');
 
 const prefixText = z
   .string()
@@ -127,17 +132,7 @@ const absolutePathText = z
   .min(1, 'expected a directory path')
   .transform((v) => path.resolve(v));
 
-const endpointUrlText = z
-  .string()
-  .trim()
-  .refine((v) => {
-    try {
-      const url = new URL(v);
-      return url.protocol === 'http:' || url.protocol === 'https:';
-    } catch {
-      return false;
-    }
-  }, 'expected an http:// or https:// URL, e.g. https://hooks.slack.com/services/...');
+const endpointUrlText = httpUrlText('https://hooks.slack.com/services/...');
 
 const retentionText = z
   .string()

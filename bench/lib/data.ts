@@ -5,6 +5,7 @@ import { randomFillSync } from 'node:crypto';
 import { mkdir, open, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { backupName, SOURCE_MTIME } from '../../demo/backup-writer.js';
+import { seededRandom } from '../../test/helpers/random.js';
 
 const MIB = 1024 * 1024;
 const CHUNK_BYTES = 8 * MIB;
@@ -81,18 +82,6 @@ export async function writeLargeSnapshot(parentDir: string, name: string, indexB
   return dir;
 }
 
-/** A deterministic pseudo-random generator (mulberry32), so every run writes the same sizes. */
-export function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export interface TreeSpec {
   count: number;
   /** Snapshot names: `${prefix}_${time}`, one second apart from `firstTime`. */
@@ -112,7 +101,8 @@ export interface Tree {
 
 /** `count` small snapshots side by side under `parentDir`. */
 export async function writeTree(parentDir: string, spec: TreeSpec): Promise<Tree> {
-  const random = seeded(spec.seed);
+  // Deterministic, so every run writes the same sizes.
+  const random = seededRandom(spec.seed);
   const names: string[] = [];
   let bytes = 0;
   const buffer = Buffer.allocUnsafe(spec.maxFileBytes);

@@ -9,7 +9,6 @@ import { GetObjectCommand, HeadObjectCommand, type S3Client } from '@aws-sdk/cli
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { buildMemsync, type Memsync } from '../../src/app.js';
 import { loadConfig } from '../../src/config.js';
-import type { Logger } from '../../src/log.js';
 import { MANIFEST_FILE_NAME } from '../../src/snapshot/manifest.js';
 import { statSnapshot } from '../../src/snapshot/scan.js';
 import type { SnapshotOutcome } from '../../src/upload/snapshot-uploader.js';
@@ -17,6 +16,7 @@ import { parseExposition, sampleValue } from '../helpers/prometheus.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
 import { s3Env, testServer } from '../helpers/s3.js';
 import { tempDir } from '../helpers/tmp.js';
+import { recordingLogger, type LogLine } from '../helpers/recording-logger.js';
 
 const server = testServer();
 const PREFIX = 'memories/';
@@ -29,17 +29,6 @@ const METADATA = Buffer.from(JSON.stringify({ memories: Array.from({ length: 40_
 const DOCSTORE = randomBytes(1 * MIB + 7);
 
 type Uploaded = Extract<SnapshotOutcome, { outcome: 'uploaded' }>;
-
-interface LogLine {
-  level: string;
-  message: string;
-  fields: Record<string, unknown>;
-}
-
-function recordingLogger(lines: LogLine[], bound: Record<string, unknown> = {}): Logger {
-  const at = (level: string) => (message: string, fields: Record<string, unknown> = {}) => void lines.push({ level, message, fields: { ...bound, ...fields } });
-  return { error: at('error'), warn: at('warn'), info: at('info'), debug: () => undefined, child: (fields) => recordingLogger(lines, { ...bound, ...fields }) };
-}
 
 const sha256 = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
 

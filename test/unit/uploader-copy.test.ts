@@ -6,7 +6,6 @@ import path from 'node:path';
 import PQueue from 'p-queue';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AppError } from '../../src/errors.js';
-import type { Logger } from '../../src/log.js';
 import { MemoryRemoteStore, type MemoryStoreOptions } from '../../src/remote/memory-store.js';
 import { listRemoteIndex, type RemoteIndex } from '../../src/remote/remote-index.js';
 import type { CopyOptions } from '../../src/remote/store.js';
@@ -17,6 +16,7 @@ import { PersistedJson } from '../../src/state/persisted.js';
 import { METADATA_AGENT, METADATA_SHA256 } from '../../src/upload/plan.js';
 import { SnapshotUploader, type SnapshotOutcome } from '../../src/upload/snapshot-uploader.js';
 import { tempDir } from '../helpers/tmp.js';
+import { recordingLogger, type LogLine } from '../helpers/recording-logger.js';
 
 const MIB = 1024 * 1024;
 const AGENT = 'agent-under-test';
@@ -25,17 +25,6 @@ const S2 = 'auto_20250102_000000';
 const S3 = 'auto_20250103_000000';
 
 const sha256Hex = (bytes: Buffer): string => createHash('sha256').update(bytes).digest('hex');
-
-interface LogLine {
-  level: string;
-  message: string;
-  fields: Record<string, unknown>;
-}
-
-function recordingLogger(lines: LogLine[], bound: Record<string, unknown> = {}): Logger {
-  const at = (level: string) => (message: string, fields: Record<string, unknown> = {}) => void lines.push({ level, message, fields: { ...bound, ...fields } });
-  return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug'), child: (fields) => recordingLogger(lines, { ...bound, ...fields }) };
-}
 
 const caches: PersistedJson<HashCacheDocument>[] = [];
 afterEach(async () => {
