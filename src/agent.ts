@@ -7,7 +7,6 @@ import type { Metrics } from './metrics.js';
 import { listRemoteIndex, type RemoteIndex } from './remote/remote-index.js';
 import type { RemoteStore } from './remote/store.js';
 import { listSnapshotEntries, statSnapshot, type SnapshotStat } from './snapshot/scan.js';
-import { manifestEtag } from './snapshot/manifest.js';
 import type { AgentState } from './state/agent-state.js';
 import { pruneDigests, type HashCacheDocument } from './state/hash-cache.js';
 import type { PersistedJson } from './state/persisted.js';
@@ -22,6 +21,7 @@ import { Settler } from './watch/settler.js';
 import { BackupWatcher } from './watch/watcher.js';
 import { OutcomeRecorder } from './outcomes.js';
 import type { Notifier } from './alerts/notifier.js';
+import type { Encryption } from './crypto/encryption.js';
 import { buildStatus, type AgentStatus } from './status.js';
 
 /** The agent's settings that come straight from the configuration (the agent and the CLI build it alike). */
@@ -53,6 +53,8 @@ export interface AgentOptions {
   metrics?: Metrics;
   /** Alerts on upload failures, conflicts and recovery; omitted: none. */
   notifier?: Notifier;
+  /** Client-side encryption of uploads; omitted: files and manifests are stored as they are. */
+  encryption?: Encryption;
   /** Called after each successful sweep (retention, heartbeat); must not throw. Not called for failed sweeps. */
   afterSweep?: (sweep: FinishedSweep) => void;
 }
@@ -105,6 +107,8 @@ export class Agent {
   private readonly schedule: SweepSchedule;
   private readonly outcomes: OutcomeRecorder;
   private readonly localEntries = new Map<string, LocalEntry>();
+  /** Remote manifests found to hold a local snapshot's content, by name: in memory, re-learnt after a restart. */
+  private readonly confirmedManifests = new Map<string, { localEtag: string; remoteEtag: string }>();
   private readonly retryTimers = new Map<string, { attempt: number; timer: NodeJS.Timeout | undefined }>();
   private remote: RemoteIndex = { snapshots: new Map(), ignoredKeys: 0, listedAtMs: 0 };
   private runningSweep: Promise<SweepSummary> | undefined;
@@ -134,6 +138,7 @@ export class Agent {
       },
       // The listing sweeps keep (and uploads extend) says which snapshots are complete: no listing of its own.
       serverSideCopy: options.serverSideCopy === false ? undefined : { remoteIndex: () => this.remote },
+      ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
     });
     this.jobs = new UploadJobs({ uploader: this.uploader, snapshotConcurrency: Math.max(2, options.concurrency) });
     this.settler = new Settler({
@@ -271,7 +276,11 @@ export class Agent {
       return 'settling';
     }
     const { manifest } = await this.uploader.buildLocalManifest(stat);
-    const etag = manifestEtag(manifest);
+    const ownEtag = this.uploader.manifestEtag(manifest);
+    // A remote manifest in the other format (plain vs encrypted) of the same content was
+    // confirmed by an earlier upload attempt: its ETag stands for this content too.
+    const confirmed = this.confirmedManifests.get(name);
+    const etag = confirmed?.localEtag === ownEtag ? confirmed.remoteEtag : ownEtag;
     this.localEntries.set(name, { name, timeMs: stat.timeMs, manifestEtag: etag });
     const remote = this.remote.snapshots.get(name);
     if (remote?.complete === true && remote.manifestEtag === etag) return 'in-sync';
@@ -327,7 +336,10 @@ export class Agent {
     this.localEntries.set(stat.name, { name: stat.name, timeMs: stat.timeMs, manifestEtag: this.localEntries.get(stat.name)?.manifestEtag });
     try {
       const outcome = await this.health.track(this.jobs.submit(stat));
-      this.localEntries.set(stat.name, { name: stat.name, timeMs: stat.timeMs, manifestEtag: manifestEtag(outcome.manifest) });
+      if (outcome.outcome !== 'conflict') {
+        this.confirmedManifests.set(stat.name, { localEtag: this.uploader.manifestEtag(outcome.manifest), remoteEtag: outcome.manifestEtag });
+      }
+      this.localEntries.set(stat.name, { name: stat.name, timeMs: stat.timeMs, manifestEtag: outcome.outcome === 'conflict' ? this.uploader.manifestEtag(outcome.manifest) : outcome.manifestEtag });
       this.retryTimers.delete(stat.name);
       this.outcomes.record(stat, outcome, this.remote);
       return outcome;
@@ -374,6 +386,7 @@ export class Agent {
     if (retry !== undefined) clearTimeout(retry.timer);
     this.retryTimers.delete(name);
     this.localEntries.delete(name);
+    this.confirmedManifests.delete(name);
     this.outcomes.recordGone(name, this.remote);
   }
 

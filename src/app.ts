@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Agent, agentSettings } from './agent.js';
 import { Heartbeat } from './alerts/heartbeat.js';
+import { openEncryption, type Encryption } from './crypto/encryption.js';
 import { silentNotifier, WebhookNotifier } from './alerts/notifier.js';
 import type { Config } from './config.js';
 import { AppError, describeError } from './errors.js';
@@ -73,7 +74,19 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
 
   const store = options.store ?? new S3RemoteStore({ ...config.s3, partsInFlight: 4 });
   const retry = options.retry ?? DEFAULT_RETRY;
-  const restorer = new Restorer({ store, backupDir: config.backupDir, multipartThresholdBytes: config.multipartThresholdBytes, retry, log: log.child({ component: 'restore' }), now: Date.now, metrics });
+  // A passphrase is stretched here, once: a few hundred milliseconds and 128 MiB, then released.
+  const encryption = config.encryption === undefined ? undefined : await openEncryption(config.encryption, config.stateDir);
+  if (encryption !== undefined) log.info('client-side encryption is on: files and manifests are encrypted before upload', { keyId: encryption.keyId, source: encryption.source });
+  const restorer = new Restorer({
+    store,
+    backupDir: config.backupDir,
+    multipartThresholdBytes: config.multipartThresholdBytes,
+    retry,
+    log: log.child({ component: 'restore' }),
+    now: Date.now,
+    metrics,
+    ...(encryption === undefined ? {} : { keyring: encryption.keyring }),
+  });
   const { notifyUrl, heartbeatUrl } = config.alerts;
   const notifier =
     notifyUrl === undefined ? undefined : new WebhookNotifier({ url: notifyUrl, log: log.child({ component: 'alerts' }), ...(options.alertIntervalMs === undefined ? {} : { intervalMs: options.alertIntervalMs }) });
@@ -96,6 +109,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
     log,
     retry,
     metrics,
+    ...(encryption === undefined ? {} : { encryption }),
     notifier: notifier ?? silentNotifier,
     // Sweeps start with agent.start(), after followUp exists.
     ...(retention === undefined && heartbeat === undefined ? {} : { afterSweep: (sweep) => followUp.handle(sweep) }),
@@ -121,7 +135,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
   const conditionalWrites: { mode: ConditionalWrites | undefined } = { mode: undefined };
   const server = await buildServer({
     ...http,
-    sync: syncApi(agent, operations, restorer, config.backupDir, conditionalWrites, () => retentionStatus(retention)),
+    sync: syncApi(agent, operations, restorer, config.backupDir, conditionalWrites, () => retentionStatus(retention), encryptionStatus(encryption)),
     readiness: () => ({ enabled: true, config: true, watcher: agent.watching, remote: agent.health.available === true }),
   });
 
@@ -166,6 +180,17 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
   };
 }
 
+/** What status says of encryption: on or off, and which key (an id that reveals nothing of it). */
+export interface EncryptionStatus {
+  enabled: boolean;
+  source: 'key' | 'passphrase' | null;
+  keyId: string | null;
+}
+
+function encryptionStatus(encryption: Encryption | undefined): EncryptionStatus {
+  return encryption === undefined ? { enabled: false, source: null, keyId: null } : { enabled: true, source: encryption.source, keyId: encryption.keyId };
+}
+
 function retentionStatus(retention: RetentionRunner | undefined): RetentionStatus {
   return retention?.status() ?? { policy: null, dryRun: false, lastRunAt: null, kept: 0, lastDeleted: [], wouldDelete: [], lastError: null };
 }
@@ -177,6 +202,7 @@ function syncApi(
   backupDir: string,
   conditionalWrites: { mode: ConditionalWrites | undefined },
   retention: () => RetentionStatus,
+  encryption: EncryptionStatus,
 ): SyncApi {
   return {
     upload: () => operations.manualUpload(),
@@ -186,7 +212,7 @@ function syncApi(
     },
     download: (name) => operations.download(name),
     restore: (name) => operations.restore(name),
-    status: () => ({ ...agent.status(), restoring: restorer.active(), memoryService: operations.serviceConfigured, conditionalWrites: conditionalWrites.mode ?? 'unknown', retention: retention() }),
+    status: () => ({ ...agent.status(), restoring: restorer.active(), memoryService: operations.serviceConfigured, conditionalWrites: conditionalWrites.mode ?? 'unknown', retention: retention(), encryption }),
     remoteIndex: async (maxAgeMs) => (Date.now() - agent.remoteIndex.listedAtMs > maxAgeMs ? agent.refreshRemoteIndex() : agent.remoteIndex),
     serviceConfigured: operations.serviceConfigured,
   };

@@ -4,6 +4,7 @@ import { Cron } from 'croner';
 import { z } from 'zod';
 import { AppError } from './errors.js';
 import { formatPolicy, parseRetentionPolicy, type RetentionPolicy } from './retention/policy.js';
+import { parseKeyText, type KeySource } from './crypto/keys.js';
 
 /**
  * The only reader of process.env. Every variable is validated at start and every problem
@@ -47,6 +48,8 @@ export interface Config {
   /** Undefined: no retention, memsync never deletes a remote snapshot. */
   retention: { policy: RetentionPolicy; dryRun: boolean } | undefined;
   alerts: { notifyUrl: string | undefined; heartbeatUrl: string | undefined };
+  /** Client-side encryption of uploaded files and manifests; undefined: stored as they are. */
+  encryption: KeySource | undefined;
 }
 
 export type Env = Readonly<Record<string, string | undefined>>;
@@ -60,7 +63,12 @@ export const SECRET_VARIABLES = [
   // Webhook and heartbeat URLs usually embed a token (Slack, Discord, healthchecks.io).
   'CLOUD_SYNC_NOTIFY_URL',
   'CLOUD_SYNC_HEARTBEAT_URL',
+  'CLOUD_SYNC_ENCRYPTION_KEY',
+  'CLOUD_SYNC_ENCRYPTION_PASSPHRASE',
 ] as const;
+
+/** Short passphrases fall to guessing however slow the key derivation; 12 characters is the floor. */
+const MIN_PASSPHRASE_CHARS = 12;
 
 const MIB = 1024 * 1024;
 /** S3's smallest allowed non-final multipart part. */
@@ -144,6 +152,15 @@ const retentionText = z
     return z.NEVER;
   });
 
+const encryptionKeyText = z
+  .string()
+  .transform((value, ctx) => {
+    const key = parseKeyText(value);
+    if (key !== undefined) return key;
+    ctx.addIssue({ code: 'custom', message: 'expected a 256-bit key: 64 hex digits or 44 base64 characters (e.g. the output of `openssl rand -base64 32`)' });
+    return z.NEVER;
+  });
+
 const logLevelText = z.enum(['error', 'warn', 'info', 'debug'], 'expected one of error, warn, info, debug');
 const logFormatText = z.enum(['json', 'pretty', 'auto'], 'expected json, pretty or auto');
 
@@ -180,6 +197,8 @@ const envSchema = z.object({
   CLOUD_SYNC_RETENTION_DRY_RUN: booleanText.default(false),
   CLOUD_SYNC_NOTIFY_URL: endpointUrlText.optional(),
   CLOUD_SYNC_HEARTBEAT_URL: endpointUrlText.optional(),
+  CLOUD_SYNC_ENCRYPTION_KEY: encryptionKeyText.optional(),
+  CLOUD_SYNC_ENCRYPTION_PASSPHRASE: z.string().min(MIN_PASSPHRASE_CHARS, `expected a passphrase of at least ${MIN_PASSPHRASE_CHARS} characters`).optional(),
 });
 
 type EnvVariable = keyof z.input<typeof envSchema>;
@@ -267,6 +286,9 @@ function checkCombinations(values: Partial<EnvValues>, raw: Record<string, strin
     const [missing, present] = hasAccess ? ['CLOUD_SYNC_SECRET_KEY', 'CLOUD_SYNC_ACCESS_KEY'] : ['CLOUD_SYNC_ACCESS_KEY', 'CLOUD_SYNC_SECRET_KEY'];
     problems.push({ variable: missing, value: undefined, expected: `set together with ${present} (or set neither to use the AWS default credential chain)` });
   }
+  if (raw.CLOUD_SYNC_ENCRYPTION_KEY !== undefined && raw.CLOUD_SYNC_ENCRYPTION_PASSPHRASE !== undefined) {
+    problems.push({ variable: 'CLOUD_SYNC_ENCRYPTION_PASSPHRASE', value: raw.CLOUD_SYNC_ENCRYPTION_PASSPHRASE, expected: 'set either CLOUD_SYNC_ENCRYPTION_KEY or CLOUD_SYNC_ENCRYPTION_PASSPHRASE, not both' });
+  }
   if (values.CLOUD_SYNC_HOST !== undefined && !LOOPBACK_HOSTS.has(values.CLOUD_SYNC_HOST) && raw.CLOUD_SYNC_API_TOKEN === undefined) {
     problems.push({
       variable: 'CLOUD_SYNC_HOST',
@@ -333,6 +355,12 @@ export function loadConfig(env: Env = process.env): Config {
     log: { level: values.LOG_LEVEL, format },
     retention: values.CLOUD_SYNC_RETENTION === undefined ? undefined : { policy: values.CLOUD_SYNC_RETENTION, dryRun: values.CLOUD_SYNC_RETENTION_DRY_RUN },
     alerts: { notifyUrl: values.CLOUD_SYNC_NOTIFY_URL, heartbeatUrl: values.CLOUD_SYNC_HEARTBEAT_URL },
+    encryption:
+      values.CLOUD_SYNC_ENCRYPTION_KEY !== undefined
+        ? { kind: 'key', key: values.CLOUD_SYNC_ENCRYPTION_KEY }
+        : values.CLOUD_SYNC_ENCRYPTION_PASSPHRASE !== undefined
+          ? { kind: 'passphrase', passphrase: values.CLOUD_SYNC_ENCRYPTION_PASSPHRASE }
+          : undefined,
   };
 }
 
@@ -358,5 +386,6 @@ export function redactedConfig(config: Config): Record<string, unknown> {
     retention: config.retention === undefined ? '(off)' : `${formatPolicy(config.retention.policy)}${config.retention.dryRun ? ' (dry run)' : ''}`,
     notify: config.alerts.notifyUrl === undefined ? '(off)' : 'webhook (redacted)',
     heartbeat: config.alerts.heartbeatUrl === undefined ? '(off)' : 'configured (redacted)',
+    encryption: config.encryption === undefined ? '(off)' : `client-side, ${config.encryption.kind === 'key' ? 'key' : 'passphrase'} (redacted)`,
   };
 }

@@ -12,6 +12,7 @@ export type ErrorKind =
   | 'remote_unavailable' // network failure, 5xx, throttling: worth retrying
   | 'remote_rejected' // 4xx from the store that retrying will not fix (credentials, missing bucket)
   | 'integrity' // what the store holds is not what was sent or what the manifest says
+  | 'encryption_key' // an encrypted snapshot and no key, or not the key it was written with
   | 'local_io' // reading or writing the local disk failed
   | 'snapshot_gone' // the snapshot was deleted or rewritten while being worked on
   | 'cancelled' // stopped on purpose (shutdown, superseded)

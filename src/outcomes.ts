@@ -4,7 +4,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { RemoteIndex } from './remote/remote-index.js';
 import type { SnapshotStat } from './snapshot/scan.js';
-import { manifestEtag, totalBytes } from './snapshot/manifest.js';
+import { totalBytes } from './snapshot/manifest.js';
 import type { AgentState } from './state/agent-state.js';
 import type { PersistedJson } from './state/persisted.js';
 import type { SnapshotOutcome } from './upload/snapshot-uploader.js';
@@ -54,7 +54,8 @@ export class OutcomeRecorder {
       fileCount: outcome.manifest.files.length,
       bytes: totalBytes(outcome.manifest),
       complete: true,
-      manifestEtag: manifestEtag(outcome.manifest),
+      manifestEtag: outcome.manifestEtag,
+      encrypted: outcome.encrypted,
     });
     this.noteRecovery(name);
     this.state.update((state) => {

@@ -23,7 +23,7 @@ export interface AgentStatus {
   queueDepth: number;
   settling: number;
   local: { count: number; latest: { name: string; time: string } | undefined; pending: string[] };
-  remoteSnapshots: { count: number; latest: { name: string; time: string } | undefined; onlyRemote: string[]; newerThanLocal: string[] };
+  remoteSnapshots: { count: number; /** Of those, encrypted client-side. */ encrypted: number; latest: { name: string; time: string } | undefined; onlyRemote: string[]; newerThanLocal: string[] };
   conflicts: (Omit<ConflictRecord, 'detectedAtMs'> & { detectedAt: string })[];
   counters: Counters;
 }
@@ -75,6 +75,7 @@ export function buildStatus(inputs: StatusInputs): AgentStatus {
     },
     remoteSnapshots: {
       count: remote.snapshots.size,
+      encrypted: [...remote.snapshots.values()].filter((s) => s.encrypted).length,
       latest: latestRemote && { name: latestRemote.name, time: iso(latestRemote.timeMs) ?? '' },
       onlyRemote: picture.remoteOnly.slice(0, LIST_LIMIT),
       newerThanLocal,

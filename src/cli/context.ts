@@ -2,6 +2,7 @@ import path from 'node:path';
 import type { z } from 'zod';
 import { Agent, agentSettings } from '../agent.js';
 import type { Config } from '../config.js';
+import type { Encryption } from '../crypto/encryption.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SyncOperations } from '../operations.js';
@@ -34,6 +35,8 @@ export interface CommandContext {
   /** Aborted on SIGINT/SIGTERM, for commands that stop cleanly (upload). */
   signal: AbortSignal;
   now: () => number;
+  /** The configured client-side encryption; undefined when off. */
+  encryption: Encryption | undefined;
 }
 
 export function openStore(config: Config): RemoteStore {
@@ -91,7 +94,16 @@ export function buildSyncGraph(context: CommandContext, files: AgentFiles): Sync
   const { config, store, log } = context;
   const state = new PersistedJson<AgentState>(undefined, agentStateSchema, () => structuredClone(files.state) ?? freshAgentState(), log);
   const hashCache = new PersistedJson<HashCacheDocument>(undefined, hashCacheSchema, () => structuredClone(files.hashCache) ?? emptyHashCache(), log);
-  const restorer = new Restorer({ store, backupDir: config.backupDir, multipartThresholdBytes: config.multipartThresholdBytes, retry: DEFAULT_RETRY, log: log.child({ component: 'restore' }), now: context.now });
+  const { encryption } = context;
+  const restorer = new Restorer({
+    store,
+    backupDir: config.backupDir,
+    multipartThresholdBytes: config.multipartThresholdBytes,
+    retry: DEFAULT_RETRY,
+    log: log.child({ component: 'restore' }),
+    now: context.now,
+    ...(encryption === undefined ? {} : { keyring: encryption.keyring }),
+  });
   const agent = new Agent({
     ...agentSettings(config),
     store,
@@ -100,6 +112,7 @@ export function buildSyncGraph(context: CommandContext, files: AgentFiles): Sync
     log,
     retry: DEFAULT_RETRY,
     now: context.now,
+    ...(encryption === undefined ? {} : { encryption }),
     // A running agent's multipart upload of a large file can be older than any threshold, and
     // this process cannot see the agent's jobs: it never aborts multipart uploads.
     staleMultipartMs: Number.POSITIVE_INFINITY,

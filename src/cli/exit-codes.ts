@@ -22,6 +22,7 @@ const EXIT_BY_KIND: Record<ErrorKind, number> = {
   remote_unavailable: EXIT.remoteUnavailable,
   conflict: EXIT.conflict,
   integrity: EXIT.verificationFailed,
+  encryption_key: EXIT.usage,
   cancelled: EXIT.interrupted,
   not_found: EXIT.failed,
   local_io: EXIT.failed,

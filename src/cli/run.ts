@@ -1,5 +1,6 @@
 import { loadConfig, type Config } from '../config.js';
 import { AppError, describeError, isAppError } from '../errors.js';
+import { openEncryption, type Encryption } from '../crypto/encryption.js';
 import { serve } from '../serve.js';
 import { parseCommandLine, type Command } from './args.js';
 import { runRestore } from './commands/restore.js';
@@ -50,8 +51,16 @@ export async function runCli(argv: readonly string[]): Promise<void> {
   const verbose = 'verbose' in command && command.verbose;
   const log = createCliLogger({ level: cliLogLevel(verbose, config.log.level), write: (line) => progress.log(line) });
   const controller = new AbortController();
+  let encryption: Encryption | undefined;
+  try {
+    // The agent's salt is used when present; a command never creates files in its state directory.
+    encryption = config.encryption === undefined ? undefined : await openEncryption(config.encryption, config.stateDir, false);
+  } catch (error) {
+    process.stderr.write(`memsync: ${describeError(error)}\n`);
+    return finish(exitCodeFor(error));
+  }
   const store = openStore(config);
-  const context: CommandContext = { config, store, log, progress, out: (text) => process.stdout.write(`${text}\n`), signal: controller.signal, now: Date.now };
+  const context: CommandContext = { config, store, log, progress, out: (text) => process.stdout.write(`${text}\n`), signal: controller.signal, now: Date.now, encryption };
   installInterruptHandler(command, controller, progress);
   let code: number;
   try {

@@ -10,6 +10,8 @@ export const STATUS_BY_KIND: Record<ErrorKind, number> = {
   conflict: 409,
   snapshot_gone: 409,
   integrity: 502,
+  // The request is understood, but the configured key cannot open that snapshot.
+  encryption_key: 422,
   remote_unavailable: 503,
   remote_rejected: 503,
   disabled: 503,

@@ -30,7 +30,7 @@ export function pageSnapshots(index: RemoteIndex, limit: number, cursor: string 
   const last = page[page.length - 1];
   const more = start >= 0 && start + limit < sorted.length;
   return {
-    snapshots: page.map((s) => ({ name: s.name, time: new Date(s.timeMs).toISOString(), files: s.fileCount, bytes: s.bytes, complete: s.complete, verified: s.complete })),
+    snapshots: page.map((s) => ({ name: s.name, time: new Date(s.timeMs).toISOString(), files: s.fileCount, bytes: s.bytes, complete: s.complete, verified: s.complete, encrypted: s.encrypted })),
     nextCursor: more && last !== undefined ? encodeCursor(last.timeMs, last.name) : null,
     total: sorted.length,
     listedAt: index.listedAtMs === 0 ? null : new Date(index.listedAtMs).toISOString(),

@@ -63,6 +63,8 @@ export const snapshotItem = z.object({
   bytes: z.number(),
   complete: z.boolean(),
   verified: z.boolean(),
+  /** Files and manifest encrypted client-side: restoring it needs the key it was uploaded with. */
+  encrypted: z.boolean(),
 });
 
 export const snapshotsResponse = z.object({

@@ -1,4 +1,4 @@
-import { MANIFEST_FILE_NAME } from '../snapshot/manifest.js';
+import { manifestFormatOf } from '../snapshot/manifest-codec.js';
 import { compareNewestFirst, isSnapshotName, timeFromName } from '../snapshot/naming.js';
 import { normalizeEtag } from '../snapshot/digest.js';
 import type { RemoteObject, RemoteStore } from './store.js';
@@ -17,6 +17,8 @@ export interface RemoteSnapshot {
   complete: boolean;
   /** ETag of the manifest object, the cheap identity of a complete snapshot's content. */
   manifestEtag: string | undefined;
+  /** Its manifest (and files) are encrypted client-side. */
+  encrypted: boolean;
 }
 
 export interface RemoteIndex {
@@ -41,12 +43,14 @@ export function buildRemoteIndex(objects: Iterable<RemoteObject>, nowMs: number)
     let snapshot = snapshots.get(name);
     if (snapshot === undefined) {
       // Names without a time suffix fall back to the newest object's upload time.
-      snapshot = { name, timeMs: timeFromName(name) ?? 0, fileCount: 0, bytes: 0, complete: false, manifestEtag: undefined };
+      snapshot = { name, timeMs: timeFromName(name) ?? 0, fileCount: 0, bytes: 0, complete: false, manifestEtag: undefined, encrypted: false };
       snapshots.set(name, snapshot);
     }
-    if (object.key === `${name}/${MANIFEST_FILE_NAME}`) {
+    const manifestFormat = manifestFormatOf(object.key.slice(name.length + 1));
+    if (manifestFormat !== undefined) {
       snapshot.complete = true;
       snapshot.manifestEtag = normalizeEtag(object.etag);
+      snapshot.encrypted = manifestFormat === 'encrypted';
     } else {
       snapshot.fileCount += 1;
       snapshot.bytes += object.size;

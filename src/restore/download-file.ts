@@ -1,4 +1,8 @@
 import { open } from 'node:fs/promises';
+import { pipeline, type Readable } from 'node:stream';
+import type { Keyring } from '../crypto/keys.js';
+import { noKeyConfigured } from '../crypto/keys.js';
+import { DecryptStream } from '../crypto/streams.js';
 import { AppError, isAppError } from '../errors.js';
 import type { RemoteStore } from '../remote/store.js';
 import { checkObject, ObjectDigester, type Verification } from '../snapshot/object-check.js';
@@ -19,9 +23,10 @@ export async function downloadVerified(
   expected: ExpectedFile,
   signal: AbortSignal | undefined,
   onBytes: (bytes: number) => void,
+  keyring?: Keyring,
 ): Promise<Verification> {
   const digester = new ObjectDigester(expected);
-  const body = await store.get(key, signal);
+  const body = plaintextOf(await store.get(key, signal), key, expected, keyring);
   const handle = await open(targetPath, 'wx', 0o644).catch((error: unknown) => {
     throw localError(error, targetPath);
   });
@@ -62,6 +67,21 @@ export async function downloadVerified(
   const check = checkObject(expected, digester.digest());
   if (!check.ok) throw new AppError('integrity', `${key}: ${check.reason}`);
   return check.verification;
+}
+
+/**
+ * The object's bytes as they were before upload: decrypted when it is stored encrypted (a
+ * tampered or truncated object fails inside the stream, naming the object).
+ */
+export function plaintextOf(body: Readable, key: string, expected: { encrypted: boolean }, keyring: Keyring | undefined): Readable {
+  if (!expected.encrypted) return body;
+  if (keyring === undefined) {
+    body.destroy();
+    throw noKeyConfigured(key);
+  }
+  const decrypt = new DecryptStream(keyring, key);
+  pipeline(body, decrypt, () => undefined);
+  return decrypt;
 }
 
 function localError(error: unknown, targetPath: string): AppError {

@@ -2,7 +2,10 @@ import { AppError } from '../errors.js';
 import { readBody } from '../remote/body.js';
 import type { RemoteObject, RemoteStore } from '../remote/store.js';
 import { normalizeEtag } from '../snapshot/digest.js';
-import { isSafeRelativePath, MANIFEST_FILE_NAME, manifestKey, parseManifest, type Manifest, type SnapshotKind } from '../snapshot/manifest.js';
+import { isSafeRelativePath, type Manifest, type SnapshotKind } from '../snapshot/manifest.js';
+import { decodeManifest, manifestFormatOf, manifestKeyFor, type ManifestFormat } from '../snapshot/manifest-codec.js';
+import { encryptedSize } from '../crypto/format.js';
+import type { Keyring } from '../crypto/keys.js';
 import type { ExpectedObject } from '../snapshot/object-check.js';
 
 /**
@@ -14,49 +17,62 @@ import type { ExpectedObject } from '../snapshot/object-check.js';
 
 export interface ExpectedFile extends ExpectedObject {
   path: string;
+  /** Stored encrypted: decrypted on the way in, then checked as plaintext against the manifest. */
+  encrypted: boolean;
 }
 
 export interface RemoteSnapshotPlan {
   name: string;
   kind: SnapshotKind;
   manifest: Manifest | undefined;
+  encrypted: boolean;
   files: ExpectedFile[];
   totalBytes: number;
 }
 
-export async function planRemoteSnapshot(store: RemoteStore, name: string, signal?: AbortSignal): Promise<RemoteSnapshotPlan> {
+/**
+ * @param keyring the configured key, for encrypted snapshots; their manifest is read (and the
+ * key checked) here, before any file is fetched.
+ */
+export async function planRemoteSnapshot(store: RemoteStore, name: string, signal?: AbortSignal, keyring?: Keyring): Promise<RemoteSnapshotPlan> {
   const objects = new Map<string, RemoteObject>();
-  let manifestObject: RemoteObject | undefined;
+  let manifestFormat: ManifestFormat | undefined;
   for await (const page of store.listObjects(`${name}/`)) {
     for (const object of page) {
       const relative = object.key.slice(name.length + 1);
-      if (relative === MANIFEST_FILE_NAME) manifestObject = object;
+      const format = manifestFormatOf(relative);
+      // Both formats for one name never come from memsync (it checks both before writing); prefer the plain one.
+      if (format !== undefined) manifestFormat = manifestFormat === 'plain' ? 'plain' : format;
       else if (!isSafeRelativePath(relative)) {
         throw new AppError('integrity', `remote snapshot ${name} holds an unsafe key ${JSON.stringify(object.key.slice(0, 120))}; refusing to restore it`, { retryable: false });
       } else objects.set(relative, object);
     }
   }
-  if (manifestObject === undefined && objects.size === 0) throw new AppError('not_found', `no remote snapshot named ${name}`);
+  if (manifestFormat === undefined && objects.size === 0) throw new AppError('not_found', `no remote snapshot named ${name}`);
 
-  if (manifestObject === undefined) {
-    const files = [...objects.entries()].map(([path, o]) => ({ path, size: o.size, sha256: undefined, etag: normalizeEtag(o.etag) }));
+  if (manifestFormat === undefined) {
+    const files = [...objects.entries()].map(([path, o]) => ({ path, size: o.size, sha256: undefined, etag: normalizeEtag(o.etag), encrypted: false }));
     // A single object named like its snapshot is how memsync stores single-file snapshots.
     const kind: SnapshotKind = files.length === 1 && files[0]?.path === name ? 'file' : 'directory';
-    return { name, kind, manifest: undefined, files, totalBytes: sum(files) };
+    return { name, kind, manifest: undefined, encrypted: false, files, totalBytes: sum(files) };
   }
 
-  const manifest = parseManifest(await readBody(await store.get(manifestKey(name), signal), manifestKey(name)), name);
+  const key = manifestKeyFor(name, manifestFormat);
+  const manifest = await decodeManifest(await readBody(await store.get(key, signal), key), manifestFormat, name, keyring);
+  const encrypted = manifestFormat === 'encrypted';
   const files = manifest.files.map((file) => {
     const object = objects.get(file.path);
     if (object === undefined) {
       throw new AppError('integrity', `remote snapshot ${name} is missing ${file.path}, listed in its manifest`, { retryable: false, details: { snapshot: name, file: file.path } });
     }
-    if (object.size !== file.size) {
-      throw new AppError('integrity', `remote ${name}/${file.path} has ${object.size} bytes, its manifest says ${file.size}`, { retryable: false, details: { snapshot: name, file: file.path } });
+    const storedSize = encrypted ? encryptedSize(file.size) : file.size;
+    if (object.size !== storedSize) {
+      const says = encrypted ? `${storedSize} (${file.size} bytes encrypted)` : String(file.size);
+      throw new AppError('integrity', `remote ${name}/${file.path} has ${object.size} bytes, its manifest says ${says}`, { retryable: false, details: { snapshot: name, file: file.path } });
     }
-    return { path: file.path, size: file.size, sha256: file.sha256, etag: normalizeEtag(object.etag) };
+    return { path: file.path, size: file.size, sha256: file.sha256, etag: normalizeEtag(object.etag), encrypted };
   });
-  return { name, kind: manifest.kind, manifest, files, totalBytes: sum(files) };
+  return { name, kind: manifest.kind, manifest, encrypted, files, totalBytes: sum(files) };
 }
 
 function sum(files: readonly { size: number }[]): number {

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError, describeError } from '../errors.js';
+import type { Keyring } from '../crypto/keys.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { RemoteStore } from '../remote/store.js';
@@ -42,6 +43,8 @@ export interface RestorerOptions {
   now: () => number;
   /** Omitted: nothing is recorded (tests, one-shot commands). */
   metrics?: Metrics;
+  /** The configured encryption key; omitted: encrypted snapshots are refused with a clear error. */
+  keyring?: Keyring;
 }
 
 export class Restorer {
@@ -91,7 +94,7 @@ export class Restorer {
     const retry = <T>(operation: () => Promise<T>, what: string): Promise<T> =>
       withRetry(operation, { policy: this.options.retry, signal, onRetry: (error, attempt, delayMs) => log.warn('retrying', { operation: what, attempt, delayMs, error: error.message }) });
 
-    const plan = await retry(() => planRemoteSnapshot(this.options.store, name, signal), `read remote snapshot ${name}`);
+    const plan = await retry(() => planRemoteSnapshot(this.options.store, name, signal, this.options.keyring), `read remote snapshot ${name}`);
     progress.totalBytes = plan.totalBytes;
     const target = path.join(this.options.backupDir, name);
     if (plan.manifest !== undefined && (await exists(target))) return this.compareExisting(plan, plan.manifest, log);
@@ -109,9 +112,17 @@ export class Restorer {
           // A failed attempt leaves a partial file; start each attempt from nothing.
           await unlink(localPath).catch(() => undefined);
           progress.receivedBytes = before;
-          return downloadVerified(this.options.store, fileKey(name, file.path), localPath, file, signal, (bytes) => {
-            progress.receivedBytes += bytes;
-          });
+          return downloadVerified(
+            this.options.store,
+            fileKey(name, file.path),
+            localPath,
+            file,
+            signal,
+            (bytes) => {
+              progress.receivedBytes += bytes;
+            },
+            this.options.keyring,
+          );
         }, `download ${name}/${file.path}`);
         verifications.push(verification);
       }

@@ -2,7 +2,7 @@ import { AppError, describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteIndex } from '../remote/remote-index.js';
 import type { RemoteStore } from '../remote/store.js';
-import { MANIFEST_FILE_NAME } from '../snapshot/manifest.js';
+import { manifestFormatOf } from '../snapshot/manifest-codec.js';
 import { decideRetention, formatPolicy, type DeletedSnapshot, type ProtectionReason, type RetentionPolicy } from './policy.js';
 
 /**
@@ -139,13 +139,15 @@ export class RetentionRunner {
 
   /** Manifest first, then the files; returns how many objects went. */
   private async deleteSnapshot(snapshot: DeletedSnapshot): Promise<number> {
-    const manifestKey = `${snapshot.name}/${MANIFEST_FILE_NAME}`;
-    const keys = (await this.keysOf(snapshot.name)).filter((key) => key !== manifestKey);
-    await this.options.store.delete(manifestKey);
+    const all = await this.keysOf(snapshot.name);
+    const isManifest = (key: string): boolean => manifestFormatOf(key.slice(snapshot.name.length + 1)) !== undefined;
+    const manifests = all.filter(isManifest);
+    const files = all.filter((key) => !isManifest(key));
+    for (const key of manifests) await this.options.store.delete(key);
     this.unfinished.add(snapshot.name);
-    for (const key of keys) await this.options.store.delete(key);
+    for (const key of files) await this.options.store.delete(key);
     this.unfinished.delete(snapshot.name);
-    return keys.length + 1;
+    return all.length;
   }
 
   private async finishInterrupted(index: RemoteIndex): Promise<void> {

@@ -1,7 +1,8 @@
 import { lstat, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../errors.js';
-import { MANIFEST_FILE_NAME, type SnapshotKind } from './manifest.js';
+import type { SnapshotKind } from './manifest.js';
+import { manifestFormatOf } from './manifest-codec.js';
 import { isIgnoredEntryName, isSnapshotName, timeFromName } from './naming.js';
 
 /**
@@ -36,6 +37,8 @@ export interface EntryListing {
   rejected: { name: string; reason: string }[];
 }
 
+const SYMLINK_HINT = 'a link could point anywhere on the machine: put the snapshot itself in the backup directory';
+
 /** Nesting deeper than this is not something the memory service writes; stop rather than recurse forever. */
 const MAX_DEPTH = 16;
 
@@ -68,7 +71,9 @@ export async function statSnapshot(backupDir: string, name: string): Promise<Sna
     const file: FileStat = { path: name, size: rootStat.size, mtimeMs: rootStat.mtimeMs, ctimeMs: rootStat.ctimeMs };
     return { name, kind: 'file', files: [file], skipped: [], newestChangeMs: rootStat.ctimeMs, timeMs: timeFromName(name) ?? rootStat.mtimeMs };
   }
-  if (!rootStat.isDirectory()) throw new AppError('snapshot_gone', `${name} is no longer a file or directory`);
+  // Not "gone": the entry is there, and reporting it as pruned would count a loss that is not one.
+  if (rootStat.isSymbolicLink()) throw new AppError('bad_input', `${name} is a symbolic link; memsync does not follow links`, { hint: SYMLINK_HINT });
+  if (!rootStat.isDirectory()) throw new AppError('bad_input', `${name} is not a regular file or directory`);
 
   const files: FileStat[] = [];
   const skipped: string[] = [];
@@ -85,7 +90,7 @@ export async function statSnapshot(backupDir: string, name: string): Promise<Sna
     }
     for (const entry of entries) {
       const relative = relativeDir === '' ? entry.name : `${relativeDir}/${entry.name}`;
-      if (relativeDir === '' && entry.name === MANIFEST_FILE_NAME) continue;
+      if (relativeDir === '' && manifestFormatOf(entry.name) !== undefined) continue;
       if (entry.isDirectory() && depth < MAX_DEPTH) {
         await walk(relative, depth + 1);
       } else if (entry.isFile()) {

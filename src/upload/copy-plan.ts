@@ -35,7 +35,8 @@ export interface CopySource {
  */
 export function copySourceSnapshots(index: RemoteIndex, limit: number, exclude: string): { name: string; timeMs: number; manifestEtag: string }[] {
   const complete = [...index.snapshots.values()].filter(
-    (s): s is typeof s & { manifestEtag: string } => s.complete && s.manifestEtag !== undefined && s.name !== exclude,
+    // Only plain snapshots: an encrypted object copied into a plain snapshot would hold ciphertext.
+    (s): s is typeof s & { manifestEtag: string } => s.complete && !s.encrypted && s.manifestEtag !== undefined && s.name !== exclude,
   );
   return complete.sort(compareNewestFirst).slice(0, limit).map(({ name, timeMs, manifestEtag }) => ({ name, timeMs, manifestEtag }));
 }

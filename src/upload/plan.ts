@@ -10,6 +10,8 @@ import type { RemoteHead } from '../remote/store.js';
 /** Object metadata memsync sets on every file it uploads. */
 export const METADATA_AGENT = 'memsync-agent';
 export const METADATA_SHA256 = 'memsync-sha256';
+/** On encrypted objects instead of the SHA-256: a keyed tag of it (see crypto/keys.ts contentTag). */
+export const METADATA_CONTENT_TAG = 'memsync-content-tag';
 
 export type SnapshotDecision = 'upload' | 'already-remote' | 'conflict';
 
@@ -51,4 +53,20 @@ export function verifyStored(local: FileDigest, stored: RemoteHead | undefined):
   // Some servers report the whole object's MD5 for a multipart upload too: that proves as much.
   if (etag !== local.etag && etag !== local.md5) return `stored ETag ${etag || '(empty)'}, expected ${local.etag}`;
   return undefined;
+}
+
+/**
+ * planFile for an encrypted upload. Encrypted objects of the same file differ byte for byte
+ * (each has its own key), so an object is recognised as this file's by the keyed content tag
+ * memsync stores with it and by the size encryption gives it.
+ */
+export function planEncryptedFile(expected: { sizeBytes: number; contentTag: string }, remote: RemoteHead | undefined, agentId: string): FileAction {
+  if (remote === undefined) return { action: 'upload', replace: false };
+  if (sameEncryptedContent(expected, remote)) return { action: 'skip' };
+  if (remote.metadata[METADATA_AGENT] === agentId) return { action: 'upload', replace: true };
+  return { action: 'conflict', reason: 'remote object is not this file encrypted with the configured key' };
+}
+
+export function sameEncryptedContent(expected: { sizeBytes: number; contentTag: string }, remote: RemoteHead | undefined): boolean {
+  return remote !== undefined && remote.size === expected.sizeBytes && remote.metadata[METADATA_CONTENT_TAG] === expected.contentTag;
 }

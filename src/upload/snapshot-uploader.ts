@@ -8,22 +8,14 @@ import type { Logger } from '../log.js';
 import { readBody, sha256OfBody } from '../remote/body.js';
 import type { RemoteStore } from '../remote/store.js';
 import { digestFile, normalizeEtag, type FileDigest } from '../snapshot/digest.js';
-import {
-  buildManifest,
-  diffManifests,
-  fileKey,
-  manifestDigest,
-  manifestKey,
-  parseManifest,
-  serializeManifest,
-  totalBytes,
-  type FileDifference,
-  type Manifest,
-} from '../snapshot/manifest.js';
+import { buildManifest, diffManifests, fileKey, manifestDigest, totalBytes, type FileDifference, type Manifest } from '../snapshot/manifest.js';
+import { decodeManifest, manifestKeyFor, plainManifestCodec, type ManifestCodec, type ManifestFormat } from '../snapshot/manifest-codec.js';
+import type { Encryption } from '../crypto/encryption.js';
+import { CiphertextDigest, encryptedBody, sealedLayout } from './encrypted-body.js';
 import { sameFingerprint, statSnapshot, type FileStat, type SnapshotStat } from '../snapshot/scan.js';
 import { lookupDigest, storeDigest, type HashCacheDocument } from '../state/hash-cache.js';
 import type { PersistedJson } from '../state/persisted.js';
-import { decideSnapshot, METADATA_AGENT, METADATA_SHA256, planFile, verifyStored, type FileAction } from './plan.js';
+import { decideSnapshot, METADATA_AGENT, METADATA_CONTENT_TAG, METADATA_SHA256, planEncryptedFile, planFile, sameEncryptedContent, verifyStored, type FileAction } from './plan.js';
 import { withRetry, type RetryPolicy } from '../retry.js';
 import type { RemoteIndex } from '../remote/remote-index.js';
 import type { CopySource } from './copy-plan.js';
@@ -42,8 +34,15 @@ export interface ConflictReport {
   files: FileDifference[];
 }
 
+/** The manifest object that makes a snapshot complete remotely, as the bucket lists it. */
+export interface StoredManifest {
+  /** ETag of the manifest object: what a listing shows for this snapshot. */
+  manifestEtag: string;
+  encrypted: boolean;
+}
+
 export type SnapshotOutcome =
-  | {
+  | ({
       outcome: 'uploaded';
       manifest: Manifest;
       bytes: number;
@@ -54,8 +53,8 @@ export type SnapshotOutcome =
       bytesCopied: number;
       filesCopied: number;
       durationMs: number;
-    }
-  | { outcome: 'already-remote'; manifest: Manifest }
+    } & StoredManifest)
+  | ({ outcome: 'already-remote'; manifest: Manifest } & StoredManifest)
   | { outcome: 'conflict'; manifest: Manifest; conflict: ConflictReport };
 
 export interface UploadProgress {
@@ -85,6 +84,8 @@ export interface UploaderOptions {
    * created by server-side copy. `remoteIndex` is the latest listing of the bucket. Omitted: off.
    */
   serverSideCopy?: { remoteIndex: () => RemoteIndex; sourceSnapshots?: number };
+  /** Client-side encryption of files and manifests; omitted: stored as they are. */
+  encryption?: Encryption;
 }
 
 /** Large-file progress lines at most this often, so a multi-GB upload shows it is alive without flooding. */
@@ -92,11 +93,15 @@ const PROGRESS_LOG_INTERVAL_MS = 5000;
 
 export class SnapshotUploader {
   private readonly copier: ServerSideCopier | undefined;
+  private readonly codec: ManifestCodec;
 
   constructor(private readonly options: UploaderOptions) {
     const copy = options.serverSideCopy;
+    this.codec = options.encryption?.codec ?? plainManifestCodec();
+    // An encrypted object's ETag cannot be predicted from the local file, so a copy could not be
+    // verified without downloading it: with encryption, every file is sent.
     this.copier =
-      copy === undefined
+      copy === undefined || options.encryption !== undefined
         ? undefined
         : new ServerSideCopier({ store: options.store, remoteIndex: copy.remoteIndex, sourceSnapshots: copy.sourceSnapshots, agentId: options.agentId, retry: options.retry, log: options.log });
   }
@@ -113,20 +118,26 @@ export class SnapshotUploader {
     return { manifest, digests };
   }
 
+  /** The ETag this agent's manifest of that content has in the bucket (the codec's: plain or encrypted). */
+  manifestEtag(manifest: Manifest): string {
+    return this.codec.etag(manifest);
+  }
+
   async upload(stat: SnapshotStat, signal: AbortSignal, onProgress: (progress: UploadProgress) => void): Promise<SnapshotOutcome> {
     const startedAtMs = this.options.now();
     const log = this.options.log.child({ snapshot: stat.name });
     const { manifest, digests } = await this.buildLocalManifest(stat);
     await this.requireUnchanged(stat);
 
-    const remoteManifest = await this.readRemoteManifest(stat.name, manifest, signal);
-    const decision = decideSnapshot(manifest, remoteManifest);
-    if (decision === 'already-remote') {
+    const remote = await this.readRemoteManifest(stat.name, manifest, signal);
+    if (remote !== undefined && remote.manifest === undefined) return { outcome: 'conflict', manifest, conflict: unreadableConflict(manifest, remote.unreadable) };
+    const decision = decideSnapshot(manifest, remote?.manifest);
+    if (decision === 'already-remote' && remote !== undefined) {
       this.copier?.remember(manifest);
-      return { outcome: 'already-remote', manifest };
+      return { outcome: 'already-remote', manifest, manifestEtag: remote.etag, encrypted: remote.format === 'encrypted' };
     }
-    if (decision === 'conflict' && remoteManifest !== undefined) {
-      return { outcome: 'conflict', manifest, conflict: manifestConflict(manifest, remoteManifest) };
+    if (decision === 'conflict' && remote?.manifest !== undefined) {
+      return { outcome: 'conflict', manifest, conflict: manifestConflict(manifest, remote.manifest) };
     }
 
     const plans = await this.planFiles(stat, digests, signal);
@@ -185,9 +196,9 @@ export class SnapshotUploader {
       // Files changed while they were being sent: what was sent is not a consistent snapshot.
       await this.requireUnchanged(stat);
       const written = await this.writeManifest(stat.name, manifest, signal);
-      if (written !== undefined) return { outcome: 'conflict', manifest, conflict: written };
+      if ('conflict' in written) return { outcome: 'conflict', manifest, conflict: written.conflict };
       this.copier?.remember(manifest);
-      return { outcome: 'uploaded', manifest, bytes: progress.totalBytes, bytesSent, filesSent, bytesCopied, filesCopied, durationMs: this.options.now() - startedAtMs };
+      return { outcome: 'uploaded', manifest, ...written, bytes: progress.totalBytes, bytesSent, filesSent, bytesCopied, filesCopied, durationMs: this.options.now() - startedAtMs };
     } catch (error) {
       const translated = cancelledOr(error, signal);
       // A snapshot that vanished or changed leaves nothing half-written under its name. On
@@ -226,15 +237,29 @@ export class SnapshotUploader {
     });
   }
 
-  /** Reads the remote manifest, skipping the GET when its ETag proves it is byte-identical to ours. */
-  private async readRemoteManifest(name: string, local: Manifest, signal: AbortSignal): Promise<Manifest | undefined> {
-    const key = manifestKey(name);
-    const head = await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
-    if (head === undefined) return undefined;
-    const localBytes = serializeManifest(local);
-    if (normalizeEtag(head.etag) === createHash('md5').update(localBytes).digest('hex')) return local;
-    const bytes = await this.retrying(async () => readBody(await this.options.store.get(key, signal), key), `download ${key}`, signal);
-    return parseManifest(bytes, name);
+  /**
+   * The snapshot's remote manifest in either format (this agent's first), skipping the GET when
+   * its ETag proves it is byte-identical to ours. One that cannot be read with the configured
+   * key (encrypted with another key, or none configured) is returned as unreadable: the name
+   * is taken by content memsync cannot compare, which is a conflict, never an overwrite.
+   */
+  private async readRemoteManifest(name: string, local: Manifest, signal: AbortSignal): Promise<RemoteManifest | undefined> {
+    const formats: ManifestFormat[] = this.codec.format === 'plain' ? ['plain', 'encrypted'] : ['encrypted', 'plain'];
+    for (const format of formats) {
+      const key = manifestKeyFor(name, format);
+      const head = await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
+      if (head === undefined) continue;
+      const etag = normalizeEtag(head.etag);
+      if (format === this.codec.format && etag === this.codec.etag(local)) return { manifest: local, etag, format };
+      const bytes = await this.retrying(async () => readBody(await this.options.store.get(key, signal), key), `download ${key}`, signal);
+      try {
+        return { manifest: await decodeManifest(bytes, format, name, this.options.encryption?.keyring), etag, format };
+      } catch (error) {
+        if (!isAppError(error, 'encryption_key')) throw error;
+        return { manifest: undefined, unreadable: error.message, etag, format };
+      }
+    }
+    return undefined;
   }
 
   private async planFiles(stat: SnapshotStat, digests: Map<string, FileDigest>, signal: AbortSignal): Promise<FilePlan[]> {
@@ -243,6 +268,8 @@ export class SnapshotUploader {
         const digest = digests.get(file.path) as FileDigest;
         const key = fileKey(stat.name, file.path);
         const head = await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
+        const sealed = this.sealedIdentity(digest);
+        if (sealed !== undefined) return { file, digest, action: planEncryptedFile(sealed, head, this.options.agentId) };
         let action = planFile(digest, head, this.options.agentId);
         if (action.action === 'verify-remote') {
           const remoteSha256 = await this.retrying(async () => sha256OfBody(await this.options.store.get(key, signal), key), `verify ${key}`, signal);
@@ -279,6 +306,9 @@ export class SnapshotUploader {
     const key = fileKey(stat.name, plan.file.path);
     const absolute = this.absolutePath(stat, plan.file);
     const replace = plan.action.action === 'upload' && plan.action.replace;
+    const encryption = this.options.encryption;
+    const sealed = encryption === undefined ? undefined : sealedLayout(plan.digest.size, this.options.multipartThresholdBytes);
+    const multipart = sealed?.multipart ?? plan.digest.multipart;
     let lastLogMs = this.options.now();
     let loadedBefore = 0;
     // Files of one snapshot upload in parallel: each adds its own increments to the shared total.
@@ -287,7 +317,7 @@ export class SnapshotUploader {
       loadedBefore = loaded;
       onProgress({ ...progress });
       const now = this.options.now();
-      if (plan.digest.multipart && now - lastLogMs >= PROGRESS_LOG_INTERVAL_MS) {
+      if (multipart && now - lastLogMs >= PROGRESS_LOG_INTERVAL_MS) {
         lastLogMs = now;
         log.info('upload progress', { file: plan.file.path, sentBytes: loaded, totalBytes: plan.digest.size, percent: Math.floor((loaded / Math.max(1, plan.digest.size)) * 100) });
       }
@@ -302,18 +332,26 @@ export class SnapshotUploader {
         await this.requireFileUnchanged(stat, plan.file, absolute);
         throw error;
       }
+      // With encryption the ETag to expect is known only once the ciphertext has streamed out.
+      const attempt: { ciphertext: CiphertextDigest | undefined } = { ciphertext: undefined };
+      const body = (): Readable => {
+        if (encryption === undefined || sealed === undefined) return readFrom(file, plan.digest.size);
+        attempt.ciphertext = new CiphertextDigest(sealed);
+        return encryptedBody(readFrom(file, plan.digest.size), encryption.writeKey, attempt.ciphertext);
+      };
       try {
-        await store.put(key, () => readFrom(file, plan.digest.size), {
-          sizeBytes: plan.digest.size,
-          md5Hex: plan.digest.multipart ? undefined : plan.digest.md5,
-          partSizeBytes: plan.digest.multipart ? plan.digest.partSizeBytes : undefined,
+        await store.put(key, body, {
+          sizeBytes: sealed?.sizeBytes ?? plan.digest.size,
+          // Content-MD5 must precede the body; an encrypted body's MD5 is checked through the ETag after.
+          md5Hex: multipart || sealed !== undefined ? undefined : plan.digest.md5,
+          partSizeBytes: multipart ? (sealed?.partSizeBytes ?? plan.digest.partSizeBytes) : undefined,
           ifNoneMatch: !replace,
-          metadata: { [METADATA_AGENT]: this.options.agentId, [METADATA_SHA256]: plan.digest.sha256 },
+          metadata: this.objectMetadata(plan.digest),
           // A single PUT in flight is let finish (it is below the multipart threshold): aborted
           // client-side, the server may still store it after the abandon check, leaving an
           // orphan. Finished, it is known and removed if the snapshot is abandoned. A multipart
           // upload is cancelled instead: it stores nothing until completed.
-          signal: plan.digest.multipart ? signal : undefined,
+          signal: multipart ? signal : undefined,
           onProgress: reportProgress,
         });
       } catch (error) {
@@ -324,7 +362,7 @@ export class SnapshotUploader {
       } finally {
         await file.close();
       }
-      const problem = verifyStored(plan.digest, await store.head(key));
+      const problem = verifyStored(attempt.ciphertext?.digest() ?? plan.digest, await store.head(key));
       if (problem !== undefined) {
         // The object was created by this attempt (the key was free), so removing it loses nothing.
         await store.delete(key).catch(() => undefined);
@@ -335,10 +373,25 @@ export class SnapshotUploader {
     }, `upload ${key}`, signal);
   }
 
+  /** Metadata of an uploaded file: who wrote it and what it holds (for encrypted files, a keyed tag of that). */
+  private objectMetadata(digest: FileDigest): Record<string, string> {
+    const { encryption, agentId } = this.options;
+    if (encryption === undefined) return { [METADATA_AGENT]: agentId, [METADATA_SHA256]: digest.sha256 };
+    return { [METADATA_AGENT]: agentId, [METADATA_CONTENT_TAG]: encryption.contentTag(digest.sha256) };
+  }
+
+  /** How an encrypted object of this file is recognised in the bucket; undefined without encryption. */
+  private sealedIdentity(digest: FileDigest): { sizeBytes: number; contentTag: string } | undefined {
+    const { encryption } = this.options;
+    if (encryption === undefined) return undefined;
+    return { sizeBytes: sealedLayout(digest.size, this.options.multipartThresholdBytes).sizeBytes, contentTag: encryption.contentTag(digest.sha256) };
+  }
+
   /** Someone wrote the key between our HEAD and PUT: identical content is fine, anything else is a conflict. */
   private async resolveRace(key: string, plan: FilePlan): Promise<boolean> {
     const head = await this.options.store.head(key);
-    if (verifyStored(plan.digest, head) === undefined) return false;
+    const sealed = this.sealedIdentity(plan.digest);
+    if (sealed === undefined ? verifyStored(plan.digest, head) === undefined : sameEncryptedContent(sealed, head)) return false;
     throw new AppError('conflict', `${key} was written by someone else during the upload`);
   }
 
@@ -353,10 +406,11 @@ export class SnapshotUploader {
   }
 
   /** Writes the manifest if the name is free; returns a conflict report when another manifest is there. */
-  private async writeManifest(name: string, manifest: Manifest, signal: AbortSignal): Promise<ConflictReport | undefined> {
-    const key = manifestKey(name);
-    const bytes = serializeManifest(manifest);
+  private async writeManifest(name: string, manifest: Manifest, signal: AbortSignal): Promise<StoredManifest | { conflict: ConflictReport }> {
+    const key = this.codec.key(name);
+    const bytes = this.codec.encode(manifest);
     const md5Hex = createHash('md5').update(bytes).digest('hex');
+    const stored: StoredManifest = { manifestEtag: md5Hex, encrypted: this.codec.format === 'encrypted' };
     const existingHead = await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
     if (existingHead === undefined) {
       try {
@@ -365,14 +419,16 @@ export class SnapshotUploader {
           `upload ${key}`,
           signal,
         );
-        return undefined;
+        return stored;
       } catch (error) {
         if (!isAppError(error, 'conflict')) throw error;
       }
     }
     const remote = await this.readRemoteManifest(name, manifest, signal);
-    if (remote === undefined || decideSnapshot(manifest, remote) === 'already-remote') return undefined;
-    return manifestConflict(manifest, remote);
+    if (remote === undefined) return stored;
+    if (remote.manifest === undefined) return { conflict: unreadableConflict(manifest, remote.unreadable) };
+    if (decideSnapshot(manifest, remote.manifest) === 'already-remote') return { manifestEtag: remote.etag, encrypted: remote.format === 'encrypted' };
+    return { conflict: manifestConflict(manifest, remote.manifest) };
   }
 
   /**
@@ -403,6 +459,13 @@ interface FilePlan {
   file: FileStat;
   digest: FileDigest;
   action: FileAction;
+}
+
+type RemoteManifest = { etag: string; format: ManifestFormat } & ({ manifest: Manifest } | { manifest: undefined; unreadable: string });
+
+/** The remote side cannot be compared (encrypted with another key, or no key configured): a conflict by name. */
+function unreadableConflict(local: Manifest, reason: string): ConflictReport {
+  return { localDigest: manifestDigest(local), remoteDigest: `unreadable: ${reason}`, files: [] };
 }
 
 function manifestConflict(local: Manifest, remote: Manifest): ConflictReport {

@@ -1,5 +1,7 @@
 import { isAppError } from '../errors.js';
+import type { Keyring } from '../crypto/keys.js';
 import type { Logger } from '../log.js';
+import { plaintextOf } from '../restore/download-file.js';
 import { consumeBody } from '../remote/body.js';
 import type { RemoteStore } from '../remote/store.js';
 import { planRemoteSnapshot, type ExpectedFile } from '../restore/remote-snapshot.js';
@@ -22,6 +24,8 @@ export interface VerifierOptions {
   concurrency: number;
   log: Logger;
   now: () => number;
+  /** The configured encryption key; without it encrypted snapshots fail with a clear error. */
+  keyring?: Keyring;
 }
 
 export interface VerifyProgress {
@@ -43,7 +47,7 @@ export class RemoteVerifier {
     const log = this.options.log.child({ snapshot: name });
     let plan;
     try {
-      plan = await this.retrying(() => planRemoteSnapshot(this.options.store, name, signal), `read remote snapshot ${name}`, signal);
+      plan = await this.retrying(() => planRemoteSnapshot(this.options.store, name, signal, this.options.keyring), `read remote snapshot ${name}`, signal);
     } catch (error) {
       // A manifest that contradicts the listing (a file missing, another size) fails the snapshot without reading a byte.
       if (!isAppError(error, 'integrity')) throw error;
@@ -76,7 +80,8 @@ export class RemoteVerifier {
           onBytes(-counted);
           counted = 0;
           const digester = new ObjectDigester(file);
-          await consumeBody(await this.options.store.get(key, signal), key, (chunk) => {
+          const body = plaintextOf(await this.options.store.get(key, signal), key, file, this.options.keyring);
+          await consumeBody(body, key, (chunk) => {
             digester.update(chunk);
             counted += chunk.length;
             onBytes(chunk.length);
@@ -90,6 +95,8 @@ export class RemoteVerifier {
     } catch (error) {
       // Listed a moment ago and gone now: what the snapshot says it holds is not there.
       if (isAppError(error, 'not_found')) return { path: file.path, ok: false, reason: 'object is missing (deleted since it was listed)' };
+      // An encrypted object that fails authentication was altered or cut short: a finding, not a failure to read.
+      if (isAppError(error, 'integrity')) return { path: file.path, ok: false, reason: error.message };
       throw error;
     }
   }

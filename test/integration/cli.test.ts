@@ -149,9 +149,9 @@ describe(`memsync command line (${server.kind})`, () => {
     for (const file of backup.files) expect(sha256(await getRemote(`${PREFIX}${NAME}/${file.name}`)), file.name).toBe(sha256(file.bytes));
 
     const json = await expectRun(['snapshots', '--json'], env(), 0);
-    const list = JSON.parse(json.stdout) as { snapshots: { name: string; time: string; files: number; bytes: number; complete: boolean }[]; total: number };
+    const list = JSON.parse(json.stdout) as { snapshots: { name: string; time: string; files: number; bytes: number; complete: boolean; encrypted: boolean }[]; total: number };
     expect(list.total).toBe(1);
-    expect(list.snapshots).toEqual([{ name: NAME, time: '2026-11-25T02:00:00.000Z', files: 3, bytes: backup.files.reduce((n, f) => n + f.bytes.length, 0), complete: true }]);
+    expect(list.snapshots).toEqual([{ name: NAME, time: '2026-11-25T02:00:00.000Z', files: 3, bytes: backup.files.reduce((n, f) => n + f.bytes.length, 0), complete: true, encrypted: false }]);
 
     const text = await expectRun(['snapshots', '--limit', '5'], env(), 0);
     expect(text.stdout).toMatch(/^NAME +TIME \(UTC\) +FILES +SIZE +STATE$/m);

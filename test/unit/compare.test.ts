@@ -9,6 +9,7 @@ const local = (name: string, timeMs: number, manifestEtag: string | undefined = 
 /** A local snapshot whose manifest is not computed yet. */
 const unhashed = (name: string, timeMs: number): LocalEntry => ({ name, timeMs, manifestEtag: undefined });
 const remote = (name: string, timeMs: number, complete: boolean, manifestEtag: string | undefined = complete ? ETAG : undefined): RemoteSnapshot => ({
+  encrypted: false,
   name,
   timeMs,
   fileCount: 1,

@@ -18,7 +18,7 @@ describe('buildRemoteIndex', () => {
     expect(index.listedAtMs).toBe(42);
     expect(index.ignoredKeys).toBe(0);
     expect([...index.snapshots.keys()]).toEqual([NAME]);
-    expect(index.snapshots.get(NAME)).toEqual({ name: NAME, timeMs: Date.UTC(2025, 0, 1), fileCount: 3, bytes: 330, complete: true, manifestEtag: MANIFEST_ETAG });
+    expect(index.snapshots.get(NAME)).toEqual({ name: NAME, timeMs: Date.UTC(2025, 0, 1), fileCount: 3, bytes: 330, complete: true, manifestEtag: MANIFEST_ETAG, encrypted: false });
   });
 
   it('is incomplete without the manifest key', () => {

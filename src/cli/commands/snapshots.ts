@@ -14,6 +14,8 @@ export interface SnapshotRow {
   bytes: number;
   /** memsync's manifest is present: every file verified, SHA-256 known. */
   complete: boolean;
+  /** Encrypted client-side: restoring it needs the key it was uploaded with. */
+  encrypted: boolean;
 }
 
 export interface SnapshotList {
@@ -26,7 +28,7 @@ export interface SnapshotList {
 export function snapshotList(index: RemoteIndex, limit: number | undefined): SnapshotList {
   const sorted = [...index.snapshots.values()].sort(compareNewestFirst);
   return {
-    snapshots: sorted.slice(0, limit ?? sorted.length).map((s) => ({ name: s.name, time: new Date(s.timeMs).toISOString(), files: s.fileCount, bytes: s.bytes, complete: s.complete })),
+    snapshots: sorted.slice(0, limit ?? sorted.length).map((s) => ({ name: s.name, time: new Date(s.timeMs).toISOString(), files: s.fileCount, bytes: s.bytes, complete: s.complete, encrypted: s.encrypted })),
     total: sorted.length,
     listedAt: index.listedAtMs === 0 ? null : new Date(index.listedAtMs).toISOString(),
   };
@@ -42,7 +44,7 @@ export async function runSnapshots(command: Extract<Command, { name: 'snapshots'
     context.out(`no snapshots in ${context.store.location}`);
     return EXIT.ok;
   }
-  const rows = list.snapshots.map((s) => [s.name, formatTime(Date.parse(s.time)), String(s.files), formatBytes(s.bytes), s.complete ? 'complete' : 'unverified']);
+  const rows = list.snapshots.map((s) => [s.name, formatTime(Date.parse(s.time)), String(s.files), formatBytes(s.bytes), `${s.complete ? 'complete' : 'unverified'}${s.encrypted ? ', encrypted' : ''}`]);
   context.out(renderTable(['NAME', 'TIME (UTC)', 'FILES', 'SIZE', 'STATE'], rows, ['left', 'left', 'right', 'right', 'left']));
   const shown = list.snapshots.length < list.total ? `${list.snapshots.length} of ${list.total}` : `${list.total}`;
   context.out(`${shown} snapshot${list.total === 1 ? '' : 's'} in ${context.store.location}`);

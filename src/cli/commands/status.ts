@@ -2,7 +2,6 @@ import PQueue from 'p-queue';
 import { asAppError, describeError, isAppError, type AppError } from '../../errors.js';
 import { listRemoteIndex, type RemoteIndex } from '../../remote/remote-index.js';
 import { DEFAULT_RETRY } from '../../retry.js';
-import { manifestEtag } from '../../snapshot/manifest.js';
 import type { Timed } from '../../snapshot/naming.js';
 import { listSnapshotEntries, statSnapshotIfPresent } from '../../snapshot/scan.js';
 import { emptyHashCache, hashCacheSchema, type HashCacheDocument } from '../../state/hash-cache.js';
@@ -60,6 +59,7 @@ async function scanLocal(context: CommandContext, files: AgentFiles): Promise<{ 
     retry: DEFAULT_RETRY,
     log,
     now: context.now,
+    ...(context.encryption === undefined ? {} : { encryption: context.encryption }),
   });
   const listing = await listSnapshotEntries(config.backupDir);
   for (const rejected of listing.rejected) log.warn('skipping entry in backup directory', { entry: rejected.name, reason: rejected.reason });
@@ -74,7 +74,7 @@ async function scanLocal(context: CommandContext, files: AgentFiles): Promise<{ 
     }
     try {
       const { manifest } = await uploader.buildLocalManifest(stat);
-      entries.push({ name, timeMs: stat.timeMs, manifestEtag: manifestEtag(manifest) });
+      entries.push({ name, timeMs: stat.timeMs, manifestEtag: uploader.manifestEtag(manifest) });
     } catch (error) {
       // Rewritten while being read: it is being written, not settled.
       if (!isAppError(error, 'snapshot_gone')) throw error;

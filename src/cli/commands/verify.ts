@@ -11,7 +11,8 @@ import { formatBytes } from '../format.js';
 
 export async function runVerify(command: Extract<Command, { name: 'verify' }>, context: CommandContext): Promise<number> {
   const { config, store } = context;
-  const verifier = new RemoteVerifier({ store, retry: DEFAULT_RETRY, concurrency: config.concurrency, log: context.log, now: context.now });
+  const keyring = context.encryption?.keyring;
+  const verifier = new RemoteVerifier({ store, retry: DEFAULT_RETRY, concurrency: config.concurrency, log: context.log, now: context.now, ...(keyring === undefined ? {} : { keyring }) });
   const names = command.snapshot === undefined ? completeSnapshotsNewestFirst(await listRemoteIndex(store, context.now)) : [command.snapshot];
   const results: SnapshotVerification[] = [];
   for (const name of names) {
