@@ -275,6 +275,13 @@ export class Agent {
       if (verdict.verdict === 'wait') this.settler.touch(name);
       return 'settling';
     }
+    const remote = this.remote.snapshots.get(name);
+    if (remote?.complete !== true) {
+      // Nothing complete under that name: it is uploaded whatever it holds, and the upload hashes
+      // large files as it sends them rather than here first.
+      this.localEntries.set(name, { name, timeMs: stat.timeMs, manifestEtag: this.localEntries.get(name)?.manifestEtag });
+      return { upload: this.upload(stat) };
+    }
     const { manifest } = await this.uploader.buildLocalManifest(stat);
     const ownEtag = this.uploader.manifestEtag(manifest);
     // A remote manifest in the other format (plain vs encrypted) of the same content was
@@ -282,8 +289,7 @@ export class Agent {
     const confirmed = this.confirmedManifests.get(name);
     const etag = confirmed?.localEtag === ownEtag ? confirmed.remoteEtag : ownEtag;
     this.localEntries.set(name, { name, timeMs: stat.timeMs, manifestEtag: etag });
-    const remote = this.remote.snapshots.get(name);
-    if (remote?.complete === true && remote.manifestEtag === etag) return 'in-sync';
+    if (remote.manifestEtag === etag) return 'in-sync';
     // Wrapped so the sweep goes on while the upload runs (an async function would await it).
     return { upload: this.upload(stat) };
   }

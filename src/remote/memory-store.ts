@@ -97,6 +97,7 @@ export class MemoryRemoteStore implements RemoteStore {
     this.objects.set(key, { bytes, etag, metadata, lastModifiedMs: Date.now() });
     this.putLog.push(key);
     options.onProgress?.(bytes.length);
+    options.onStored?.(`"${etag}"`);
   }
 
   async copy(sourceKey: string, targetKey: string, options: CopyOptions): Promise<void> {

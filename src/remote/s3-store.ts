@@ -127,7 +127,7 @@ export class S3RemoteStore implements RemoteStore {
   }
 
   private async putSingle(fullKey: string, body: BodySource, options: PutOptions): Promise<void> {
-    await this.client.send(
+    const answer = await this.client.send(
       new PutObjectCommand({
         Bucket: this.options.bucket,
         Key: fullKey,
@@ -140,6 +140,7 @@ export class S3RemoteStore implements RemoteStore {
       { abortSignal: options.signal },
     );
     options.onProgress?.(options.sizeBytes);
+    options.onStored?.(answer.ETag);
   }
 
   /**
@@ -185,7 +186,9 @@ export class S3RemoteStore implements RemoteStore {
       upload.on('httpUploadProgress', (progress) => onProgress(progress.loaded ?? 0));
     }
     try {
-      await upload.done();
+      const answer = await upload.done();
+      // Some servers (Ceph RGW) complete without an ETag in lib-storage's answer: the caller then asks with HEAD.
+      options.onStored?.('ETag' in answer && answer.ETag !== '' ? answer.ETag : undefined);
     } catch (error) {
       if (!cancelled) throw error;
       // Cut short after the grace period: lib-storage has not sent the abort yet; do it now.

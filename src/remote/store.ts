@@ -32,6 +32,11 @@ export interface PutOptions {
   metadata: Record<string, string>;
   signal: AbortSignal | undefined;
   onProgress: ((loadedBytes: number) => void) | undefined;
+  /**
+   * Told the ETag the server answered the write with (PutObject or CompleteMultipartUpload),
+   * when it gave one: its own account of what it stored, so no HEAD is needed to check it.
+   */
+  onStored?: (etag: string | undefined) => void;
 }
 
 export interface CopyOptions {

@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { AppError } from '../errors.js';
 
@@ -83,32 +83,63 @@ export class PartHasher {
 }
 
 /**
+ * Every digest of a byte stream memsync needs, updated as the bytes pass: SHA-256 (optional),
+ * MD5, and the multipart ETag for `partSizeBytes` when the object goes up in parts.
+ */
+export class DigestAccumulator {
+  private readonly sha256: Hash | undefined;
+  private readonly md5 = createHash('md5');
+  private readonly parts: PartHasher | undefined;
+  private bytes = 0;
+
+  constructor(
+    private readonly partSizeBytes: number,
+    private readonly multipart: boolean,
+    withSha256 = true,
+  ) {
+    this.sha256 = withSha256 ? createHash('sha256') : undefined;
+    this.parts = multipart ? new PartHasher(partSizeBytes) : undefined;
+  }
+
+  get size(): number {
+    return this.bytes;
+  }
+
+  update(chunk: Buffer): void {
+    this.sha256?.update(chunk);
+    this.md5.update(chunk);
+    this.parts?.update(chunk);
+    this.bytes += chunk.length;
+  }
+
+  /** Call once, after the last chunk. `sha256` is '' when it was not asked for. */
+  digest(): FileDigest {
+    const md5 = this.md5.digest('hex');
+    return { size: this.bytes, sha256: this.sha256?.digest('hex') ?? '', md5, etag: this.parts?.etag() ?? md5, partSizeBytes: this.partSizeBytes, multipart: this.multipart };
+  }
+}
+
+/** The digests of a file of `sizeBytes` uploaded with memsync's part layout, as they accumulate. */
+export function fileDigestAccumulator(sizeBytes: number, multipartThresholdBytes: number): DigestAccumulator {
+  return new DigestAccumulator(partSizeFor(sizeBytes), usesMultipart(sizeBytes, multipartThresholdBytes));
+}
+
+/**
  * Reads a file once and returns every digest memsync needs for it. `expectedSizeBytes` comes
  * from the stat that settled the snapshot; a file that reads to another length changed
  * underneath and is reported as such, never digested as if it were whole.
  */
 export async function digestFile(absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number): Promise<FileDigest> {
-  const multipart = usesMultipart(expectedSizeBytes, multipartThresholdBytes);
-  const partSizeBytes = partSizeFor(expectedSizeBytes);
-  const sha256 = createHash('sha256');
-  const md5 = createHash('md5');
-  const parts = multipart ? new PartHasher(partSizeBytes) : undefined;
-  let size = 0;
+  const digests = fileDigestAccumulator(expectedSizeBytes, multipartThresholdBytes);
   try {
-    for await (const chunk of createReadStream(absolutePath, { highWaterMark: MIB }) as AsyncIterable<Buffer>) {
-      sha256.update(chunk);
-      md5.update(chunk);
-      parts?.update(chunk);
-      size += chunk.length;
-    }
+    for await (const chunk of createReadStream(absolutePath, { highWaterMark: MIB }) as AsyncIterable<Buffer>) digests.update(chunk);
   } catch (error) {
     throw readError(absolutePath, error);
   }
-  if (size !== expectedSizeBytes) {
-    throw new AppError('snapshot_gone', `${absolutePath} changed size while being read (${expectedSizeBytes} -> ${size} bytes)`);
+  if (digests.size !== expectedSizeBytes) {
+    throw new AppError('snapshot_gone', `${absolutePath} changed size while being read (${expectedSizeBytes} -> ${digests.size} bytes)`);
   }
-  const md5Hex = md5.digest('hex');
-  return { size, sha256: sha256.digest('hex'), md5: md5Hex, etag: parts?.etag() ?? md5Hex, partSizeBytes, multipart };
+  return digests.digest();
 }
 
 function readError(absolutePath: string, error: unknown): AppError {

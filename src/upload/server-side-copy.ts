@@ -58,6 +58,13 @@ export class ServerSideCopier {
     return sources;
   }
 
+  /** Sizes of the files that could be copy sources for `snapshot` (empty when copies are off). */
+  async sourceSizes(snapshot: string, signal: AbortSignal): Promise<Set<number>> {
+    if (this.disabledReason !== undefined) return new Set();
+    const known = await this.sources.known(snapshot, signal);
+    return new Set(known.flatMap((s) => s.manifest.files.map((file) => file.size)));
+  }
+
   /** The snapshot's manifest is in the bucket: its files are copy sources from now on. */
   remember(manifest: Manifest): void {
     this.sources.remember(manifest);

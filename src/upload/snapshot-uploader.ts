@@ -6,12 +6,12 @@ import type PQueue from 'p-queue';
 import { AppError, describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { readBody, sha256OfBody } from '../remote/body.js';
-import type { RemoteStore } from '../remote/store.js';
-import { digestFile, normalizeEtag, type FileDigest } from '../snapshot/digest.js';
+import type { RemoteObject, RemoteStore } from '../remote/store.js';
+import { digestFile, fileDigestAccumulator, normalizeEtag, partSizeFor, usesMultipart, type DigestAccumulator, type FileDigest } from '../snapshot/digest.js';
 import { buildManifest, diffManifests, fileKey, manifestDigest, totalBytes, type FileDifference, type Manifest } from '../snapshot/manifest.js';
 import { decodeManifest, manifestKeyFor, plainManifestCodec, type ManifestCodec, type ManifestFormat } from '../snapshot/manifest-codec.js';
 import type { Encryption } from '../crypto/encryption.js';
-import { CiphertextDigest, encryptedBody, sealedLayout } from './encrypted-body.js';
+import { ciphertextDigest, digestedBody, encryptedBody, sealedLayout } from './upload-body.js';
 import { sameFingerprint, statSnapshot, type FileStat, type SnapshotStat } from '../snapshot/scan.js';
 import { lookupDigest, storeDigest, type HashCacheDocument } from '../state/hash-cache.js';
 import type { PersistedJson } from '../state/persisted.js';
@@ -126,35 +126,48 @@ export class SnapshotUploader {
   async upload(stat: SnapshotStat, signal: AbortSignal, onProgress: (progress: UploadProgress) => void): Promise<SnapshotOutcome> {
     const startedAtMs = this.options.now();
     const log = this.options.log.child({ snapshot: stat.name });
-    const { manifest, digests } = await this.buildLocalManifest(stat);
-    await this.requireUnchanged(stat);
+    // One listing says what the bucket holds under this name: manifests and files, sizes and
+    // ETags. Keys it does not show need no HEAD before their upload (a conditional PUT still
+    // guards the race with another writer).
+    const listed = await this.retrying(() => this.listSnapshot(stat.name), `list ${stat.name}/`, signal);
+    const remoteHasManifest = (['plain', 'encrypted'] as const).some((format) => listed.has(manifestKeyFor(stat.name, format)));
 
-    const remote = await this.readRemoteManifest(stat.name, manifest, signal);
-    if (remote !== undefined && remote.manifest === undefined) return { outcome: 'conflict', manifest, conflict: unreadableConflict(manifest, remote.unreadable) };
-    const decision = decideSnapshot(manifest, remote?.manifest);
-    if (decision === 'already-remote' && remote !== undefined) {
-      this.copier?.remember(manifest);
-      return { outcome: 'already-remote', manifest, manifestEtag: remote.etag, encrypted: remote.format === 'encrypted' };
-    }
-    if (decision === 'conflict' && remote?.manifest !== undefined) {
+    if (remoteHasManifest) {
+      // The name is taken by a complete snapshot: the whole local manifest decides, nothing is sent.
+      const { manifest } = await this.buildLocalManifest(stat);
+      await this.requireUnchanged(stat);
+      const remote = await this.readRemoteManifest(stat.name, manifest, signal, listed);
+      if (remote?.manifest === undefined) return { outcome: 'conflict', manifest, conflict: unreadableConflict(manifest, remote?.unreadable ?? 'manifest vanished while being read') };
+      if (decideSnapshot(manifest, remote.manifest) === 'already-remote') {
+        this.copier?.remember(manifest);
+        return { outcome: 'already-remote', manifest, manifestEtag: remote.etag, encrypted: remote.format === 'encrypted' };
+      }
       return { outcome: 'conflict', manifest, conflict: manifestConflict(manifest, remote.manifest) };
     }
 
-    const plans = await this.planFiles(stat, digests, signal);
+    // Large files with nothing at their key and no cached digest are hashed while they are sent:
+    // read once instead of twice. The rest is digested now (see streamedDigestFiles).
+    const streamed = await this.streamedDigestFiles(stat, listed, signal);
+    const digests = new Map<string, FileDigest>();
+    for (const file of stat.files) if (!streamed.has(file.path)) digests.set(file.path, await this.digest(stat, file));
+    await this.requireUnchanged(stat);
+
+    const plans = await this.planFiles(stat, digests, signal, listed);
     const conflicts = plans.filter((p): p is FilePlan & { action: { action: 'conflict'; reason: string } } => p.action.action === 'conflict');
     if (conflicts.length > 0) {
+      const { manifest } = await this.buildLocalManifest(stat);
       return {
         outcome: 'conflict',
         manifest,
         conflict: {
           localDigest: manifestDigest(manifest),
           remoteDigest: 'no manifest (incomplete remote snapshot)',
-          files: conflicts.map((c) => ({ path: c.file.path, local: { size: c.digest.size, sha256: c.digest.sha256 }, remote: undefined })),
+          files: conflicts.map((c) => ({ path: c.file.path, local: { size: c.file.size, sha256: c.digest?.sha256 ?? '' }, remote: undefined })),
         },
       };
     }
 
-    const progress: UploadProgress = { snapshot: stat.name, totalBytes: totalBytes(manifest), sentBytes: 0, files: plans.length, filesDone: 0, startedAtMs };
+    const progress: UploadProgress = { snapshot: stat.name, totalBytes: stat.files.reduce((sum, f) => sum + f.size, 0), sentBytes: 0, files: plans.length, filesDone: 0, startedAtMs };
     const created: string[] = [];
     try {
       const copySources = await this.copySources(stat.name, plans, signal);
@@ -171,18 +184,18 @@ export class SnapshotUploader {
             if (signal.aborted) throw cancelledOr(undefined, signal);
             if (plan.action.action === 'upload' && (await this.copied(stat.name, plan, copySources, signal, log))) {
               created.push(fileKey(stat.name, plan.file.path));
-              bytesCopied += plan.digest.size;
+              bytesCopied += plan.file.size;
               filesCopied += 1;
-              progress.sentBytes += plan.digest.size;
+              progress.sentBytes += plan.file.size;
             } else if (plan.action.action === 'upload') {
               const sent = await this.uploadFile(stat, plan, signal, progress, onProgress, log);
               if (sent) {
                 created.push(fileKey(stat.name, plan.file.path));
-                bytesSent += plan.digest.size;
+                bytesSent += plan.file.size;
                 filesSent += 1;
               }
             } else {
-              progress.sentBytes += plan.digest.size;
+              progress.sentBytes += plan.file.size;
             }
             progress.filesDone += 1;
             onProgress({ ...progress });
@@ -195,6 +208,8 @@ export class SnapshotUploader {
       if (failure !== undefined) throw failure.reason;
       // Files changed while they were being sent: what was sent is not a consistent snapshot.
       await this.requireUnchanged(stat);
+      // Every file has its digest now: those hashed on the way out were filled in by their upload.
+      const manifest = buildManifest(stat.name, stat.kind, plans.map(({ file, digest }) => ({ path: file.path, size: file.size, sha256: (digest as FileDigest).sha256 })));
       const written = await this.writeManifest(stat.name, manifest, signal);
       if ('conflict' in written) return { outcome: 'conflict', manifest, conflict: written.conflict };
       this.copier?.remember(manifest);
@@ -206,6 +221,23 @@ export class SnapshotUploader {
       if (translated.kind === 'snapshot_gone') await this.abandon(stat.name, plans, created, log);
       throw translated;
     }
+  }
+
+  /**
+   * Files hashed while they are sent instead of in a pass of their own: large ones (multipart),
+   * with nothing at their key and no cached digest. Not with encryption (the object carries a
+   * tag of the SHA-256 from its first byte), nor where an earlier snapshot holds a file of the
+   * same size (a server-side copy is decided on the SHA-256, before anything is sent).
+   */
+  private async streamedDigestFiles(stat: SnapshotStat, listed: ReadonlyMap<string, RemoteObject>, signal: AbortSignal): Promise<Set<string>> {
+    const { hashCache, multipartThresholdBytes, encryption } = this.options;
+    if (encryption !== undefined) return new Set();
+    const candidates = stat.files.filter(
+      (file) => usesMultipart(file.size, multipartThresholdBytes) && !listed.has(fileKey(stat.name, file.path)) && lookupDigest(hashCache.current, stat.name, file, multipartThresholdBytes) === undefined,
+    );
+    if (candidates.length === 0) return new Set();
+    const copyable = this.copier === undefined ? new Set<number>() : await this.copier.sourceSizes(stat.name, signal);
+    return new Set(candidates.filter((file) => !copyable.has(file.size)).map((file) => file.path));
   }
 
   private async digest(stat: SnapshotStat, file: FileStat): Promise<FileDigest> {
@@ -243,13 +275,13 @@ export class SnapshotUploader {
    * key (encrypted with another key, or none configured) is returned as unreadable: the name
    * is taken by content memsync cannot compare, which is a conflict, never an overwrite.
    */
-  private async readRemoteManifest(name: string, local: Manifest, signal: AbortSignal): Promise<RemoteManifest | undefined> {
+  private async readRemoteManifest(name: string, local: Manifest, signal: AbortSignal, listed?: Map<string, RemoteObject>): Promise<RemoteManifest | undefined> {
     const formats: ManifestFormat[] = this.codec.format === 'plain' ? ['plain', 'encrypted'] : ['encrypted', 'plain'];
     for (const format of formats) {
       const key = manifestKeyFor(name, format);
-      const head = await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
-      if (head === undefined) continue;
-      const etag = normalizeEtag(head.etag);
+      const found = listed === undefined ? await this.retrying(() => this.options.store.head(key), `head ${key}`, signal) : listed.get(key);
+      if (found === undefined) continue;
+      const etag = normalizeEtag(found.etag);
       if (format === this.codec.format && etag === this.codec.etag(local)) return { manifest: local, etag, format };
       const bytes = await this.retrying(async () => readBody(await this.options.store.get(key, signal), key), `download ${key}`, signal);
       try {
@@ -262,12 +294,22 @@ export class SnapshotUploader {
     return undefined;
   }
 
-  private async planFiles(stat: SnapshotStat, digests: Map<string, FileDigest>, signal: AbortSignal): Promise<FilePlan[]> {
+  /** The snapshot's objects by key (relative to the prefix), from one paginated listing. */
+  private async listSnapshot(name: string): Promise<Map<string, RemoteObject>> {
+    const objects = new Map<string, RemoteObject>();
+    for await (const page of this.options.store.listObjects(`${name}/`)) for (const object of page) objects.set(object.key, object);
+    return objects;
+  }
+
+  private async planFiles(stat: SnapshotStat, digests: Map<string, FileDigest>, signal: AbortSignal, listed: Map<string, RemoteObject>): Promise<FilePlan[]> {
     return Promise.all(
-      stat.files.map(async (file) => {
-        const digest = digests.get(file.path) as FileDigest;
+      stat.files.map(async (file): Promise<FilePlan> => {
         const key = fileKey(stat.name, file.path);
-        const head = await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
+        // Only a listed object needs a HEAD: its metadata says who wrote it.
+        const head = listed.has(key) ? await this.retrying(() => this.options.store.head(key), `head ${key}`, signal) : undefined;
+        if (head === undefined) return { file, digest: digests.get(file.path), action: { action: 'upload', replace: false } };
+        // Listed files are never left to be hashed on the way out; this only covers a listing that changed since.
+        const digest = digests.get(file.path) ?? (await this.digest(stat, file));
         const sealed = this.sealedIdentity(digest);
         if (sealed !== undefined) return { file, digest, action: planEncryptedFile(sealed, head, this.options.agentId) };
         let action = planFile(digest, head, this.options.agentId);
@@ -282,14 +324,14 @@ export class SnapshotUploader {
 
   /** Where each file to be written could be copied from instead of sent; empty when copies are off. */
   private async copySources(name: string, plans: readonly FilePlan[], signal: AbortSignal): Promise<Map<string, CopySource[]>> {
-    const toWrite = plans.filter((plan) => plan.action.action === 'upload').map((plan) => ({ path: plan.file.path, size: plan.digest.size, sha256: plan.digest.sha256 }));
+    const toWrite = plans.flatMap((plan) => (plan.action.action === 'upload' && plan.digest !== undefined ? [{ path: plan.file.path, size: plan.digest.size, sha256: plan.digest.sha256 }] : []));
     return this.copier === undefined ? new Map() : this.copier.sourcesFor(name, toWrite, signal);
   }
 
   /** Whether the file's object was created by a verified server-side copy; false: send it. */
   private async copied(name: string, plan: FilePlan, copySources: Map<string, CopySource[]>, signal: AbortSignal, log: Logger): Promise<boolean> {
     const sources = copySources.get(plan.file.path);
-    if (sources === undefined || this.copier === undefined) return false;
+    if (sources === undefined || this.copier === undefined || plan.digest === undefined) return false;
     return this.copier.copy(fileKey(name, plan.file.path), plan.digest, sources, signal, log);
   }
 
@@ -306,9 +348,12 @@ export class SnapshotUploader {
     const key = fileKey(stat.name, plan.file.path);
     const absolute = this.absolutePath(stat, plan.file);
     const replace = plan.action.action === 'upload' && plan.action.replace;
-    const encryption = this.options.encryption;
-    const sealed = encryption === undefined ? undefined : sealedLayout(plan.digest.size, this.options.multipartThresholdBytes);
-    const multipart = sealed?.multipart ?? plan.digest.multipart;
+    const { encryption, multipartThresholdBytes } = this.options;
+    const size = plan.file.size;
+    const known = plan.digest;
+    const sealed = encryption === undefined ? undefined : sealedLayout(size, multipartThresholdBytes);
+    const multipart = sealed?.multipart ?? usesMultipart(size, multipartThresholdBytes);
+    const partSizeBytes = sealed?.partSizeBytes ?? partSizeFor(size);
     let lastLogMs = this.options.now();
     let loadedBefore = 0;
     // Files of one snapshot upload in parallel: each adds its own increments to the shared total.
@@ -319,7 +364,7 @@ export class SnapshotUploader {
       const now = this.options.now();
       if (multipart && now - lastLogMs >= PROGRESS_LOG_INTERVAL_MS) {
         lastLogMs = now;
-        log.info('upload progress', { file: plan.file.path, sentBytes: loaded, totalBytes: plan.digest.size, percent: Math.floor((loaded / Math.max(1, plan.digest.size)) * 100) });
+        log.info('upload progress', { file: plan.file.path, sentBytes: loaded, totalBytes: size, percent: Math.floor((loaded / Math.max(1, size)) * 100) });
       }
     };
     return this.retrying(async () => {
@@ -332,50 +377,79 @@ export class SnapshotUploader {
         await this.requireFileUnchanged(stat, plan.file, absolute);
         throw error;
       }
-      // With encryption the ETag to expect is known only once the ciphertext has streamed out.
-      const attempt: { ciphertext: CiphertextDigest | undefined } = { ciphertext: undefined };
+      // The digests of what this attempt sends, when they are not known before: an encrypted
+      // body's (known once the ciphertext has streamed out), or a file hashed on the way.
+      const attempt: { sent: DigestAccumulator | undefined; storedEtag: string | undefined } = { sent: undefined, storedEtag: undefined };
       const body = (): Readable => {
-        if (encryption === undefined || sealed === undefined) return readFrom(file, plan.digest.size);
-        attempt.ciphertext = new CiphertextDigest(sealed);
-        return encryptedBody(readFrom(file, plan.digest.size), encryption.writeKey, attempt.ciphertext);
+        if (encryption !== undefined && sealed !== undefined) {
+          attempt.sent = ciphertextDigest(sealed);
+          return encryptedBody(readFrom(file, size), encryption.writeKey, attempt.sent);
+        }
+        if (known !== undefined) return readFrom(file, size);
+        attempt.sent = fileDigestAccumulator(size, multipartThresholdBytes);
+        return digestedBody(readFrom(file, size), attempt.sent);
       };
       try {
         await store.put(key, body, {
-          sizeBytes: sealed?.sizeBytes ?? plan.digest.size,
-          // Content-MD5 must precede the body; an encrypted body's MD5 is checked through the ETag after.
-          md5Hex: multipart || sealed !== undefined ? undefined : plan.digest.md5,
-          partSizeBytes: multipart ? (sealed?.partSizeBytes ?? plan.digest.partSizeBytes) : undefined,
+          sizeBytes: sealed?.sizeBytes ?? size,
+          // Content-MD5 must precede the body: only for a file digested before; the others are checked through the ETag after.
+          md5Hex: multipart || sealed !== undefined ? undefined : known?.md5,
+          partSizeBytes: multipart ? partSizeBytes : undefined,
           ifNoneMatch: !replace,
-          metadata: this.objectMetadata(plan.digest),
+          metadata: this.objectMetadata(known),
           // A single PUT in flight is let finish (it is below the multipart threshold): aborted
           // client-side, the server may still store it after the abandon check, leaving an
           // orphan. Finished, it is known and removed if the snapshot is abandoned. A multipart
           // upload is cancelled instead: it stores nothing until completed.
           signal: multipart ? signal : undefined,
           onProgress: reportProgress,
+          onStored: (etag) => {
+            attempt.storedEtag = etag === '' ? undefined : etag;
+          },
         });
       } catch (error) {
-        if (isAppError(error, 'conflict')) return this.resolveRace(key, plan);
+        if (isAppError(error, 'conflict')) return this.resolveRace(stat, key, plan);
         // A failed read of the local file means the snapshot changed or went away, not a store problem.
         await this.requireFileUnchanged(stat, plan.file, absolute);
         throw error;
       } finally {
         await file.close();
       }
-      const problem = verifyStored(attempt.ciphertext?.digest() ?? plan.digest, await store.head(key));
+      const expected = attempt.sent?.digest() ?? (known as FileDigest);
+      // The write's own answer says what the server stored (an ETag is the MD5 of those bytes, or
+      // of their parts); only a server that answered without one costs a HEAD.
+      const stored = attempt.storedEtag === undefined ? await store.head(key) : { size: expected.size, etag: attempt.storedEtag, metadata: {} };
+      const problem = verifyStored(expected, stored);
       if (problem !== undefined) {
         // The object was created by this attempt (the key was free), so removing it loses nothing.
         await store.delete(key).catch(() => undefined);
         await this.requireFileUnchanged(stat, plan.file, absolute);
         throw new AppError('integrity', `upload ${stat.name}/${plan.file.path}: ${problem}`);
       }
+      if (known === undefined && sealed === undefined) this.rememberSentDigest(stat, plan, expected);
       return true;
     }, `upload ${key}`, signal);
   }
 
-  /** Metadata of an uploaded file: who wrote it and what it holds (for encrypted files, a keyed tag of that). */
-  private objectMetadata(digest: FileDigest): Record<string, string> {
+  /**
+   * A file hashed while it was sent: what was read is the file as it was settled (same size, and
+   * the snapshot's stat is checked again before the manifest), so its digest goes into the plan
+   * and the cache like any other.
+   */
+  private rememberSentDigest(stat: SnapshotStat, plan: FilePlan, digest: FileDigest): void {
+    if (digest.size !== plan.file.size) throw new AppError('snapshot_gone', `${stat.name}/${plan.file.path} changed size while being sent`);
+    plan.digest = digest;
+    const { hashCache, multipartThresholdBytes } = this.options;
+    hashCache.update((doc) => storeDigest(doc, stat.name, plan.file, multipartThresholdBytes, digest));
+  }
+
+  /**
+   * Metadata of an uploaded file: who wrote it and what it holds (for encrypted files, a keyed tag
+   * of that). A file hashed on the way out has no SHA-256 yet when the upload starts: its manifest says it.
+   */
+  private objectMetadata(digest: FileDigest | undefined): Record<string, string> {
     const { encryption, agentId } = this.options;
+    if (digest === undefined) return { [METADATA_AGENT]: agentId };
     if (encryption === undefined) return { [METADATA_AGENT]: agentId, [METADATA_SHA256]: digest.sha256 };
     return { [METADATA_AGENT]: agentId, [METADATA_CONTENT_TAG]: encryption.contentTag(digest.sha256) };
   }
@@ -388,8 +462,9 @@ export class SnapshotUploader {
   }
 
   /** Someone wrote the key between our HEAD and PUT: identical content is fine, anything else is a conflict. */
-  private async resolveRace(key: string, plan: FilePlan): Promise<boolean> {
+  private async resolveRace(stat: SnapshotStat, key: string, plan: FilePlan): Promise<boolean> {
     const head = await this.options.store.head(key);
+    plan.digest ??= await this.digest(stat, plan.file);
     const sealed = this.sealedIdentity(plan.digest);
     if (sealed === undefined ? verifyStored(plan.digest, head) === undefined : sameEncryptedContent(sealed, head)) return false;
     throw new AppError('conflict', `${key} was written by someone else during the upload`);
@@ -457,7 +532,8 @@ export class SnapshotUploader {
 
 interface FilePlan {
   file: FileStat;
-  digest: FileDigest;
+  /** Undefined until its upload has read it: a file hashed on the way out (see streamedDigestFiles). */
+  digest: FileDigest | undefined;
   action: FileAction;
 }
 

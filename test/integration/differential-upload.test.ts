@@ -156,7 +156,9 @@ describe(`differential uploads on ${server.kind}`, () => {
         expect(sha256(await getObject(key)), key).toBe(sha256(bytes));
         const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
         expect(head.ContentLength, key).toBe(bytes.length);
-        expect(head.Metadata?.['memsync-sha256'], key).toBe(sha256(bytes));
+        // The first index.faiss was hashed while it was sent (large, new): its SHA-256 is in the manifest only.
+        const hashedWhileSent = i === 1 && relative === 'index.faiss';
+        expect(head.Metadata?.['memsync-sha256'], key).toBe(hashedWhileSent ? undefined : sha256(bytes));
       }
       expect((await getObject(`${PREFIX}${nameOf(i)}/${MANIFEST_FILE_NAME}`)).length).toBeGreaterThan(0);
     }

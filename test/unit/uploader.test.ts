@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { AppError, isAppError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
-import type { BodySource, PutOptions, RemoteHead } from '../../src/remote/store.js';
+import type { BodySource, PutOptions, RemoteHead, RemoteObject } from '../../src/remote/store.js';
 import { buildManifest, manifestKey, parseManifest, serializeManifest, type Manifest } from '../../src/snapshot/manifest.js';
 import { statSnapshot } from '../../src/snapshot/scan.js';
 import { emptyHashCache, hashCacheSchema, lookupDigest, type HashCacheDocument } from '../../src/state/hash-cache.js';
@@ -127,7 +127,9 @@ describe('SnapshotUploader', () => {
     for (const [relative, bytes] of Object.entries(files)) {
       const key = `${NAME}/${relative}`;
       expect(storedBytes(s.store, key)?.equals(bytes), key).toBe(true);
-      expect(s.store.objects.get(key)?.metadata).toEqual({ [METADATA_AGENT]: AGENT, [METADATA_SHA256]: sha256Hex(bytes) });
+      // A large file is hashed while it is sent: its SHA-256 is in the manifest, not in its metadata.
+      const metadata = relative === 'large.bin' ? { [METADATA_AGENT]: AGENT } : { [METADATA_AGENT]: AGENT, [METADATA_SHA256]: sha256Hex(bytes) };
+      expect(s.store.objects.get(key)?.metadata, key).toEqual(metadata);
     }
     // The 9 MiB file went up in two 8 MiB parts (its ETag is a multipart ETag), the rest in one request.
     expect(s.store.objects.get(`${NAME}/large.bin`)?.etag).toMatch(/-2$/);
@@ -140,6 +142,36 @@ describe('SnapshotUploader', () => {
     expect(manifestBytes?.equals(serializeManifest(outcome.manifest))).toBe(true);
     expect(parseManifest(manifestBytes ?? Buffer.alloc(0), NAME)).toEqual(outcome.manifest);
     expect(keysUnder(s.store, NAME)).toHaveLength(6);
+  });
+
+  it('sends a new snapshot with one listing, one PUT per file and two requests for the manifest: no HEAD per file', async () => {
+    const requests: string[] = [];
+    class CountingStore extends MemoryRemoteStore {
+      override listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
+        requests.push(`LIST ${keyPrefix}`);
+        return super.listObjects(keyPrefix);
+      }
+      override async head(key: string): Promise<RemoteHead | undefined> {
+        requests.push(`HEAD ${key}`);
+        return super.head(key);
+      }
+      override async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
+        requests.push(`PUT ${key}`);
+        return super.put(key, body, options);
+      }
+    }
+    const s = await setup(new CountingStore());
+    const files = { ...defaultFiles(), 'large.bin': randomBytes(9 * MIB) };
+    await writeSnapshot(s.backupDir, NAME, files);
+
+    expect((await upload(s)).outcome).toBe('uploaded');
+
+    expect(requests[0]).toBe(`LIST ${NAME}/`);
+    expect(requests.filter((r) => r.startsWith('PUT ') && r !== `PUT ${MANIFEST_KEY}`)).toHaveLength(Object.keys(files).length);
+    // The only HEAD is the manifest's, just before it is written.
+    expect(requests.filter((r) => r.startsWith('HEAD '))).toEqual([`HEAD ${MANIFEST_KEY}`]);
+    expect(requests.slice(-2)).toEqual([`HEAD ${MANIFEST_KEY}`, `PUT ${MANIFEST_KEY}`]);
+    expect(requests).toHaveLength(Object.keys(files).length + 3);
   });
 
   it('reports each failed attempt it retries (an outage shows before the retries run out)', async () => {
@@ -305,6 +337,23 @@ describe('SnapshotUploader', () => {
     expect(store.objects.has(MANIFEST_KEY)).toBe(false);
   });
 
+  it('catches a store that keeps other bytes of a large file hashed while it was sent', async () => {
+    const corrupted = `${NAME}/large.bin`;
+    const store = new MemoryRemoteStore({
+      transformStoredBytes: (key, bytes) => (key === corrupted ? Buffer.from(bytes.map((byte, i) => (i === 5 * MIB ? byte ^ 1 : byte))) : bytes),
+    });
+    const s = await setup(store);
+    await writeSnapshot(s.backupDir, NAME, { ...defaultFiles(), 'large.bin': randomBytes(9 * MIB) });
+
+    const error = await rejection(upload(s));
+    await s.fileQueue.onIdle();
+
+    expect(isAppError(error, 'integrity')).toBe(true);
+    expect(store.putLog.filter((key) => key === corrupted)).toHaveLength(2);
+    expect(store.objects.has(corrupted)).toBe(false);
+    expect(store.objects.has(MANIFEST_KEY)).toBe(false);
+  });
+
   it('uploads a single-file snapshot to NAME/NAME with a file manifest', async () => {
     const s = await setup();
     const name = 'auto_20250101_000000.json';
@@ -419,7 +468,7 @@ describe('SnapshotUploader', () => {
   // Regression: the file queue used to reject a running task as soon as the signal aborted while
   // the task went on; a PUT already at the store then finished and was verified after the cleanup,
   // leaving an object under the snapshot's name with no manifest.
-  it('leaves nothing under the name when aborted while a sent file is being verified', async () => {
+  it('leaves nothing under the name when aborted while the server is still answering a stored file', async () => {
     const slowKey = `${NAME}/index.faiss`;
     const controller = new AbortController();
     const reason = new AppError('snapshot_gone', `${NAME} was rewritten`);
@@ -427,14 +476,14 @@ describe('SnapshotUploader', () => {
     const released = new Promise<void>((resolve) => {
       release = resolve;
     });
-    /** The verification HEAD of one file (after its PUT) is slow; the snapshot is rewritten meanwhile. */
+    /** The answer to one file's PUT (stored already) is slow; the snapshot is rewritten meanwhile. */
     class SlowHeadStore extends MemoryRemoteStore {
-      override async head(key: string): Promise<RemoteHead | undefined> {
-        if (key === slowKey && this.objects.has(key)) {
+      override async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
+        await super.put(key, body, options);
+        if (key === slowKey) {
           controller.abort(reason);
           await released;
         }
-        return super.head(key);
       }
     }
     const store = new SlowHeadStore();
