@@ -129,6 +129,12 @@ export class MemoryRemoteStore implements RemoteStore {
     return Readable.from([stored.bytes]);
   }
 
+  async getRange(key: string, start: number, endInclusive: number): Promise<Readable> {
+    const stored = this.objects.get(key);
+    if (stored === undefined) throw new AppError('not_found', `download ${key}: NoSuchKey (HTTP 404)`);
+    return Readable.from([stored.bytes.subarray(start, endInclusive + 1)]);
+  }
+
   async delete(key: string): Promise<void> {
     this.objects.delete(key);
   }

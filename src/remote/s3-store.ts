@@ -206,10 +206,18 @@ export class S3RemoteStore implements RemoteStore {
     return copyS3Object({ client: this.client, bucket: this.options.bucket, partsInFlight: this.options.partsInFlight }, this.fullKey(sourceKey), this.fullKey(targetKey), options);
   }
 
-  async get(key: string, signal?: AbortSignal): Promise<Readable> {
+  get(key: string, signal?: AbortSignal): Promise<Readable> {
+    return this.getObject(key, undefined, signal);
+  }
+
+  getRange(key: string, start: number, endInclusive: number, signal?: AbortSignal): Promise<Readable> {
+    return this.getObject(key, `bytes=${start}-${endInclusive}`, signal);
+  }
+
+  private async getObject(key: string, range: string | undefined, signal: AbortSignal | undefined): Promise<Readable> {
     const fullKey = this.fullKey(key);
     try {
-      const answer = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: fullKey }), { abortSignal: signal });
+      const answer = await this.client.send(new GetObjectCommand({ Bucket: this.options.bucket, Key: fullKey, Range: range }), { abortSignal: signal });
       if (!(answer.Body instanceof Readable)) throw new AppError('remote_unavailable', `download ${fullKey}: no body in the answer`);
       return answer.Body;
     } catch (error) {

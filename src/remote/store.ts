@@ -91,6 +91,8 @@ export interface RemoteStore {
    */
   copy(sourceKey: string, targetKey: string, options: CopyOptions): Promise<void>;
   get(key: string, signal?: AbortSignal): Promise<Readable>;
+  /** Bytes `start` to `endInclusive` of the object (a ranged GET). */
+  getRange(key: string, start: number, endInclusive: number, signal?: AbortSignal): Promise<Readable>;
   delete(key: string): Promise<void>;
   /** Unfinished multipart uploads under `keyPrefix`; throws remote_rejected when the server cannot list them. */
   listMultipartUploads(keyPrefix: string): Promise<MultipartUpload[]>;

@@ -1,5 +1,6 @@
 import { open } from 'node:fs/promises';
 import { pipeline, type Readable } from 'node:stream';
+import { readBody } from '../remote/body.js';
 import type { Keyring } from '../crypto/keys.js';
 import { noKeyConfigured } from '../crypto/keys.js';
 import { DecryptStream } from '../crypto/streams.js';
@@ -12,8 +13,14 @@ export type { Verification } from '../snapshot/object-check.js';
 
 const WRITE_BATCH_BYTES = 1024 * 1024; // 1 MiB
 
+/** Plain objects at least this large are fetched as parallel ranges: one GET stream is slower than the disk and the hash. */
+export const RANGED_FROM_BYTES = 64 * 1024 * 1024;
+const RANGE_BYTES = 8 * 1024 * 1024;
+/** Ranges fetched ahead of the one being hashed: bounds memory to about this many ranges. */
+const RANGES_IN_FLIGHT = 4;
+
 /**
- * Streams one object to a local file while hashing it, fsyncs it, and checks it against
+ * Downloads one object to a local file while hashing it, fsyncs it, and checks it against
  * what it must be. Nothing unverified is ever reported as a success.
  */
 export async function downloadVerified(
@@ -26,34 +33,28 @@ export async function downloadVerified(
   keyring?: Keyring,
 ): Promise<Verification> {
   const digester = new ObjectDigester(expected);
-  const body = plaintextOf(await store.get(key, signal), key, expected, keyring);
+  const ranged = !expected.encrypted && expected.size >= RANGED_FROM_BYTES;
+  const body = ranged ? undefined : plaintextOf(await store.get(key, signal), key, expected, keyring);
   const handle = await open(targetPath, 'wx', 0o644).catch((error: unknown) => {
+    body?.destroy();
     throw localError(error, targetPath);
   });
-  // Network chunks are small (16 to 64 KiB): one awaited write each would cost a thread-pool round trip per chunk.
-  let pending: Buffer[] = [];
-  let pendingBytes = 0;
-  const flush = async (): Promise<void> => {
-    const data = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
-    pending = [];
-    pendingBytes = 0;
+  const writeAt = async (data: Buffer, position: number): Promise<void> => {
     for (let offset = 0; offset < data.length; ) {
-      const { bytesWritten } = await handle.write(data, offset, data.length - offset).catch((error: unknown) => {
+      const { bytesWritten } = await handle.write(data, offset, data.length - offset, position + offset).catch((error: unknown) => {
         throw localError(error, targetPath);
       });
       offset += bytesWritten;
     }
   };
+  const onChunk = (chunk: Buffer): void => {
+    digester.update(chunk);
+    onBytes(chunk.length);
+  };
   try {
     try {
-      for await (const chunk of body as AsyncIterable<Buffer>) {
-        digester.update(chunk);
-        pending.push(chunk);
-        pendingBytes += chunk.length;
-        if (pendingBytes >= WRITE_BATCH_BYTES) await flush();
-        onBytes(chunk.length);
-      }
-      if (pendingBytes > 0) await flush();
+      if (body === undefined) await fetchRanges(store, key, expected.size, writeAt, onChunk, signal);
+      else await streamInOrder(body, writeAt, onChunk);
     } catch (error) {
       if (isAppError(error)) throw error;
       throw new AppError('remote_unavailable', `download ${key}: connection failed mid-body`, { cause: error });
@@ -67,6 +68,75 @@ export async function downloadVerified(
   const check = checkObject(expected, digester.digest());
   if (!check.ok) throw new AppError('integrity', `${key}: ${check.reason}`);
   return check.verification;
+}
+
+/** One GET, written in 1 MiB batches: network chunks are 16 to 64 KiB, and an awaited write each would cost a thread-pool round trip per chunk. */
+async function streamInOrder(body: Readable, writeAt: (data: Buffer, position: number) => Promise<void>, onChunk: (chunk: Buffer) => void): Promise<void> {
+  let pending: Buffer[] = [];
+  let pendingBytes = 0;
+  let position = 0;
+  const flush = async (): Promise<void> => {
+    const data = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+    pending = [];
+    pendingBytes = 0;
+    await writeAt(data, position);
+    position += data.length;
+  };
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    onChunk(chunk);
+    pending.push(chunk);
+    pendingBytes += chunk.length;
+    if (pendingBytes >= WRITE_BATCH_BYTES) await flush();
+  }
+  if (pendingBytes > 0) await flush();
+}
+
+/**
+ * Ranged GETs in parallel, each written at its offset as it arrives; the hash, which needs the
+ * bytes in order, takes the ranges one after another. Ranges are only started while they stay
+ * within RANGES_IN_FLIGHT of the one being hashed, so memory is bounded whatever the size.
+ */
+async function fetchRanges(
+  store: RemoteStore,
+  key: string,
+  size: number,
+  writeAt: (data: Buffer, position: number) => Promise<void>,
+  onChunk: (chunk: Buffer) => void,
+  signal: AbortSignal | undefined,
+): Promise<void> {
+  const count = Math.ceil(size / RANGE_BYTES);
+  const stop = new AbortController();
+  const abortAll = (): void => stop.abort(signal?.reason);
+  signal?.addEventListener('abort', abortAll, { once: true });
+  const fetchRange = async (index: number): Promise<Buffer> => {
+    const start = index * RANGE_BYTES;
+    const end = Math.min(size, start + RANGE_BYTES) - 1;
+    const data = await readBody(await store.getRange(key, start, end, stop.signal), key);
+    if (data.length !== end - start + 1) throw new AppError('integrity', `${key}: range ${start}-${end} came back with ${data.length} bytes`);
+    await writeAt(data, start);
+    return data;
+  };
+  const inFlight: Promise<Buffer>[] = [];
+  const launch = (index: number): void => {
+    const fetched = fetchRange(index);
+    // Awaited in order below; a range failing while an earlier one is awaited must not go unhandled.
+    fetched.catch(() => undefined);
+    inFlight[index] = fetched;
+  };
+  try {
+    for (let index = 0; index < Math.min(RANGES_IN_FLIGHT, count); index += 1) launch(index);
+    for (let index = 0; index < count; index += 1) {
+      const data = await (inFlight[index] as Promise<Buffer>);
+      delete inFlight[index];
+      if (index + RANGES_IN_FLIGHT < count) launch(index + RANGES_IN_FLIGHT);
+      onChunk(data);
+    }
+  } finally {
+    // On failure, the other ranges stop and finish before the file is closed under them.
+    stop.abort();
+    signal?.removeEventListener('abort', abortAll);
+    await Promise.allSettled(inFlight.filter((p) => p !== undefined));
+  }
 }
 
 /**

@@ -8,7 +8,8 @@ import { silentLogger } from '../../src/log.js';
 import { S3RemoteStore } from '../../src/remote/s3-store.js';
 import type { RemoteStore } from '../../src/remote/store.js';
 import { buildManifest, serializeManifest } from '../../src/snapshot/manifest.js';
-import { createHash } from 'node:crypto';
+import { RANGED_FROM_BYTES } from '../../src/restore/download-file.js';
+import { createHash, randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
 import { startMemoryService, type MemoryService } from '../../demo/memory-service.js';
@@ -73,7 +74,7 @@ async function writeSnapshot(name: string, files: Record<string, string>): Promi
 }
 
 /** Seeds a complete remote snapshot the way memsync lays it out (files, then manifest). */
-async function seedRemote(name: string, files: Record<string, string>): Promise<void> {
+async function seedRemote(name: string, files: Record<string, string | Buffer>): Promise<void> {
   const client = s3ClientFor(testServer());
   const entries = Object.entries(files);
   for (const [file, content] of entries) {
@@ -197,6 +198,16 @@ describe('HTTP API', () => {
     expect(report.conflicts).toEqual([]);
     const status = (await memsync.server.inject({ url: '/sync/status' })).json() as { counters: { restores: number; snapshotsUploaded: number } };
     expect(status.counters).toMatchObject({ restores: 1, snapshotsUploaded: 1 });
+  });
+
+  it('downloads a large file as parallel ranges, byte-identical and verified by SHA-256', async () => {
+    const index = randomBytes(RANGED_FROM_BYTES + 5 * 1024 * 1024 + 3);
+    await seedRemote('auto_20250106_000000', { 'index.faiss': index, 'config.json': '{"c":2}' });
+    const memsync = await start();
+    const done = await memsync.server.inject({ method: 'POST', url: '/sync/download?confirm=true&name=auto_20250106_000000' });
+    expect(done.statusCode).toBe(200);
+    expect(done.json()).toMatchObject({ outcome: 'restored', verification: 'sha256', files: 2, bytes: index.length + 7 });
+    expect((await readFile(path.join(setup.backupDir, 'auto_20250106_000000', 'index.faiss'))).equals(index)).toBe(true);
   });
 
   it('refuses to restore over a local snapshot with different content, with both checksums, writing nothing', async () => {
