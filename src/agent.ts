@@ -55,6 +55,8 @@ export interface AgentOptions {
   notifier?: Notifier;
   /** Client-side encryption of uploads; omitted: files and manifests are stored as they are. */
   encryption?: Encryption;
+  /** Whether the store is known to refuse writes over an existing key (If-None-Match); omitted: not known. */
+  conditionalWritesHonoured?: () => boolean;
   /** Called after each successful sweep (retention, heartbeat); must not throw. Not called for failed sweeps. */
   afterSweep?: (sweep: FinishedSweep) => void;
 }
@@ -139,8 +141,11 @@ export class Agent {
       // The listing sweeps keep (and uploads extend) says which snapshots are complete: no listing of its own.
       serverSideCopy: options.serverSideCopy === false ? undefined : { remoteIndex: () => this.remote },
       ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
+      ...(options.conditionalWritesHonoured === undefined ? {} : { conditionalWritesHonoured: options.conditionalWritesHonoured }),
     });
-    this.jobs = new UploadJobs({ uploader: this.uploader, snapshotConcurrency: Math.max(2, options.concurrency) });
+    // A snapshot's own requests (listing, manifest) are round trips that wait on the server, not
+    // file transfers: more snapshots in preparation than file slots keeps those slots busy.
+    this.jobs = new UploadJobs({ uploader: this.uploader, snapshotConcurrency: Math.max(4, options.concurrency * 4) });
     this.settler = new Settler({
       backupDir: options.backupDir,
       settleMs: options.settleMs,

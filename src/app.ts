@@ -101,8 +101,11 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
           isBusy: (name) => restorer.isRestoring(name) || state.current.conflicts[name] !== undefined,
           onDeleted: (count) => metrics.snapshotsDeletedByRetention(count),
         });
+  /** Found out at start (see conditional-writes.ts); unknown until the store has been reached. */
+  const conditionalWrites: { mode: ConditionalWrites | undefined } = { mode: undefined };
   const agent = new Agent({
     ...agentSettings(config),
+    conditionalWritesHonoured: () => conditionalWrites.mode === 'honoured',
     store,
     state,
     hashCache,
@@ -131,8 +134,6 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
   });
   const memoryService = config.memoryService === undefined ? undefined : new MemoryServiceClient(config.memoryService);
   const operations = new SyncOperations({ agent, restorer, memoryService, state, backupDir: config.backupDir, settleMs: config.settleMs, log: log.child({ component: 'operations' }), notifier: notifier ?? silentNotifier });
-  /** Found out at start (see conditional-writes.ts); unknown until the store has been reached. */
-  const conditionalWrites: { mode: ConditionalWrites | undefined } = { mode: undefined };
   const server = await buildServer({
     ...http,
     sync: syncApi(agent, operations, restorer, config.backupDir, conditionalWrites, () => retentionStatus(retention), encryptionStatus(encryption)),

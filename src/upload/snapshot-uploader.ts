@@ -86,6 +86,11 @@ export interface UploaderOptions {
   serverSideCopy?: { remoteIndex: () => RemoteIndex; sourceSnapshots?: number };
   /** Client-side encryption of files and manifests; omitted: stored as they are. */
   encryption?: Encryption;
+  /**
+   * Whether the store refuses a conditional PUT over an existing key (found out at start). Then
+   * the manifest is written without a HEAD first: the PUT itself is the check. Omitted: HEAD first.
+   */
+  conditionalWritesHonoured?: () => boolean;
 }
 
 /** Large-file progress lines at most this often, so a multi-GB upload shows it is alive without flooding. */
@@ -486,7 +491,8 @@ export class SnapshotUploader {
     const bytes = this.codec.encode(manifest);
     const md5Hex = createHash('md5').update(bytes).digest('hex');
     const stored: StoredManifest = { manifestEtag: md5Hex, encrypted: this.codec.format === 'encrypted' };
-    const existingHead = await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
+    const honoured = this.options.conditionalWritesHonoured?.() === true;
+    const existingHead = honoured ? undefined : await this.retrying(() => this.options.store.head(key), `head ${key}`, signal);
     if (existingHead === undefined) {
       try {
         await this.retrying(

@@ -172,6 +172,14 @@ describe('SnapshotUploader', () => {
     expect(requests.filter((r) => r.startsWith('HEAD '))).toEqual([`HEAD ${MANIFEST_KEY}`]);
     expect(requests.slice(-2)).toEqual([`HEAD ${MANIFEST_KEY}`, `PUT ${MANIFEST_KEY}`]);
     expect(requests).toHaveLength(Object.keys(files).length + 3);
+
+    // Where the store is known to refuse a conditional PUT over an existing key, that PUT is the check: no HEAD at all.
+    requests.length = 0;
+    const honouring = await setup(new CountingStore(), { conditionalWritesHonoured: () => true });
+    await writeSnapshot(honouring.backupDir, NAME, files);
+    expect((await upload(honouring)).outcome).toBe('uploaded');
+    expect(requests.filter((r) => r.startsWith('HEAD '))).toEqual([]);
+    expect(requests).toHaveLength(Object.keys(files).length + 2);
   });
 
   it('reports each failed attempt it retries (an outage shows before the retries run out)', async () => {
