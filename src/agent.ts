@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { makeConfiguredDirectory } from './directories.js';
 import PQueue from 'p-queue';
 import type { Config } from './config.js';
 import { AppError, describeError, isAppError } from './errors.js';
@@ -6,7 +6,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { listRemoteIndex, type RemoteIndex } from './remote/remote-index.js';
 import type { RemoteStore } from './remote/store.js';
-import { listSnapshotEntries, statSnapshot, type SnapshotStat } from './snapshot/scan.js';
+import { listSnapshotEntries, sameFingerprint, statSnapshot, type SnapshotStat } from './snapshot/scan.js';
 import type { AgentState } from './state/agent-state.js';
 import { pruneDigests, type HashCacheDocument } from './state/hash-cache.js';
 import type { PersistedJson } from './state/persisted.js';
@@ -109,6 +109,8 @@ export class Agent {
   private readonly schedule: SweepSchedule;
   private readonly outcomes: OutcomeRecorder;
   private readonly localEntries = new Map<string, LocalEntry>();
+  /** Uploads in progress by name, with the stat they started from. */
+  private readonly uploading = new Map<string, { stat: SnapshotStat; promise: Promise<SnapshotOutcome | undefined> }>();
   /** Remote manifests found to hold a local snapshot's content, by name: in memory, re-learnt after a restart. */
   private readonly confirmedManifests = new Map<string, { localEtag: string; remoteEtag: string }>();
   private readonly retryTimers = new Map<string, { attempt: number; timer: NodeJS.Timeout | undefined }>();
@@ -179,7 +181,7 @@ export class Agent {
 
   /** Starts watching and scheduling, then runs the start sweep in the background. */
   async start(): Promise<void> {
-    await mkdir(this.options.backupDir, { recursive: true });
+    await makeConfiguredDirectory(this.options.backupDir, 'CLOUD_SYNC_BACKUP_DIR');
     await this.watcher.start();
     this.schedule.start();
     this.started = true;
@@ -287,7 +289,15 @@ export class Agent {
       this.localEntries.set(name, { name, timeMs: stat.timeMs, manifestEtag: this.localEntries.get(name)?.manifestEtag });
       return { upload: this.upload(stat) };
     }
-    const { manifest } = await this.uploader.buildLocalManifest(stat);
+    let manifest;
+    try {
+      ({ manifest } = await this.uploader.buildLocalManifest(stat));
+    } catch (error) {
+      if (isAppError(error, 'snapshot_gone')) return 'settling';
+      // One unreadable snapshot (a file without read permission) must not stop the sweep for the others.
+      this.onUploadError(stat, error);
+      return 'settling';
+    }
     const ownEtag = this.uploader.manifestEtag(manifest);
     // A remote manifest in the other format (plain vs encrypted) of the same content was
     // confirmed by an earlier upload attempt: its ETag stands for this content too.
@@ -340,8 +350,21 @@ export class Agent {
     return error?.snapshot === name ? error.message : undefined;
   }
 
-  /** Uploads one settled snapshot and records the outcome; never throws. */
-  async upload(stat: SnapshotStat): Promise<SnapshotOutcome | undefined> {
+  /**
+   * Uploads one settled snapshot and records the outcome; never throws. Callers asking for the
+   * same snapshot as it is (watcher, sweep, manual sync) share one upload, recorded once.
+   */
+  upload(stat: SnapshotStat): Promise<SnapshotOutcome | undefined> {
+    const running = this.uploading.get(stat.name);
+    if (running !== undefined && sameFingerprint(running.stat, stat)) return running.promise;
+    const promise = this.uploadAndRecord(stat).finally(() => {
+      if (this.uploading.get(stat.name)?.promise === promise) this.uploading.delete(stat.name);
+    });
+    this.uploading.set(stat.name, { stat, promise });
+    return promise;
+  }
+
+  private async uploadAndRecord(stat: SnapshotStat): Promise<SnapshotOutcome | undefined> {
     if (this.stopping) return undefined;
     this.clearRetry(stat.name);
     this.localEntries.set(stat.name, { name: stat.name, timeMs: stat.timeMs, manifestEtag: this.localEntries.get(stat.name)?.manifestEtag });
@@ -370,7 +393,13 @@ export class Agent {
       return;
     }
     const retry = this.retryTimers.get(stat.name) ?? { attempt: 0, timer: undefined };
-    this.outcomes.recordFailure(stat.name, appError, retry.attempt === 0);
+    const claimedBy = appError.kind === 'conflict' ? appError.details?.claimedBy : undefined;
+    if (claimedBy !== undefined) {
+      // Not a failure: another agent is writing this name. Once its manifest is there, the retry compares contents.
+      if (retry.attempt === 0) this.options.log.info('snapshot is being uploaded by another memsync; comparing once it is complete', { snapshot: stat.name, agent: claimedBy });
+    } else {
+      this.outcomes.recordFailure(stat.name, appError, retry.attempt === 0);
+    }
     const delayMs = SNAPSHOT_RETRY.baseDelayMs + backoffDelayMs(retry.attempt, SNAPSHOT_RETRY);
     retry.attempt += 1;
     retry.timer = setTimeout(() => this.settler.touch(stat.name), delayMs);

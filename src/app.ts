@@ -1,9 +1,9 @@
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { Agent, agentSettings } from './agent.js';
 import { Heartbeat } from './alerts/heartbeat.js';
 import { openEncryption, type Encryption } from './crypto/encryption.js';
+import { makeConfiguredDirectory } from './directories.js';
 import { silentNotifier, WebhookNotifier } from './alerts/notifier.js';
 import type { Config } from './config.js';
 import { AppError, describeError } from './errors.js';
@@ -65,7 +65,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
     };
   }
 
-  await mkdir(config.stateDir, { recursive: true, mode: 0o700 });
+  await makeConfiguredDirectory(config.stateDir, 'CLOUD_SYNC_STATE_DIR', 0o700);
   const stateLog = log.child({ component: 'state' });
   const state = new PersistedJson(path.join(config.stateDir, 'state.json'), agentStateSchema, freshAgentState, stateLog);
   const hashCache = new PersistedJson(path.join(config.stateDir, 'hash-cache.json'), hashCacheSchema, emptyHashCache, stateLog, 2000);

@@ -96,7 +96,9 @@ const cronText = z
   .superRefine((value, ctx) => {
     try {
       // Constructing a paused Cron validates the expression without scheduling anything.
-      new Cron(value, { paused: true, timezone: 'UTC' });
+      if (new Cron(value, { paused: true, timezone: 'UTC' }).nextRun() === null) {
+        ctx.addIssue({ code: 'custom', message: `expected a cron expression that fires ("${value}" never does, e.g. a 31st of February)` });
+      }
     } catch (error) {
       const reason = error instanceof Error ? error.message : String(error);
       ctx.addIssue({ code: 'custom', message: `expected a cron expression like "0 2 * * *" (${reason})` });
@@ -226,10 +228,15 @@ interface Problem {
   variable: string;
   value: string | undefined;
   expected: string;
+  /** Set when the value was read from NAME_FILE: the message names the variable the operator set. */
+  fromFile?: string;
 }
 
 function formatProblems(problems: readonly Problem[]): string {
-  const lines = problems.map((p) => `  ${p.variable}=${displayValue(p.variable, p.value)}: ${p.expected}`);
+  const lines = problems.map((p) => {
+    const source = p.fromFile === undefined ? '' : ` (read from ${p.variable}_FILE=${JSON.stringify(p.fromFile)})`;
+    return `  ${p.variable}=${displayValue(p.variable, p.value)}${source}: ${p.expected}`;
+  });
   return `invalid configuration (${problems.length} problem${problems.length === 1 ? '' : 's'}):\n${lines.join('\n')}`;
 }
 
@@ -310,8 +317,10 @@ export function loadConfig(env: Env = process.env): Config {
   const parsedValues: Record<string, unknown> = {};
   for (const [variable, schema] of Object.entries(envSchema.shape)) {
     const parsed = (schema as z.ZodType).safeParse(raw[variable]);
+    const file = env[`${variable}_FILE`];
+    const fromFile = (SECRET_VARIABLES as readonly string[]).includes(variable) && file !== undefined && file !== '' ? { fromFile: file } : {};
     if (parsed.success) parsedValues[variable] = parsed.data;
-    else for (const issue of parsed.error.issues) problems.push({ variable, value: raw[variable], expected: issue.message });
+    else for (const issue of parsed.error.issues) problems.push({ variable, value: raw[variable], expected: issue.message, ...fromFile });
   }
   const stateDir = checkCombinations(parsedValues as Partial<EnvValues>, raw, problems);
   if (problems.length > 0) throw new AppError('config', formatProblems(problems));

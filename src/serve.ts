@@ -22,15 +22,16 @@ export async function serve(): Promise<void> {
   }
   const log = createLogger(config.log);
   log.info('memsync starting', { pid: process.pid, config: redactedConfig(config) });
-  const memsync = await buildMemsync(config, log);
-  installSignalHandlers(log, memsync);
+  let memsync: Memsync | undefined;
   try {
+    memsync = await buildMemsync(config, log);
+    installSignalHandlers(log, memsync);
     await memsync.start();
   } catch (error) {
     const code = error instanceof AppError && error.kind === 'remote_rejected' ? EXIT_REMOTE_REJECTED : error instanceof AppError && error.kind === 'config' ? EXIT_CONFIG : 1;
     const hint = error instanceof AppError && error.hint !== undefined ? ` (${error.hint})` : '';
     log.error('cannot start', { error: describeError(error), hint });
-    await memsync.stop().catch(() => undefined);
+    await memsync?.stop().catch(() => undefined);
     fail(code, `${describeError(error)}${hint}`);
   }
 }

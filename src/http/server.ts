@@ -1,5 +1,5 @@
 import fastifySwagger from '@fastify/swagger';
-import Fastify, { type FastifyInstance } from 'fastify';
+import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -22,6 +22,11 @@ export interface HttpDeps {
 
 /** Requests carry no bodies worth more than this; anything larger is refused before parsing. */
 const BODY_LIMIT_BYTES = 16 * 1024;
+/**
+ * The router refuses longer path parameters before any schema sees them (its default is 100
+ * characters, below the 200 a snapshot name may have); up to this length the schema answers.
+ */
+const MAX_PARAM_LENGTH = 1024;
 
 /**
  * Dot segments are resolved by routing before any handler sees them (`/sync/restore/%2e%2e`
@@ -39,9 +44,25 @@ function rejectTraversal(rawPath: string): void {
   }
 }
 
+function frameworkErrorMessage(code: string): string {
+  if (code === 'FST_ERR_BAD_URL') return 'malformed percent-encoding in the URL';
+  if (code === 'FST_ERR_MAX_PARAM_LENGTH') return `a path parameter is longer than ${MAX_PARAM_LENGTH} characters`;
+  return 'the URL cannot be routed';
+}
+
 /** Builds the API without listening, so tests drive it with inject() and main decides where it listens. */
 export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
-  const app = Fastify({ logger: false, bodyLimit: BODY_LIMIT_BYTES, return503OnClosing: true }).withTypeProvider<ZodTypeProvider>();
+  const app = Fastify({
+    logger: false,
+    bodyLimit: BODY_LIMIT_BYTES,
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
+    return503OnClosing: true,
+    // URLs the router cannot take apart (bad percent-encoding, an over-long parameter) get the
+    // same error shape as every other bad request, instead of the framework's own.
+    frameworkErrors: (error, _request, reply) => {
+      void (reply as FastifyReply).status(400).send({ error: 'bad_input', message: frameworkErrorMessage(error.code) });
+    },
+  }).withTypeProvider<ZodTypeProvider>();
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   app.setErrorHandler(makeErrorHandler(deps.log));

@@ -1,4 +1,5 @@
 import { manifestFormatOf } from '../snapshot/manifest-codec.js';
+import { claimKey } from '../snapshot/manifest.js';
 import { compareNewestFirst, isSnapshotName, timeFromName } from '../snapshot/naming.js';
 import { normalizeEtag } from '../snapshot/digest.js';
 import type { RemoteObject, RemoteStore } from './store.js';
@@ -40,6 +41,8 @@ export function buildRemoteIndex(objects: Iterable<RemoteObject>, nowMs: number)
       ignoredKeys += 1;
       continue;
     }
+    // An upload's claim on the name is not content: alone, it is no snapshot.
+    if (object.key === claimKey(name)) continue;
     let snapshot = snapshots.get(name);
     if (snapshot === undefined) {
       // Names without a time suffix fall back to the newest object's upload time.

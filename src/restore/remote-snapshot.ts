@@ -2,7 +2,7 @@ import { AppError } from '../errors.js';
 import { readBody } from '../remote/body.js';
 import type { RemoteObject, RemoteStore } from '../remote/store.js';
 import { normalizeEtag } from '../snapshot/digest.js';
-import { isSafeRelativePath, type Manifest, type SnapshotKind } from '../snapshot/manifest.js';
+import { CLAIM_FILE_NAME, isSafeRelativePath, type Manifest, type SnapshotKind } from '../snapshot/manifest.js';
 import { decodeManifest, manifestFormatOf, manifestKeyFor, type ManifestFormat } from '../snapshot/manifest-codec.js';
 import { encryptedSize } from '../crypto/format.js';
 import type { Keyring } from '../crypto/keys.js';
@@ -43,6 +43,7 @@ export async function planRemoteSnapshot(store: RemoteStore, name: string, signa
       const format = manifestFormatOf(relative);
       // Both formats for one name never come from memsync (it checks both before writing); prefer the plain one.
       if (format !== undefined) manifestFormat = manifestFormat === 'plain' ? 'plain' : format;
+      else if (relative === CLAIM_FILE_NAME) continue;
       else if (!isSafeRelativePath(relative)) {
         throw new AppError('integrity', `remote snapshot ${name} holds an unsafe key ${JSON.stringify(object.key.slice(0, 120))}; refusing to restore it`, { retryable: false });
       } else objects.set(relative, object);

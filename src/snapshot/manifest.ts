@@ -13,6 +13,18 @@ import { isSnapshotName } from './naming.js';
 /** Stored next to the snapshot's files; a dot name the memory service never writes. */
 export const MANIFEST_FILE_NAME = '.memsync-manifest.json';
 
+/**
+ * Written (conditionally) before a snapshot's first multipart upload, naming the agent that
+ * uploads it: servers that ignore If-None-Match when a multipart upload completes would let a
+ * second writer replace the first one's large files, so the name is claimed with a single PUT,
+ * which they do honour. Not a file of the snapshot: never listed, restored or counted.
+ */
+export const CLAIM_FILE_NAME = '.memsync-claim';
+
+export function claimKey(snapshot: string): string {
+  return `${snapshot}/${CLAIM_FILE_NAME}`;
+}
+
 export type SnapshotKind = 'directory' | 'file';
 
 export interface ManifestFile {

@@ -8,7 +8,7 @@ import type { Logger } from '../log.js';
 import { readBody, sha256OfBody } from '../remote/body.js';
 import type { RemoteObject, RemoteStore } from '../remote/store.js';
 import { digestFile, fileDigestAccumulator, normalizeEtag, partSizeFor, usesMultipart, type DigestAccumulator, type FileDigest } from '../snapshot/digest.js';
-import { buildManifest, diffManifests, fileKey, manifestDigest, totalBytes, type FileDifference, type Manifest } from '../snapshot/manifest.js';
+import { buildManifest, claimKey, diffManifests, fileKey, manifestDigest, type FileDifference, type Manifest } from '../snapshot/manifest.js';
 import { decodeManifest, manifestKeyFor, plainManifestCodec, type ManifestCodec, type ManifestFormat } from '../snapshot/manifest-codec.js';
 import type { Encryption } from '../crypto/encryption.js';
 import { ciphertextDigest, digestedBody, encryptedBody, sealedLayout } from './upload-body.js';
@@ -131,6 +131,9 @@ export class SnapshotUploader {
   async upload(stat: SnapshotStat, signal: AbortSignal, onProgress: (progress: UploadProgress) => void): Promise<SnapshotOutcome> {
     const startedAtMs = this.options.now();
     const log = this.options.log.child({ snapshot: stat.name });
+    if (stat.skipped.length > 0) {
+      log.warn('entries inside the snapshot are not uploaded: symbolic links and special files are never followed', { entries: stat.skipped.slice(0, 20), count: stat.skipped.length });
+    }
     // One listing says what the bucket holds under this name: manifests and files, sizes and
     // ETags. Keys it does not show need no HEAD before their upload (a conditional PUT still
     // guards the race with another writer).
@@ -174,6 +177,7 @@ export class SnapshotUploader {
 
     const progress: UploadProgress = { snapshot: stat.name, totalBytes: stat.files.reduce((sum, f) => sum + f.size, 0), sentBytes: 0, files: plans.length, filesDone: 0, startedAtMs };
     const created: string[] = [];
+    if (plans.some((plan) => plan.action.action === 'upload' && this.sendsInParts(plan.file.size))) await this.claim(stat.name, listed, signal);
     try {
       const copySources = await this.copySources(stat.name, plans, signal);
       let bytesSent = 0;
@@ -215,6 +219,11 @@ export class SnapshotUploader {
       await this.requireUnchanged(stat);
       // Every file has its digest now: those hashed on the way out were filled in by their upload.
       const manifest = buildManifest(stat.name, stat.kind, plans.map(({ file, digest }) => ({ path: file.path, size: file.size, sha256: (digest as FileDigest).sha256 })));
+      const replaced = await this.replacedDuringUpload(stat.name, plans, signal);
+      if (replaced.length > 0) {
+        log.warn('objects of this snapshot were replaced by another writer during the upload; manifest not written', { files: replaced.slice(0, 20) });
+        return { outcome: 'conflict', manifest, conflict: { localDigest: manifestDigest(manifest), remoteDigest: 'objects replaced by another writer during the upload', files: replaced.map((path) => ({ path, local: undefined, remote: undefined })) } };
+      }
       const written = await this.writeManifest(stat.name, manifest, signal);
       if ('conflict' in written) return { outcome: 'conflict', manifest, conflict: written.conflict };
       this.copier?.remember(manifest);
@@ -226,6 +235,61 @@ export class SnapshotUploader {
       if (translated.kind === 'snapshot_gone') await this.abandon(stat.name, plans, created, log);
       throw translated;
     }
+  }
+
+  private sendsInParts(plainBytes: number): boolean {
+    const { encryption, multipartThresholdBytes } = this.options;
+    return encryption === undefined ? usesMultipart(plainBytes, multipartThresholdBytes) : sealedLayout(plainBytes, multipartThresholdBytes).multipart;
+  }
+
+  /**
+   * Claims the snapshot's name before its first multipart upload (see CLAIM_FILE_NAME). Another
+   * agent's claim means that agent is uploading this name: nothing is sent, and the upload is
+   * retried later, when the other's manifest says whether the contents are the same.
+   */
+  private async claim(name: string, listed: ReadonlyMap<string, RemoteObject>, signal: AbortSignal): Promise<void> {
+    const { store, agentId } = this.options;
+    const key = claimKey(name);
+    if (!listed.has(key)) {
+      const body = Buffer.from(`${JSON.stringify({ agent: agentId, atMs: this.options.now() })}\n`);
+      try {
+        await this.retrying(
+          () => store.put(key, () => body, { sizeBytes: body.length, md5Hex: undefined, partSizeBytes: undefined, ifNoneMatch: true, metadata: { [METADATA_AGENT]: agentId }, signal, onProgress: undefined }),
+          `upload ${key}`,
+          signal,
+        );
+        return;
+      } catch (error) {
+        if (!isAppError(error, 'conflict')) throw error;
+      }
+    }
+    const owner = (await this.retrying(() => store.head(key), `head ${key}`, signal))?.metadata[METADATA_AGENT];
+    if (owner === agentId || owner === undefined) return;
+    throw new AppError('conflict', `${name} is being uploaded by another memsync (agent ${owner}); this one waits for its manifest to compare contents`, {
+      retryable: false,
+      details: { claimedBy: owner },
+      hint: 'two machines write backups under the same prefix and name: give each its own CLOUD_SYNC_PREFIX',
+    });
+  }
+
+  /**
+   * Paths whose object is no longer the one this upload verified. A server that ignores
+   * If-None-Match on multipart completion (Ceph RGW 16) lets a second writer of the same name
+   * replace an object between our check and our manifest: one listing before the manifest
+   * catches that, and such a snapshot is a conflict, never written as complete.
+   */
+  private async replacedDuringUpload(name: string, plans: readonly FilePlan[], signal: AbortSignal): Promise<string[]> {
+    const listed = await this.retrying(() => this.listSnapshot(name), `list ${name}/`, signal);
+    return plans
+      .filter((plan) => {
+        const object = listed.get(fileKey(name, plan.file.path));
+        if (object === undefined) return true;
+        const etag = normalizeEtag(object.etag);
+        if (plan.storedEtag !== undefined) return etag !== plan.storedEtag;
+        // Created by a server-side copy: its ETag is one the local bytes produce.
+        return plan.digest === undefined || (etag !== plan.digest.md5 && etag !== plan.digest.etag);
+      })
+      .map((plan) => plan.file.path);
   }
 
   /**
@@ -313,16 +377,17 @@ export class SnapshotUploader {
         // Only a listed object needs a HEAD: its metadata says who wrote it.
         const head = listed.has(key) ? await this.retrying(() => this.options.store.head(key), `head ${key}`, signal) : undefined;
         if (head === undefined) return { file, digest: digests.get(file.path), action: { action: 'upload', replace: false } };
+        const storedEtag = normalizeEtag(head.etag);
         // Listed files are never left to be hashed on the way out; this only covers a listing that changed since.
         const digest = digests.get(file.path) ?? (await this.digest(stat, file));
         const sealed = this.sealedIdentity(digest);
-        if (sealed !== undefined) return { file, digest, action: planEncryptedFile(sealed, head, this.options.agentId) };
+        if (sealed !== undefined) return { file, digest, action: planEncryptedFile(sealed, head, this.options.agentId), storedEtag };
         let action = planFile(digest, head, this.options.agentId);
         if (action.action === 'verify-remote') {
           const remoteSha256 = await this.retrying(async () => sha256OfBody(await this.options.store.get(key, signal), key), `verify ${key}`, signal);
           action = remoteSha256 === digest.sha256 ? { action: 'skip' } : { action: 'conflict', reason: `remote SHA-256 ${remoteSha256} differs` };
         }
-        return { file, digest, action };
+        return { file, digest, action, storedEtag };
       }),
     );
   }
@@ -413,7 +478,8 @@ export class SnapshotUploader {
           },
         });
       } catch (error) {
-        if (isAppError(error, 'conflict')) return this.resolveRace(stat, key, plan);
+        // Awaited here: the finally below must not close the file while it is still pending.
+        if (isAppError(error, 'conflict')) return await this.resolveRace(stat, key, plan);
         // A failed read of the local file means the snapshot changed or went away, not a store problem.
         await this.requireFileUnchanged(stat, plan.file, absolute);
         throw error;
@@ -426,11 +492,17 @@ export class SnapshotUploader {
       const stored = attempt.storedEtag === undefined ? await store.head(key) : { size: expected.size, etag: attempt.storedEtag, metadata: {} };
       const problem = verifyStored(expected, stored);
       if (problem !== undefined) {
-        // The object was created by this attempt (the key was free), so removing it loses nothing.
+        // Removed only when it is this agent's: a server that ignores If-None-Match on multipart
+        // completion may hold another writer's object there now, which is never deleted.
+        const now = await store.head(key).catch(() => undefined);
+        if (now !== undefined && now.metadata[METADATA_AGENT] !== this.options.agentId) {
+          throw new AppError('conflict', `${key} was written by someone else during the upload`);
+        }
         await store.delete(key).catch(() => undefined);
         await this.requireFileUnchanged(stat, plan.file, absolute);
         throw new AppError('integrity', `upload ${stat.name}/${plan.file.path}: ${problem}`);
       }
+      plan.storedEtag = normalizeEtag(stored?.etag);
       if (known === undefined && sealed === undefined) this.rememberSentDigest(stat, plan, expected);
       return true;
     }, `upload ${key}`, signal);
@@ -471,7 +543,10 @@ export class SnapshotUploader {
     const head = await this.options.store.head(key);
     plan.digest ??= await this.digest(stat, plan.file);
     const sealed = this.sealedIdentity(plan.digest);
-    if (sealed === undefined ? verifyStored(plan.digest, head) === undefined : sameEncryptedContent(sealed, head)) return false;
+    if (sealed === undefined ? verifyStored(plan.digest, head) === undefined : sameEncryptedContent(sealed, head)) {
+      plan.storedEtag = normalizeEtag(head?.etag);
+      return false;
+    }
     throw new AppError('conflict', `${key} was written by someone else during the upload`);
   }
 
@@ -521,9 +596,9 @@ export class SnapshotUploader {
     const { store, agentId } = this.options;
     const sent = new Set(created);
     let removed = 0;
-    for (const plan of plans) {
-      if (plan.action.action !== 'upload') continue;
-      const key = fileKey(name, plan.file.path);
+    // The claim goes too (when it is this agent's): a name that is no longer being uploaded is free.
+    const keys = [...plans.filter((plan) => plan.action.action === 'upload').map((plan) => fileKey(name, plan.file.path)), claimKey(name)];
+    for (const key of keys) {
       try {
         if (!sent.has(key) && (await store.head(key))?.metadata[METADATA_AGENT] !== agentId) continue;
         await store.delete(key);
@@ -541,6 +616,8 @@ interface FilePlan {
   /** Undefined until its upload has read it: a file hashed on the way out (see streamedDigestFiles). */
   digest: FileDigest | undefined;
   action: FileAction;
+  /** The ETag of the object this upload verified at its key (sent, or found identical). */
+  storedEtag?: string;
 }
 
 type RemoteManifest = { etag: string; format: ManifestFormat } & ({ manifest: Manifest } | { manifest: undefined; unreadable: string });

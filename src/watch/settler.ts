@@ -85,6 +85,8 @@ export class Settler {
       if (this.tracked.get(name) !== tracked) return;
       this.tracked.delete(name);
       if (isAppError(error, 'snapshot_gone')) this.reportGone(name);
+      // A link or a special file where a snapshot would be: the same warning the sweep gives.
+      else if (isAppError(error, 'bad_input')) this.options.log.warn('skipping entry in backup directory', { entry: name, reason: error.message });
       else this.options.log.error('cannot read snapshot', { snapshot: name, error: describeError(error) });
       return;
     }

@@ -45,12 +45,16 @@ export class BackupWatcher {
         return name !== undefined && isIgnoredEntryName(name);
       },
     });
+    // With followSymlinks off, chokidar reports the links it finds during its initial scan as
+    // 'add' events despite ignoreInitial. What exists at start is the start sweep's to judge.
+    let ready = false;
     watcher.on('all', (_event, absolute) => {
       const name = topLevelName(absolute);
-      if (name !== undefined) this.options.onActivity(name);
+      if (ready && name !== undefined) this.options.onActivity(name);
     });
     watcher.on('error', (error) => this.options.log.error('watcher error', { error: describeError(error) }));
     await new Promise<void>((resolve) => watcher.once('ready', () => resolve()));
+    ready = true;
     this.watcher = watcher;
     this.running = true;
   }

@@ -26,6 +26,8 @@ export interface StartOptions {
   nodeArgs?: string[];
   /** In a process group of its own, so a test can signal it the way a terminal's Ctrl-C does. */
   detached?: boolean;
+  /** Run as this user and group (the test runs as root): file permissions then apply to the agent. */
+  runAs?: { uid: number; gid: number };
 }
 
 const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -61,6 +63,8 @@ export class AgentProcess {
       env,
       stdio: ['ignore', 'pipe', 'pipe'],
       detached: options.detached ?? false,
+      // libuv also drops the supplementary groups when it changes the user.
+      ...(options.runAs === undefined ? {} : { uid: options.runAs.uid, gid: options.runAs.gid }),
     });
     running.add(this);
     this.child.stdout?.setEncoding('utf8');
@@ -200,6 +204,11 @@ export class AgentProcess {
         // the group is gone already
       }
     } else this.child.kill(signal);
+  }
+
+  /** Everything the process wrote: log lines (re-serialized), other stdout lines and stderr. */
+  output(): string {
+    return [...this.logs.map((entry) => JSON.stringify(entry)), ...this.otherStdout, this.stderr].join('\n');
   }
 
   /** The last log lines and stderr, for failure messages. */

@@ -11,7 +11,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { expect } from 'vitest';
-import { buildManifest, MANIFEST_FILE_NAME, type Manifest } from '../../src/snapshot/manifest.js';
+import { buildManifest, CLAIM_FILE_NAME, MANIFEST_FILE_NAME, type Manifest } from '../../src/snapshot/manifest.js';
 import type { BackupFile } from './memory-service-sim.js';
 
 export interface RemoteListing {
@@ -27,6 +27,9 @@ export interface RemoteListing {
  * with their sizes; corrupted: complete by its manifest, but some bytes are not the expected ones.
  */
 export type SnapshotVerdict = 'verified' | 'missing' | 'incomplete' | 'partial-as-complete' | 'corrupted';
+
+/** What a snapshot should hold: its files, or (to keep long runs small) just their manifest. */
+export type ExpectedSnapshot = { kind: 'directory' | 'file'; files: readonly BackupFile[] } | { manifest: Manifest };
 
 export interface SnapshotAudit {
   name: string;
@@ -71,6 +74,8 @@ export class RemoteBucket {
     for (let page = 0; page < 100; page += 1) {
       const answer = await this.client.send(new ListObjectsV2Command({ Bucket: this.bucket, Prefix: keyPrefix, ContinuationToken: token }));
       for (const item of answer.Contents ?? []) {
+        // The claim memsync puts on a name before a multipart upload is bookkeeping, not snapshot content.
+        if ((item.Key ?? '').endsWith(`/${CLAIM_FILE_NAME}`)) continue;
         objects.push({ key: item.Key ?? '', etag: (item.ETag ?? '').replace(/"/g, ''), size: item.Size ?? 0, lastModifiedMs: item.LastModified?.getTime() ?? 0 });
       }
       token = answer.IsTruncated === true ? answer.NextContinuationToken : undefined;
@@ -127,7 +132,7 @@ export class RemoteBucket {
    * The verdict on one snapshot, never throwing on what it finds. With `expected`, complete
    * also means byte-identical to those files; without, consistent with its own manifest.
    */
-  async audit(name: string, expected?: { kind: 'directory' | 'file'; files: readonly BackupFile[] }, options: { readContent?: boolean } = {}): Promise<SnapshotAudit> {
+  async audit(name: string, expected?: ExpectedSnapshot, options: { readContent?: boolean } = {}): Promise<SnapshotAudit> {
     const base = `${this.prefix}${name}/`;
     const listed = await this.list(base);
     if (listed.length === 0) return { name, verdict: 'missing', problems: [] };
@@ -155,9 +160,57 @@ export class RemoteBucket {
       if (actual !== file.sha256) problems.push(`${file.path}: SHA-256 ${actual}, manifest says ${file.sha256}`);
     }
     if (expected !== undefined) {
-      const wanted = manifestFor(name, expected.kind, expected.files);
+      const wanted = 'manifest' in expected ? expected.manifest : manifestFor(name, expected.kind, expected.files);
       if (JSON.stringify(manifest) !== JSON.stringify(wanted)) problems.push('manifest differs from the expected content');
     }
     return { name, verdict: problems.length > 0 ? 'corrupted' : 'verified', problems };
+  }
+}
+
+export interface ObjectVersion {
+  etag: string;
+  size: number;
+  lastModifiedMs: number;
+}
+
+/**
+ * Every object a bucket listing ever showed, as first seen. An object listed later with another
+ * ETag or size was overwritten, one with only a later modification time written again with the
+ * same bytes; one no longer listed was deleted.
+ */
+export class ObjectLedger {
+  readonly firstSeen = new Map<string, ObjectVersion>();
+  readonly overwritten: string[] = [];
+  /** Written again with the same ETag and size (a later modification time): the bytes did not change. */
+  readonly rewritten: string[] = [];
+  /** Keys deleted and later written again with other content (by whoever wrote them). */
+  readonly recreated: string[] = [];
+  readonly deleted = new Set<string>();
+
+  constructor(private readonly ignore: (key: string) => boolean = () => false) {}
+
+  observe(listing: readonly RemoteListing[]): void {
+    const present = new Set<string>();
+    for (const object of listing) {
+      if (this.ignore(object.key)) continue;
+      present.add(object.key);
+      const seen = this.firstSeen.get(object.key);
+      const now = { etag: object.etag, size: object.size, lastModifiedMs: object.lastModifiedMs };
+      if (seen === undefined || this.deleted.has(object.key)) {
+        // Deleted and written again is a new object, not an overwrite of the old one.
+        if (seen !== undefined && (seen.etag !== now.etag || seen.size !== now.size)) this.recreated.push(object.key);
+        this.firstSeen.set(object.key, now);
+        this.deleted.delete(object.key);
+        continue;
+      }
+      if (seen.etag !== now.etag || seen.size !== now.size) {
+        this.overwritten.push(`${object.key}: ${seen.etag} (${seen.size} B) -> ${now.etag} (${now.size} B)`);
+        this.firstSeen.set(object.key, now);
+      } else if (seen.lastModifiedMs !== now.lastModifiedMs) {
+        this.rewritten.push(`${object.key}: written again at ${new Date(now.lastModifiedMs).toISOString()} (first ${new Date(seen.lastModifiedMs).toISOString()})`);
+        this.firstSeen.set(object.key, now);
+      }
+    }
+    for (const key of this.firstSeen.keys()) if (!present.has(key)) this.deleted.add(key);
   }
 }

@@ -73,6 +73,14 @@ describe('loadConfig', () => {
     expect(JSON.stringify(redactedConfig(config))).not.toContain('wJalr');
     expect(problemsOf({ ...enabled, CLOUD_SYNC_SECRET_KEY: 'x', CLOUD_SYNC_SECRET_KEY_FILE: file })).toContain('set either CLOUD_SYNC_SECRET_KEY or CLOUD_SYNC_SECRET_KEY_FILE, not both');
     expect(problemsOf({ ...enabled, CLOUD_SYNC_SECRET_KEY_FILE: path.join(dir, 'missing') })).toContain('a readable file holding the secret (ENOENT)');
+    // A bad value read from a file names the variable the operator actually set.
+    const badUrl = path.join(dir, 'notify-url');
+    await writeFile(badUrl, 'not a url\n');
+    expect(problemsOf({ ...enabled, CLOUD_SYNC_NOTIFY_URL_FILE: badUrl })).toContain(`(read from CLOUD_SYNC_NOTIFY_URL_FILE="${badUrl}"): expected an http:// or https:// URL`);
+  });
+
+  it('refuses a cron expression that never fires', () => {
+    expect(problemsOf({ ...enabled, CLOUD_SYNC_SCHEDULE: '0 0 31 2 *' })).toContain('CLOUD_SYNC_SCHEDULE="0 0 31 2 *": expected a cron expression that fires');
   });
 
   it('takes the stale multipart threshold in minutes, 60 by default', () => {

@@ -9,7 +9,7 @@ import { AppError } from '../../src/errors.js';
 import { MemoryRemoteStore, type MemoryStoreOptions } from '../../src/remote/memory-store.js';
 import { listRemoteIndex, type RemoteIndex } from '../../src/remote/remote-index.js';
 import type { CopyOptions } from '../../src/remote/store.js';
-import { MANIFEST_FILE_NAME, parseManifest } from '../../src/snapshot/manifest.js';
+import { CLAIM_FILE_NAME, MANIFEST_FILE_NAME, parseManifest } from '../../src/snapshot/manifest.js';
 import { statSnapshot } from '../../src/snapshot/scan.js';
 import { emptyHashCache, hashCacheSchema, type HashCacheDocument } from '../../src/state/hash-cache.js';
 import { PersistedJson } from '../../src/state/persisted.js';
@@ -127,7 +127,8 @@ describe('SnapshotUploader with server-side copy', () => {
     expect(two).toMatchObject({ bytesSent: sizeOf(second, 'config.json'), filesSent: 1, filesCopied: 3 });
     expect(two.bytesCopied).toBe(sizeOf(second, 'metadata.json', 'index.faiss', 'vectors/large.bin'));
     expect(two.bytesSent + two.bytesCopied).toBe(two.bytes);
-    expect(s.store.putLog.slice(putsBefore)).toEqual([`${S2}/config.json`, `${S2}/${MANIFEST_FILE_NAME}`]);
+    // The claim comes first: a large file is about to be written (here by copy).
+    expect(s.store.putLog.slice(putsBefore)).toEqual([`${S2}/${CLAIM_FILE_NAME}`, `${S2}/config.json`, `${S2}/${MANIFEST_FILE_NAME}`]);
     expect([...s.store.copyLog].sort()).toEqual([
       `${S1}/index.faiss -> ${S2}/index.faiss`,
       `${S1}/metadata.json -> ${S2}/metadata.json`,

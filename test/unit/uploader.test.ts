@@ -135,16 +135,18 @@ describe('SnapshotUploader', () => {
     expect(s.store.objects.get(`${NAME}/large.bin`)?.etag).toMatch(/-2$/);
     expect(s.store.objects.get(`${NAME}/config.json`)?.etag).toBe(md5Hex(files['config.json'] ?? Buffer.alloc(0)));
 
-    expect(s.store.putLog).toHaveLength(6);
+    // The claim on the name (a large file is sent in parts), the five files, the manifest last.
+    expect(s.store.putLog).toHaveLength(7);
+    expect(s.store.putLog[0]).toBe(`${NAME}/.memsync-claim`);
     expect(s.store.putLog.at(-1)).toBe(MANIFEST_KEY);
-    expect(new Set(s.store.putLog.slice(0, -1))).toEqual(new Set(Object.keys(files).map((p) => `${NAME}/${p}`)));
+    expect(new Set(s.store.putLog.slice(1, -1))).toEqual(new Set(Object.keys(files).map((p) => `${NAME}/${p}`)));
     const manifestBytes = storedBytes(s.store, MANIFEST_KEY);
     expect(manifestBytes?.equals(serializeManifest(outcome.manifest))).toBe(true);
     expect(parseManifest(manifestBytes ?? Buffer.alloc(0), NAME)).toEqual(outcome.manifest);
-    expect(keysUnder(s.store, NAME)).toHaveLength(6);
+    expect(keysUnder(s.store, NAME)).toHaveLength(7);
   });
 
-  it('sends a new snapshot with one listing, one PUT per file and two requests for the manifest: no HEAD per file', async () => {
+  it('sends a new snapshot with a listing before and after, one PUT per file and two requests for the manifest: no HEAD per file', async () => {
     const requests: string[] = [];
     class CountingStore extends MemoryRemoteStore {
       override listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
@@ -167,11 +169,13 @@ describe('SnapshotUploader', () => {
     expect((await upload(s)).outcome).toBe('uploaded');
 
     expect(requests[0]).toBe(`LIST ${NAME}/`);
-    expect(requests.filter((r) => r.startsWith('PUT ') && r !== `PUT ${MANIFEST_KEY}`)).toHaveLength(Object.keys(files).length);
+    // Plus one PUT claiming the name before large.bin goes up in parts.
+    expect(requests.filter((r) => r.startsWith('PUT ') && r !== `PUT ${MANIFEST_KEY}`)).toHaveLength(Object.keys(files).length + 1);
     // The only HEAD is the manifest's, just before it is written.
     expect(requests.filter((r) => r.startsWith('HEAD '))).toEqual([`HEAD ${MANIFEST_KEY}`]);
-    expect(requests.slice(-2)).toEqual([`HEAD ${MANIFEST_KEY}`, `PUT ${MANIFEST_KEY}`]);
-    expect(requests).toHaveLength(Object.keys(files).length + 3);
+    // The second listing checks nobody replaced an object before the manifest makes the snapshot complete.
+    expect(requests.slice(-3)).toEqual([`LIST ${NAME}/`, `HEAD ${MANIFEST_KEY}`, `PUT ${MANIFEST_KEY}`]);
+    expect(requests).toHaveLength(Object.keys(files).length + 5);
 
     // Where the store is known to refuse a conditional PUT over an existing key, that PUT is the check: no HEAD at all.
     requests.length = 0;
@@ -179,7 +183,7 @@ describe('SnapshotUploader', () => {
     await writeSnapshot(honouring.backupDir, NAME, files);
     expect((await upload(honouring)).outcome).toBe('uploaded');
     expect(requests.filter((r) => r.startsWith('HEAD '))).toEqual([]);
-    expect(requests).toHaveLength(Object.keys(files).length + 2);
+    expect(requests).toHaveLength(Object.keys(files).length + 4);
   });
 
   it('reports each failed attempt it retries (an outage shows before the retries run out)', async () => {
@@ -360,6 +364,47 @@ describe('SnapshotUploader', () => {
     expect(store.putLog.filter((key) => key === corrupted)).toHaveLength(2);
     expect(store.objects.has(corrupted)).toBe(false);
     expect(store.objects.has(MANIFEST_KEY)).toBe(false);
+  });
+
+  it('refuses to write the manifest when another writer replaced an object during the upload, and deletes nothing', async () => {
+    const replacedKey = `${NAME}/config.json`;
+    let listings = 0;
+    /** The second listing (just before the manifest) finds config.json replaced, as a racing multipart completion would leave it. */
+    class RacingStore extends MemoryRemoteStore {
+      override listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
+        listings += 1;
+        if (listings === 2) {
+          const other = Buffer.from('{"written":"by another agent"}');
+          this.objects.set(replacedKey, { bytes: other, etag: md5Hex(other), metadata: { [METADATA_AGENT]: 'another-agent' }, lastModifiedMs: Date.now() });
+        }
+        return super.listObjects(keyPrefix);
+      }
+    }
+    const store = new RacingStore();
+    const s = await setup(store);
+    await writeSnapshot(s.backupDir, NAME, defaultFiles());
+
+    const outcome = await upload(s);
+
+    expect(outcome.outcome).toBe('conflict');
+    if (outcome.outcome !== 'conflict') return;
+    expect(outcome.conflict.files.map((f) => f.path)).toEqual(['config.json']);
+    expect(store.objects.has(MANIFEST_KEY)).toBe(false);
+    expect(store.objects.get(replacedKey)?.metadata[METADATA_AGENT]).toBe('another-agent');
+  });
+
+  it('sends nothing while another agent holds the claim on the name of a snapshot with large files', async () => {
+    const store = new MemoryRemoteStore();
+    const claim = Buffer.from('{"agent":"another-agent"}');
+    store.objects.set(`${NAME}/.memsync-claim`, { bytes: claim, etag: md5Hex(claim), metadata: { [METADATA_AGENT]: 'another-agent' }, lastModifiedMs: Date.now() });
+    const s = await setup(store);
+    await writeSnapshot(s.backupDir, NAME, { ...defaultFiles(), 'large.bin': randomBytes(9 * MIB) });
+
+    const error = await rejection(upload(s));
+
+    expect(isAppError(error, 'conflict')).toBe(true);
+    expect(String((error as Error).message)).toMatch(/being uploaded by another memsync \(agent another-agent\)/);
+    expect(store.putLog).toEqual([]);
   });
 
   it('uploads a single-file snapshot to NAME/NAME with a file manifest', async () => {
