@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
 import { Metrics, type MetricsSource } from '../../src/metrics.js';
 import { freshAgentState, type Counters } from '../../src/state/agent-state.js';
@@ -148,6 +149,9 @@ describe('Metrics', () => {
     const first = new Metrics({ enabled: true });
     const second = new Metrics({ enabled: true });
     first.uploadFailed('integrity');
+    // Process CPU is counted from the registry's creation, in whole scheduler ticks: spend some, so it cannot read 0.
+    const until = process.hrtime.bigint() + 50_000_000n;
+    while (process.hrtime.bigint() < until) createHash('sha256').update('tick').digest();
     const [a, b] = [await scrape(first), await scrape(second)];
     expect(sampleValue(a, 'memsync_upload_failures_total', { reason: 'integrity' })).toBe(1);
     expect(sampleValue(b, 'memsync_upload_failures_total', { reason: 'integrity' })).toBe(0);
