@@ -145,9 +145,10 @@ export class Agent {
       ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
       ...(options.conditionalWritesHonoured === undefined ? {} : { conditionalWritesHonoured: options.conditionalWritesHonoured }),
     });
-    // A snapshot's own requests (listing, manifest) are round trips that wait on the server, not
-    // file transfers: more snapshots in preparation than file slots keeps those slots busy.
-    this.jobs = new UploadJobs({ uploader: this.uploader, snapshotConcurrency: Math.max(4, options.concurrency * 4) });
+    // As many snapshots in preparation as file slots: more would keep the slots busier during a
+    // burst, but after an outage every prepared snapshot resumes at once, in whatever order the
+    // server answers, and the newest-first order of the backlog is lost.
+    this.jobs = new UploadJobs({ uploader: this.uploader, snapshotConcurrency: Math.max(2, options.concurrency) });
     this.settler = new Settler({
       backupDir: options.backupDir,
       settleMs: options.settleMs,
