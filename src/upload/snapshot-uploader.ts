@@ -177,8 +177,9 @@ export class SnapshotUploader {
 
     const progress: UploadProgress = { snapshot: stat.name, totalBytes: stat.files.reduce((sum, f) => sum + f.size, 0), sentBytes: 0, files: plans.length, filesDone: 0, startedAtMs };
     const created: string[] = [];
-    if (plans.some((plan) => plan.action.action === 'upload' && this.sendsInParts(plan.file.size))) await this.claim(stat.name, listed, signal);
     try {
+      // Inside the try: a claim cancelled by a prune ends as snapshot_gone and is removed with the rest.
+      if (plans.some((plan) => plan.action.action === 'upload' && this.sendsInParts(plan.file.size))) await this.claim(stat.name, listed, signal);
       const copySources = await this.copySources(stat.name, plans, signal);
       let bytesSent = 0;
       let filesSent = 0;
