@@ -73,9 +73,14 @@ export function remoteNewerThan(index: RemoteIndex, latestLocalMs: number | unde
     .sort(compareNewestFirst);
 }
 
+/** Every object under `keyPrefix`, all pages collected (for listings whose size is bounded by what memsync keeps). */
+export async function listAllObjects(store: RemoteStore, keyPrefix: string): Promise<RemoteObject[]> {
+  const all: RemoteObject[] = [];
+  for await (const page of store.listObjects(keyPrefix)) all.push(...page);
+  return all;
+}
+
 /** Lists the whole prefix page by page; ~1,000 keys a request, so 30,000 objects are 30 requests. */
 export async function listRemoteIndex(store: RemoteStore, nowMs: () => number): Promise<RemoteIndex> {
-  const all: RemoteObject[] = [];
-  for await (const page of store.listObjects('')) all.push(...page);
-  return buildRemoteIndex(all, nowMs());
+  return buildRemoteIndex(await listAllObjects(store, ''), nowMs());
 }

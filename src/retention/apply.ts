@@ -1,6 +1,6 @@
 import { AppError, describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { RemoteIndex } from '../remote/remote-index.js';
+import { listAllObjects, type RemoteIndex } from '../remote/remote-index.js';
 import type { RemoteStore } from '../remote/store.js';
 import { manifestFormatOf } from '../snapshot/manifest-codec.js';
 import { decideRetention, formatPolicy, type DeletedSnapshot, type ProtectionReason, type RetentionPolicy } from './policy.js';
@@ -170,8 +170,6 @@ export class RetentionRunner {
   }
 
   private async keysOf(name: string): Promise<string[]> {
-    const keys: string[] = [];
-    for await (const page of this.options.store.listObjects(`${name}/`)) for (const object of page) keys.push(object.key);
-    return keys;
+    return (await listAllObjects(this.options.store, `${name}/`)).map((object) => object.key);
   }
 }

@@ -17,7 +17,7 @@ import { lookupDigest, storeDigest, type HashCacheDocument } from '../state/hash
 import type { PersistedJson } from '../state/persisted.js';
 import { decideSnapshot, METADATA_AGENT, METADATA_CONTENT_TAG, METADATA_SHA256, planEncryptedFile, planFile, sameEncryptedContent, verifyStored, type FileAction } from './plan.js';
 import { withRetry, type RetryPolicy } from '../retry.js';
-import type { RemoteIndex } from '../remote/remote-index.js';
+import { listAllObjects, type RemoteIndex } from '../remote/remote-index.js';
 import type { CopySource } from './copy-plan.js';
 import { ServerSideCopier } from './server-side-copy.js';
 
@@ -366,9 +366,7 @@ export class SnapshotUploader {
 
   /** The snapshot's objects by key (relative to the prefix), from one paginated listing. */
   private async listSnapshot(name: string): Promise<Map<string, RemoteObject>> {
-    const objects = new Map<string, RemoteObject>();
-    for await (const page of this.options.store.listObjects(`${name}/`)) for (const object of page) objects.set(object.key, object);
-    return objects;
+    return new Map((await listAllObjects(this.options.store, `${name}/`)).map((object) => [object.key, object]));
   }
 
   private async planFiles(stat: SnapshotStat, digests: Map<string, FileDigest>, signal: AbortSignal, listed: Map<string, RemoteObject>): Promise<FilePlan[]> {
