@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
 import { PartHasher } from '../snapshot/digest.js';
-import type { BodySource, CopyOptions, MultipartUpload, PutOptions, RemoteHead, RemoteObject, RemoteStore } from './store.js';
+import { isFileBody, type BodySource, type CopyOptions, type FileBody, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
 
 interface StoredObject {
   bytes: Buffer;
@@ -78,7 +78,7 @@ export class MemoryRemoteStore implements RemoteStore {
       throw new AppError('conflict', `upload ${key}: PreconditionFailed (HTTP 412)`);
     }
     const source = body();
-    const received = Buffer.isBuffer(source) ? source : await collect(source);
+    const received = Buffer.isBuffer(source) ? source : isFileBody(source) ? await readFileBody(key, source, options) : await collect(source);
     if (options.md5Hex !== undefined && createHash('md5').update(received).digest('hex') !== options.md5Hex) {
       throw new AppError('integrity', `upload ${key}: BadDigest (HTTP 400)`);
     }
@@ -149,6 +149,20 @@ export class MemoryRemoteStore implements RemoteStore {
   }
 
   close(): void {}
+}
+
+/** As the S3 store reads a file: part by part, each shown to onPart and checked against the MD5 it returns. */
+async function readFileBody(key: string, body: FileBody, options: PutOptions): Promise<Buffer> {
+  const bytes = Buffer.alloc(options.sizeBytes);
+  const partSize = options.partSizeBytes ?? Math.max(1, options.sizeBytes);
+  for (let offset = 0; offset < options.sizeBytes; offset += partSize) {
+    const part = bytes.subarray(offset, Math.min(options.sizeBytes, offset + partSize));
+    if (options.signal?.aborted === true) throw new AppError('cancelled', `upload ${key}: aborted`);
+    await body.read(part, offset);
+    const md5 = options.partSizeBytes === undefined ? undefined : options.onPart?.(part);
+    if (md5 !== undefined && !md5.equals(createHash('md5').update(part).digest())) throw new AppError('integrity', `upload ${key}: BadDigest (HTTP 400)`);
+  }
+  return bytes;
 }
 
 async function collect(stream: Readable): Promise<Buffer> {

@@ -11,10 +11,12 @@ import {
   S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import type { BuildMiddleware, MetadataBearer } from '@aws-sdk/types';
 import { AppError } from '../errors.js';
 import { copyS3Object } from './s3-copy.js';
 import { isNotFound, translateS3Error } from './s3-errors.js';
-import { CANCEL_GRACE_MS, type BodySource, type CopyOptions, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
+import { uploadFileInParts } from './s3-file-parts.js';
+import { CANCEL_GRACE_MS, isFileBody, type BodySource, type FileBody, type CopyOptions, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -31,6 +33,22 @@ export interface S3StoreOptions {
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
+
+/** Writes whose bodies memsync checks itself; see unsignedPayload. */
+const SELF_CHECKED_WRITES = new Set(['PutObjectCommand', 'UploadPartCommand']);
+
+/**
+ * Over plain HTTP the SDK signs a SHA-256 of every in-memory body (each multipart part is one),
+ * a hash pass over every byte uploaded that costs as much CPU as memsync's own SHA-256. memsync
+ * checks those writes itself (Content-MD5 on single PUTs, the ETag of the parts' MD5s after a
+ * multipart upload, the manifest's SHA-256 on restore), so the body goes unsigned, as streamed
+ * bodies already do. The headers stay signed.
+ */
+const unsignedPayload: BuildMiddleware<object, MetadataBearer> = (next, context) => async (args) => {
+  const request = args.request as { headers?: Record<string, string> };
+  if (SELF_CHECKED_WRITES.has(context.commandName ?? '') && request.headers !== undefined) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+  return next(args);
+};
 /** No byte either way for this long: the request failed (retryable). S3 answers or sends keep-alive whitespace well within it. */
 const IDLE_SOCKET_TIMEOUT_MS = 30_000;
 
@@ -59,6 +77,7 @@ export class S3RemoteStore implements RemoteStore {
       // time, not total time: a large part keeps the socket busy for as long as it takes.
       requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, socketTimeout: options.idleTimeoutMs ?? IDLE_SOCKET_TIMEOUT_MS },
     });
+    this.client.middlewareStack.add(unsignedPayload, { step: 'build', name: 'memsyncUnsignedPayload' });
   }
 
   useConditionalWrites(enabled: boolean): void {
@@ -127,11 +146,14 @@ export class S3RemoteStore implements RemoteStore {
   }
 
   private async putSingle(fullKey: string, body: BodySource, options: PutOptions): Promise<void> {
+    const source = body();
+    // Single PUTs are at most the multipart threshold: a file given as a FileBody is read whole.
+    const payload = isFileBody(source) ? await readWhole(source, options.sizeBytes) : source;
     const answer = await this.client.send(
       new PutObjectCommand({
         Bucket: this.options.bucket,
         Key: fullKey,
-        Body: body(),
+        Body: payload,
         ContentLength: options.sizeBytes,
         ContentMD5: options.md5Hex === undefined ? undefined : Buffer.from(options.md5Hex, 'hex').toString('base64'),
         IfNoneMatch: options.ifNoneMatch && this.conditionalWrites ? '*' : undefined,
@@ -143,7 +165,22 @@ export class S3RemoteStore implements RemoteStore {
     options.onStored?.(answer.ETag);
   }
 
+  private async putMultipart(fullKey: string, body: BodySource, partSizeBytes: number, options: PutOptions): Promise<void> {
+    if (options.signal?.aborted === true) throw new AppError('cancelled', `upload ${fullKey}: aborted`);
+    const source = body();
+    if (isFileBody(source)) {
+      const context = { client: this.client, bucket: this.options.bucket, partsInFlight: this.options.partsInFlight, ifNoneMatch: options.ifNoneMatch && this.conditionalWrites };
+      const etag = await uploadFileInParts(context, fullKey, source, partSizeBytes, options);
+      // Some servers (Ceph RGW) complete without an ETag: the caller then asks with HEAD.
+      options.onStored?.(etag === undefined || etag === '' ? undefined : etag);
+      return;
+    }
+    await this.putStreamInParts(fullKey, source, partSizeBytes, options);
+  }
+
   /**
+   * A stream (an encrypted body) through lib-storage.
+   *
    * Cancelling a multipart upload has to end with AbortMultipartUpload sent, or its parts stay
    * billed on the server. lib-storage's own abort makes done() reject at once and sends that
    * request later in the background, which a process on its way out never gets to. So memsync
@@ -151,10 +188,8 @@ export class S3RemoteStore implements RemoteStore {
    * in flight finish, aborts the upload and only then rejects. Parts in flight over a slow link
    * could hold that up, so after a grace period the upload is cut short and aborted here.
    */
-  private async putMultipart(fullKey: string, body: BodySource, partSizeBytes: number, options: PutOptions): Promise<void> {
-    if (options.signal?.aborted === true) throw new AppError('cancelled', `upload ${fullKey}: aborted`);
+  private async putStreamInParts(fullKey: string, source: Readable | Buffer, partSizeBytes: number, options: PutOptions): Promise<void> {
     const abortController = new AbortController();
-    const source = body();
     const upload = new Upload({
       client: this.client,
       params: {
@@ -269,6 +304,12 @@ export class S3RemoteStore implements RemoteStore {
   close(): void {
     this.client.destroy();
   }
+}
+
+async function readWhole(body: FileBody, sizeBytes: number): Promise<Buffer> {
+  const bytes = Buffer.allocUnsafe(sizeBytes);
+  await body.read(bytes, 0);
+  return bytes;
 }
 
 function lowerCaseKeys(record: Record<string, string>): Record<string, string> {

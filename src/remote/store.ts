@@ -37,6 +37,12 @@ export interface PutOptions {
    * when it gave one: its own account of what it stored, so no HEAD is needed to check it.
    */
   onStored?: (etag: string | undefined) => void;
+  /**
+   * Multipart uploads of a FileBody: shown each part's bytes in order, before it is sent (a digest
+   * of the whole file is taken on the way). It may return the part's raw MD5, which is then sent
+   * as Content-MD5, so the server checks every part as it arrives.
+   */
+  onPart?: (part: Buffer) => Buffer | undefined;
 }
 
 export interface CopyOptions {
@@ -60,7 +66,22 @@ export interface MultipartUpload {
   initiatedMs: number;
 }
 
-export type BodySource = () => Readable | Buffer;
+/**
+ * A local file as an upload body, read at any offset. A multipart upload then reads each part
+ * straight into a buffer it reuses for the whole file: memory stays at the parts in flight, and
+ * no byte is copied into part buffers or left for the garbage collector. `read` fills `target`
+ * from `position` on, or throws (a file that ends early changed under the upload).
+ */
+export interface FileBody {
+  readonly kind: 'file';
+  read(target: Buffer, position: number): Promise<void>;
+}
+
+export type BodySource = () => Readable | Buffer | FileBody;
+
+export function isFileBody(body: Readable | Buffer | FileBody): body is FileBody {
+  return !Buffer.isBuffer(body) && (body as Partial<FileBody>).kind === 'file';
+}
 
 /**
  * How long a cancelled upload may take to wind down (parts in flight, then the abort request)

@@ -16,6 +16,10 @@ const MIN_PART_BYTES = 8 * MIB;
 export interface FileDigest {
   size: number;
   sha256: string;
+  /**
+   * MD5 of the whole file; '' when not computed: a multipart file hashed while it is sent
+   * needs only its part MD5s (its ETag), and a whole-file MD5 would be a third pass of hashing.
+   */
   md5: string;
   /** The ETag S3 computes: the MD5 for a single PUT, md5-of-part-md5s-N for multipart. */
   etag: string;
@@ -43,6 +47,11 @@ export function multipartEtag(partMd5s: readonly Buffer[]): string {
   const outer = createHash('md5');
   for (const digest of partMd5s) outer.update(digest);
   return `${outer.digest('hex')}-${partMd5s.length}`;
+}
+
+/** Whether an object with `etag` holds the bytes `local` was computed from: its multipart ETag, or (where known) its plain MD5. */
+export function producesEtag(local: FileDigest, etag: string): boolean {
+  return etag !== '' && (etag === local.etag || etag === local.md5);
 }
 
 /** ETags come quoted from S3 and sometimes from proxies in other cases. */
@@ -76,6 +85,17 @@ export class PartHasher {
     }
   }
 
+  /**
+   * One whole part (the last may be shorter), for callers that feed the stream part by part;
+   * returns its raw MD5 (a multipart upload's Content-MD5 for that part).
+   */
+  addPart(part: Buffer): Buffer {
+    if (this.inPart !== 0) throw new Error('PartHasher.addPart after a partial update');
+    const digest = createHash('md5').update(part).digest();
+    this.parts.push(digest);
+    return digest;
+  }
+
   etag(): string {
     const parts = this.inPart > 0 || this.parts.length === 0 ? [...this.parts, this.current.digest()] : this.parts;
     return multipartEtag(parts);
@@ -88,7 +108,7 @@ export class PartHasher {
  */
 export class DigestAccumulator {
   private readonly sha256: Hash | undefined;
-  private readonly md5 = createHash('md5');
+  private readonly md5: Hash | undefined;
   private readonly parts: PartHasher | undefined;
   private bytes = 0;
 
@@ -96,8 +116,11 @@ export class DigestAccumulator {
     private readonly partSizeBytes: number,
     private readonly multipart: boolean,
     withSha256 = true,
+    /** Without it a multipart stream's `md5` is '' (a single PUT always needs it: it is that object's ETag). */
+    withWholeMd5 = true,
   ) {
     this.sha256 = withSha256 ? createHash('sha256') : undefined;
+    this.md5 = withWholeMd5 || !multipart ? createHash('md5') : undefined;
     this.parts = multipart ? new PartHasher(partSizeBytes) : undefined;
   }
 
@@ -107,21 +130,29 @@ export class DigestAccumulator {
 
   update(chunk: Buffer): void {
     this.sha256?.update(chunk);
-    this.md5.update(chunk);
+    this.md5?.update(chunk);
     this.parts?.update(chunk);
     this.bytes += chunk.length;
   }
 
+  /** One whole part of the upload's layout; returns its raw MD5 when the upload is multipart. */
+  addPart(part: Buffer): Buffer | undefined {
+    this.sha256?.update(part);
+    this.md5?.update(part);
+    this.bytes += part.length;
+    return this.parts?.addPart(part);
+  }
+
   /** Call once, after the last chunk. `sha256` is '' when it was not asked for. */
   digest(): FileDigest {
-    const md5 = this.md5.digest('hex');
+    const md5 = this.md5?.digest('hex') ?? '';
     return { size: this.bytes, sha256: this.sha256?.digest('hex') ?? '', md5, etag: this.parts?.etag() ?? md5, partSizeBytes: this.partSizeBytes, multipart: this.multipart };
   }
 }
 
 /** The digests of a file of `sizeBytes` uploaded with memsync's part layout, as they accumulate. */
-export function fileDigestAccumulator(sizeBytes: number, multipartThresholdBytes: number): DigestAccumulator {
-  return new DigestAccumulator(partSizeFor(sizeBytes), usesMultipart(sizeBytes, multipartThresholdBytes));
+export function fileDigestAccumulator(sizeBytes: number, multipartThresholdBytes: number, options: { wholeMd5: boolean } = { wholeMd5: true }): DigestAccumulator {
+  return new DigestAccumulator(partSizeFor(sizeBytes), usesMultipart(sizeBytes, multipartThresholdBytes), true, options.wholeMd5);
 }
 
 /**

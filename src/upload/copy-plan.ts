@@ -1,7 +1,7 @@
 import type { AppError } from '../errors.js';
 import type { RemoteHead } from '../remote/store.js';
 import type { RemoteIndex } from '../remote/remote-index.js';
-import { normalizeEtag, type FileDigest } from '../snapshot/digest.js';
+import { normalizeEtag, producesEtag, type FileDigest } from '../snapshot/digest.js';
 import { fileKey, type Manifest } from '../snapshot/manifest.js';
 import { compareNewestFirst } from '../snapshot/naming.js';
 import { METADATA_AGENT, METADATA_SHA256 } from './plan.js';
@@ -59,11 +59,6 @@ export function selectCopySources(file: { path: string; size: number; sha256: st
   return candidates.map(({ snapshot, key, path }) => ({ snapshot, key, path }));
 }
 
-/** The ETags an object with the local file's bytes can have: the plain MD5, or the multipart ETag of memsync's part size. */
-function acceptableEtags(local: FileDigest): Set<string> {
-  return new Set([local.md5, local.etag]);
-}
-
 /**
  * Whether a source object still holds the local file's bytes. A manifest says what a snapshot
  * held when it was written; since then retention may have deleted it or someone replaced it.
@@ -73,7 +68,7 @@ export function checkCopySource(local: FileDigest, head: RemoteHead | undefined)
   if (head === undefined) return 'source gone';
   if (head.size !== local.size) return `source has ${head.size} bytes, local file ${local.size}`;
   const etag = normalizeEtag(head.etag);
-  if (!acceptableEtags(local).has(etag)) return `source ETag ${etag || '(empty)'} is not one of the local file's`;
+  if (!producesEtag(local, etag)) return `source ETag ${etag || '(empty)'} is not one of the local file's`;
   return undefined;
 }
 
@@ -87,14 +82,18 @@ export function verifyCopy(local: FileDigest, agentId: string, stored: RemoteHea
   if (stored === undefined) return 'object missing after copy';
   if (stored.size !== local.size) return `copy has ${stored.size} bytes, expected ${local.size}`;
   const etag = normalizeEtag(stored.etag);
-  if (!acceptableEtags(local).has(etag)) return `copy's ETag ${etag || '(empty)'} is neither ${local.md5} nor ${local.etag}`;
+  if (!producesEtag(local, etag)) return `copy's ETag ${etag || '(empty)'} is neither ${local.md5 || '(MD5 not computed)'} nor ${local.etag}`;
   if (stored.metadata[METADATA_AGENT] !== agentId || stored.metadata[METADATA_SHA256] !== local.sha256) return 'copy did not get memsync metadata (MetadataDirective REPLACE ignored)';
   return undefined;
 }
 
-/** The part size of a copy: one request up to S3's limit, memsync's own part size above it (so the ETag is predicted). */
+/**
+ * The part size of a copy: one request up to S3's limit, memsync's own part size above it (so
+ * the ETag is predicted). Also in parts when the whole-file MD5 was never computed: a copy in
+ * one request may get that MD5 as its ETag (AWS S3), which then could not be checked.
+ */
 export function copyPartSize(local: FileDigest): number | undefined {
-  return local.size > MAX_SINGLE_COPY_BYTES ? local.partSizeBytes : undefined;
+  return local.size > MAX_SINGLE_COPY_BYTES || (local.md5 === '' && local.multipart) ? local.partSizeBytes : undefined;
 }
 
 /**

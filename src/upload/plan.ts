@@ -1,4 +1,4 @@
-import { normalizeEtag, type FileDigest } from '../snapshot/digest.js';
+import { normalizeEtag, producesEtag, type FileDigest } from '../snapshot/digest.js';
 import { sameContent, type Manifest } from '../snapshot/manifest.js';
 import type { RemoteHead } from '../remote/store.js';
 
@@ -51,7 +51,7 @@ export function verifyStored(local: FileDigest, stored: RemoteHead | undefined):
   if (stored.size !== local.size) return `stored ${stored.size} bytes, sent ${local.size}`;
   const etag = normalizeEtag(stored.etag);
   // Some servers report the whole object's MD5 for a multipart upload too: that proves as much.
-  if (etag !== local.etag && etag !== local.md5) return `stored ETag ${etag || '(empty)'}, expected ${local.etag}`;
+  if (!producesEtag(local, etag)) return `stored ETag ${etag || '(empty)'}, expected ${local.etag}`;
   return undefined;
 }
 

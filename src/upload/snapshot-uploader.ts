@@ -6,8 +6,8 @@ import type PQueue from 'p-queue';
 import { AppError, describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { readBody, sha256OfBody } from '../remote/body.js';
-import type { RemoteObject, RemoteStore } from '../remote/store.js';
-import { digestFile, fileDigestAccumulator, normalizeEtag, partSizeFor, usesMultipart, type DigestAccumulator, type FileDigest } from '../snapshot/digest.js';
+import type { FileBody, RemoteObject, RemoteStore } from '../remote/store.js';
+import { digestFile, fileDigestAccumulator, normalizeEtag, partSizeFor, producesEtag, usesMultipart, type DigestAccumulator, type FileDigest } from '../snapshot/digest.js';
 import { buildManifest, claimKey, diffManifests, fileKey, manifestDigest, type FileDifference, type Manifest } from '../snapshot/manifest.js';
 import { decodeManifest, manifestKeyFor, plainManifestCodec, type ManifestCodec, type ManifestFormat } from '../snapshot/manifest-codec.js';
 import type { Encryption } from '../crypto/encryption.js';
@@ -288,7 +288,7 @@ export class SnapshotUploader {
         const etag = normalizeEtag(object.etag);
         if (plan.storedEtag !== undefined) return etag !== plan.storedEtag;
         // Created by a server-side copy: its ETag is one the local bytes produce.
-        return plan.digest === undefined || (etag !== plan.digest.md5 && etag !== plan.digest.etag);
+        return plan.digest === undefined || !producesEtag(plan.digest, etag);
       })
       .map((plan) => plan.file.path);
   }
@@ -449,15 +449,19 @@ export class SnapshotUploader {
       // The digests of what this attempt sends, when they are not known before: an encrypted
       // body's (known once the ciphertext has streamed out), or a file hashed on the way.
       const attempt: { sent: DigestAccumulator | undefined; storedEtag: string | undefined } = { sent: undefined, storedEtag: undefined };
-      const body = (): Readable => {
+      const body = (): Readable | FileBody => {
         if (encryption !== undefined && sealed !== undefined) {
           attempt.sent = ciphertextDigest(sealed);
           return encryptedBody(readFrom(file, size), encryption.writeKey, attempt.sent);
         }
-        if (known !== undefined) return readFrom(file, size);
-        attempt.sent = fileDigestAccumulator(size, multipartThresholdBytes);
-        return digestedBody(readFrom(file, size), attempt.sent);
+        if (known !== undefined) return multipart ? fileBody(file, absolute) : readFrom(file, size);
+        // Not digested yet (a large new file): digested as it is read, one pass over the file.
+        // In parts, its ETag is the parts' MD5s, each sent as that part's Content-MD5; an MD5 of
+        // the whole file would cost as much CPU again (later server-side copies go in parts).
+        attempt.sent = fileDigestAccumulator(size, multipartThresholdBytes, { wholeMd5: !multipart });
+        return multipart ? fileBody(file, absolute) : digestedBody(readFrom(file, size), attempt.sent);
       };
+      const onPart = (part: Buffer): Buffer | undefined => (sealed === undefined ? attempt.sent?.addPart(part) : undefined);
       try {
         await store.put(key, body, {
           sizeBytes: sealed?.sizeBytes ?? size,
@@ -472,6 +476,7 @@ export class SnapshotUploader {
           // upload is cancelled instead: it stores nothing until completed.
           signal: multipart ? signal : undefined,
           onProgress: reportProgress,
+          onPart,
           onStored: (etag) => {
             attempt.storedEtag = etag === '' ? undefined : etag;
           },
@@ -642,6 +647,20 @@ function cancelledOr(error: unknown, signal: AbortSignal): AppError {
  * the stream (closed by the caller), and a read error after the store gave up on the stream
  * must not become an unhandled 'error' event: the store reports failures through put().
  */
+/** The file for a multipart upload, read part by part at its offsets; a file that ends early changed since it was settled. */
+function fileBody(file: FileHandle, absolute: string): FileBody {
+  return {
+    kind: 'file',
+    async read(target: Buffer, position: number): Promise<void> {
+      for (let filled = 0; filled < target.length; ) {
+        const { bytesRead } = await file.read(target, filled, target.length - filled, position + filled);
+        if (bytesRead === 0) throw new AppError('snapshot_gone', `${absolute} ended at byte ${position + filled} while being sent`);
+        filled += bytesRead;
+      }
+    },
+  };
+}
+
 function readFrom(file: FileHandle, sizeBytes: number): Readable {
   // An explicit end: lib-storage sizes a stream by its start and end, and counts parts by that.
   const stream = file.createReadStream({ start: 0, end: sizeBytes > 0 ? sizeBytes - 1 : undefined, highWaterMark: 1024 * 1024, autoClose: false });

@@ -68,6 +68,17 @@ function streamOf(bytes: Buffer): BodySource {
   };
 }
 
+/** A FileBody over bytes in memory, as a local file would be read. */
+function fileBodyOf(bytes: Buffer): BodySource {
+  return () => ({
+    kind: 'file',
+    read: async (target, position) => {
+      if (position + target.length > bytes.length) throw new Error('read past the end');
+      bytes.copy(target, 0, position, position + target.length);
+    },
+  });
+}
+
 async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of stream as AsyncIterable<Buffer>) chunks.push(Buffer.from(chunk));
@@ -158,6 +169,90 @@ export function remoteStoreContract(name: string, capabilities: ContractCapabili
       expect(Math.max(...progress)).toBe(bytes.length);
       const listed = (await listAll(store, key)).objects;
       expect(listed.map((o) => [o.key, o.size, normalizeEtag(o.etag)])).toEqual([[key, bytes.length, etag]]);
+    });
+
+    it('multipart upload of a FileBody: parts read at their offsets and shown to onPart in order, each sent with its Content-MD5', async () => {
+      const key = `${ns('file-parts')}index.faiss`;
+      const bytes = randomBytes(3 * PART_BYTES + 4321); // 4 parts, the last one short
+      const expected = new PartHasher(PART_BYTES);
+      expected.update(bytes);
+      const seen: Buffer[] = [];
+      const progress: number[] = [];
+      await store.put(key, fileBodyOf(bytes), {
+        ...putOptions(bytes, { md5Hex: undefined, partSizeBytes: PART_BYTES, onProgress: (loaded) => progress.push(loaded) }),
+        onPart: (part) => {
+          seen.push(Buffer.from(part));
+          return createHash('md5').update(part).digest();
+        },
+      });
+      expect(Buffer.concat(seen).equals(bytes)).toBe(true);
+      expect(seen.map((part) => part.length)).toEqual([PART_BYTES, PART_BYTES, PART_BYTES, 4321]);
+      const head = await store.head(key);
+      expect(head?.size).toBe(bytes.length);
+      expect([expected.etag(), md5Hex(bytes)]).toContain(normalizeEtag(head?.etag));
+      expect(sha256Hex(await readAll(await store.get(key)))).toBe(sha256Hex(bytes));
+      expect(Math.max(...progress)).toBe(bytes.length);
+    });
+
+    it.skipIf(!capabilities.contentMd5Check)('a FileBody part that does not match the MD5 onPart gave is refused as AppError integrity; nothing is stored or left unfinished', async () => {
+      const base = ns('file-parts-corrupt');
+      const key = `${base}index.faiss`;
+      const bytes = randomBytes(2 * PART_BYTES + 99);
+      let partNumber = 0;
+      const error = await appErrorOf(
+        store.put(key, fileBodyOf(bytes), {
+          ...putOptions(bytes, { md5Hex: undefined, partSizeBytes: PART_BYTES }),
+          onPart: (part) => {
+            partNumber += 1;
+            const digest = createHash('md5').update(part).digest();
+            if (partNumber === 2) digest[0] = (digest[0] ?? 0) ^ 0xff; // as if the part changed between hash and send
+            return digest;
+          },
+        }),
+      );
+      expect(error.kind).toBe('integrity');
+      expect(await store.head(key)).toBeUndefined();
+      if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
+    });
+
+    it('a FileBody whose read fails part-way: that error surfaces as it is; nothing is stored or left unfinished', async () => {
+      const base = ns('file-parts-read-error');
+      const key = `${base}index.faiss`;
+      const bytes = randomBytes(3 * PART_BYTES);
+      const readError = new AppError('snapshot_gone', 'index.faiss ended early');
+      const body: BodySource = () => ({
+        kind: 'file',
+        read: async (target, position) => {
+          if (position >= 2 * PART_BYTES) throw readError;
+          bytes.copy(target, 0, position, position + target.length);
+        },
+      });
+      const error = await appErrorOf(store.put(key, body, putOptions(bytes, { md5Hex: undefined, partSizeBytes: PART_BYTES })));
+      expect(error).toBe(readError);
+      expect(await store.head(key)).toBeUndefined();
+      if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
+    });
+
+    it('a FileBody upload cancelled part-way fails with AppError cancelled; nothing is stored or left unfinished', async () => {
+      const base = ns('file-parts-cancel');
+      const key = `${base}index.faiss`;
+      const bytes = randomBytes(4 * PART_BYTES);
+      const cancel = new AbortController();
+      let parts = 0;
+      const error = await appErrorOf(
+        store.put(key, fileBodyOf(bytes), {
+          ...putOptions(bytes, { md5Hex: undefined, partSizeBytes: PART_BYTES, signal: cancel.signal }),
+          onPart: () => {
+            parts += 1;
+            if (parts === 2) cancel.abort();
+            return undefined;
+          },
+        }),
+      );
+      expect(error.kind).toBe('cancelled');
+      expect(parts).toBeLessThan(4);
+      expect(await store.head(key)).toBeUndefined();
+      if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
     });
 
     it.skipIf(!capabilities.conditionalWrites)('ifNoneMatch refuses to replace an existing key: AppError conflict, the first object stays', async () => {

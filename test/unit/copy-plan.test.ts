@@ -135,6 +135,18 @@ describe('copyPartSize', () => {
     expect(copyPartSize(digest({ size: MAX_SINGLE_COPY_BYTES }))).toBeUndefined();
     expect(copyPartSize(digest({ size: MAX_SINGLE_COPY_BYTES + 1, partSizeBytes: 8 * MIB }))).toBe(8 * MIB);
   });
+
+  it('copies in parts when the whole-file MD5 was never computed: a one-request copy could get that MD5 as its ETag', () => {
+    expect(copyPartSize(digest({ md5: '', partSizeBytes: 8 * MIB }))).toBe(8 * MIB);
+    expect(copyPartSize(digest({ md5: '', size: 100, multipart: false }))).toBeUndefined();
+  });
+
+  it('never takes an empty ETag for a file whose whole MD5 is unknown', () => {
+    const unknownMd5 = digest({ md5: '' });
+    expect(checkCopySource(unknownMd5, head({ etag: '' }))).toMatch(/not one of/);
+    expect(verifyCopy(unknownMd5, AGENT, head({ etag: '' }))).toMatch(/neither/);
+    expect(verifyCopy(unknownMd5, AGENT, head())).toBeUndefined();
+  });
 });
 
 describe('copyFallback', () => {

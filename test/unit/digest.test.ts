@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isAppError } from '../../src/errors.js';
-import { digestFile, multipartEtag, normalizeEtag, PartHasher, partSizeFor, usesMultipart } from '../../src/snapshot/digest.js';
+import { DigestAccumulator, digestFile, fileDigestAccumulator, multipartEtag, normalizeEtag, PartHasher, partSizeFor, producesEtag, usesMultipart } from '../../src/snapshot/digest.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const MIB = 1024 * 1024;
@@ -180,5 +180,51 @@ describe('digestFile', () => {
   it('reports a directory in place of the file as local_io', async () => {
     const dir = await tempDir('digest');
     expect(isAppError(await rejection(digestFile(dir, 10, THRESHOLD)), 'local_io')).toBe(true);
+  });
+});
+
+describe('DigestAccumulator fed part by part', () => {
+  const bytes = randomBytes(2 * 8 * MIB + 12345); // 3 parts of memsync's 8 MiB part size
+
+  function partsOf(data: Buffer, partSize: number): Buffer[] {
+    const parts: Buffer[] = [];
+    for (let offset = 0; offset < data.length; offset += partSize) parts.push(data.subarray(offset, offset + partSize));
+    return parts;
+  }
+
+  it('returns the MD5 of each part and ends with the same SHA-256 and multipart ETag as a streamed digest', () => {
+    const byParts = fileDigestAccumulator(bytes.length, THRESHOLD, { wholeMd5: false });
+    const returned = partsOf(bytes, 8 * MIB).map((part) => byParts.addPart(part));
+    expect(returned.map((md5) => md5?.toString('hex'))).toEqual(partsOf(bytes, 8 * MIB).map(md5Hex));
+    const digest = byParts.digest();
+    expect(digest).toMatchObject({ size: bytes.length, sha256: sha256Hex(bytes), etag: expectedMultipartEtag(bytes, 8 * MIB), multipart: true });
+    // Not asked for: no third hash pass over the file.
+    expect(digest.md5).toBe('');
+  });
+
+  it('always computes the whole MD5 of a file sent in one request (it is that object\'s ETag)', () => {
+    const small = randomBytes(1000);
+    const single = new DigestAccumulator(8 * MIB, false, true, false);
+    expect(single.addPart(small)).toBeUndefined();
+    expect(single.digest()).toMatchObject({ md5: md5Hex(small), etag: md5Hex(small) });
+  });
+
+  it('refuses a whole part after a partial update (the part boundaries would be wrong)', () => {
+    const hasher = new PartHasher(8 * MIB);
+    hasher.update(bytes.subarray(0, 100));
+    expect(() => hasher.addPart(bytes.subarray(100, 100 + 8 * MIB))).toThrow(/partial/);
+  });
+});
+
+describe('producesEtag', () => {
+  const digest = { size: 1, sha256: '', md5: 'a'.repeat(32), etag: 'b'.repeat(32) + '-2', partSizeBytes: 8 * MIB, multipart: true };
+  it.each([
+    ['the multipart ETag', digest, digest.etag, true],
+    ['the whole MD5', digest, digest.md5, true],
+    ['another ETag', digest, 'c'.repeat(32), false],
+    ['an empty ETag', digest, '', false],
+    ['an empty ETag when the whole MD5 is unknown', { ...digest, md5: '' }, '', false],
+  ])('%s -> %s', (_label, local, etag, expected) => {
+    expect(producesEtag(local, etag)).toBe(expected);
   });
 });

@@ -55,6 +55,9 @@ describe('verifyStored', () => {
     // Servers such as s3rver report the whole object's MD5 for multipart uploads: the same proof.
     ['multipart object reported with its whole MD5', multi, head(multi.size, multi.md5), true],
     ['multipart object with another MD5', multi, head(multi.size, OTHER_MD5), false],
+    // Hashed while sent, a multipart file has no whole-file MD5: an empty ETag must not match that ''.
+    ['multipart object without a whole MD5, empty ETag', { ...multi, md5: '' }, head(multi.size, ''), false],
+    ['multipart object without a whole MD5, its multipart ETag', { ...multi, md5: '' }, head(multi.size, `"${MULTI_ETAG}"`), true],
   ])('%s -> ok %s', (_label, local, stored, ok) => {
     const problem = verifyStored(local, stored);
     if (ok) expect(problem).toBeUndefined();
