@@ -186,6 +186,85 @@ describe('SnapshotUploader', () => {
     expect(requests).toHaveLength(Object.keys(files).length + 4);
   });
 
+  describe('without a listing of its own where the bucket listing shows nothing under the name', () => {
+    const requests: string[] = [];
+    class CountingStore extends MemoryRemoteStore {
+      override listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
+        requests.push(`LIST ${keyPrefix}`);
+        return super.listObjects(keyPrefix);
+      }
+      override async head(key: string): Promise<RemoteHead | undefined> {
+        requests.push(`HEAD ${key}`);
+        return super.head(key);
+      }
+      override async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
+        requests.push(`PUT ${key}`);
+        return super.put(key, body, options);
+      }
+    }
+    const emptyIndex = { snapshots: new Map(), ignoredKeys: 0, listedAtMs: 1 };
+    const skipping = { conditionalWritesHonoured: () => true, remoteIndex: () => emptyIndex };
+
+    it('sends a new small snapshot with one PUT per file, the listing before the manifest, and the manifest: nothing else', async () => {
+      requests.length = 0;
+      const s = await setup(new CountingStore(), skipping);
+      const files = defaultFiles();
+      await writeSnapshot(s.backupDir, NAME, files);
+      expect((await upload(s)).outcome).toBe('uploaded');
+      expect(requests.slice(0, 3).every((r) => r.startsWith('PUT '))).toBe(true);
+      expect(requests.slice(3)).toEqual([`LIST ${NAME}/`, `PUT ${MANIFEST_KEY}`]);
+      for (const [relative, bytes] of Object.entries(files)) expect(storedBytes(s.store, `${NAME}/${relative}`)?.equals(bytes)).toBe(true);
+    });
+
+    it('still finds an object that is there after all, by the conditional PUT: the same bytes are kept, other bytes are a conflict left intact', async () => {
+      const files = defaultFiles();
+      const same = await setup(new CountingStore(), skipping);
+      await writeSnapshot(same.backupDir, NAME, files);
+      await put(same.store, `${NAME}/config.json`, files['config.json'] as Buffer, { [METADATA_AGENT]: 'another-agent' });
+      expect((await upload(same)).outcome).toBe('uploaded');
+      expect(storedBytes(same.store, MANIFEST_KEY)).toBeDefined();
+
+      const other = await setup(new CountingStore(), skipping);
+      await writeSnapshot(other.backupDir, NAME, files);
+      const theirs = Buffer.from('{"dim":768}');
+      await put(other.store, `${NAME}/config.json`, theirs, { [METADATA_AGENT]: 'another-agent' });
+      expect((await upload(other)).outcome).toBe('conflict');
+      expect(storedBytes(other.store, `${NAME}/config.json`)?.equals(theirs)).toBe(true);
+      expect(storedBytes(other.store, MANIFEST_KEY)).toBeUndefined();
+    });
+
+    it('lists first when the bucket listing knows the name, when a file goes in parts, when conditional writes are not honoured, and on a second attempt', async () => {
+      const firstRequest = async (extra: Partial<UploaderOptions>, files: Record<string, Buffer> = defaultFiles(), before?: (s: Setup) => Promise<void>): Promise<string | undefined> => {
+        const s = await setup(new CountingStore(), { ...skipping, ...extra });
+        await writeSnapshot(s.backupDir, NAME, files);
+        await before?.(s);
+        requests.length = 0;
+        await upload(s);
+        return requests[0];
+      };
+      const known = { snapshots: new Map([[NAME, { name: NAME, timeMs: 0, complete: false, encrypted: false, fileCount: 1, bytes: 1, lastModifiedMs: 0 }]]), ignoredKeys: 0, listedAtMs: 1 };
+      expect(await firstRequest({ remoteIndex: () => known as unknown as typeof emptyIndex })).toBe(`LIST ${NAME}/`);
+      expect(await firstRequest({}, { ...defaultFiles(), 'large.bin': randomBytes(9 * MIB) })).toBe(`LIST ${NAME}/`);
+      expect(await firstRequest({ conditionalWritesHonoured: () => false })).toBe(`LIST ${NAME}/`);
+      expect(await firstRequest({ remoteIndex: () => ({ ...emptyIndex, listedAtMs: 0 }) })).toBe(`LIST ${NAME}/`);
+      // A first attempt that failed may have left objects: the retry lists them.
+      const retried = await firstRequest({}, defaultFiles(), async (s) => {
+        const store = s.store;
+        const original = store.put.bind(store);
+        let failOnce = true;
+        store.put = async (key, body, options) => {
+          if (failOnce && key.endsWith('config.json')) {
+            failOnce = false;
+            throw new AppError('remote_rejected', `upload ${key}: AccessDenied (HTTP 403)`);
+          }
+          return original(key, body, options);
+        };
+        await rejection(upload(s));
+      });
+      expect(retried).toBe(`LIST ${NAME}/`);
+    });
+  });
+
   it('reports each failed attempt it retries (an outage shows before the retries run out)', async () => {
     const store = new MemoryRemoteStore();
     let failures = 1;
