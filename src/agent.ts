@@ -116,6 +116,7 @@ export class Agent {
   private readonly retryTimers = new Map<string, { attempt: number; timer: NodeJS.Timeout | undefined }>();
   private remote: RemoteIndex = { snapshots: new Map(), ignoredKeys: 0, listedAtMs: 0 };
   private runningSweep: Promise<SweepSummary> | undefined;
+  private nextManualSweep: Promise<SweepSummary> | undefined;
   private stopping = false;
   private started = false;
 
@@ -181,14 +182,30 @@ export class Agent {
     return { waiting, uploading: this.jobs.pendingNames().length - waiting };
   }
 
-  /** Starts watching and scheduling, then runs the start sweep in the background. */
+  /**
+   * Starts watching and scheduling, and the start sweep in the background. The sweep does not
+   * wait for the watcher's first scan (seconds over thousands of snapshots): the two run at once.
+   * A snapshot created after the sweep read the directory but before the watcher's scan of it is
+   * seen by neither, so once both are done the directory is read again for such names.
+   */
   async start(): Promise<void> {
     await makeConfiguredDirectory(this.options.backupDir, 'CLOUD_SYNC_BACKUP_DIR');
+    const sweep = this.sweep('start');
+    sweep.catch(() => undefined);
     await this.watcher.start();
     this.schedule.start();
     this.started = true;
     this.options.log.info('watching for backups', { backupDir: this.options.backupDir, settleMs: this.options.settleMs, schedule: this.options.schedule });
-    void this.sweep('start').catch(() => undefined);
+    void sweep.then((summary) => this.catchUpAfterStart(summary)).catch(() => undefined);
+  }
+
+  /** Names in the backup directory that the start sweep did not see, handed to the settler as the watcher would have. */
+  private async catchUpAfterStart(summary: SweepSummary): Promise<void> {
+    if (this.stopping) return;
+    const seen = new Set([...summary.queued, ...summary.inSync, ...summary.settling]);
+    const unseen = (await listSnapshotEntries(this.options.backupDir)).names.filter((name) => !seen.has(name));
+    if (unseen.length > 0) this.options.log.debug('snapshots created while the watcher started', { snapshots: unseen.slice(0, 20), count: unseen.length });
+    for (const name of unseen) this.onActivity(name);
   }
 
   /** Idempotent; waits for in-flight uploads up to the shutdown timeout. */
@@ -206,10 +223,22 @@ export class Agent {
 
   /**
    * Compares the backup directory with the bucket and queues what is missing. Concurrent
-   * callers share one sweep. Settled snapshots already complete remotely cost a stat and a
+   * callers share one sweep, except that a manual one never shares a sweep already under way.
+   * Settled snapshots already complete remotely cost a stat and a
    * cache lookup, never a re-read.
    */
   sweep(reason: string): Promise<SweepSummary> {
+    if (this.runningSweep !== undefined && reason === 'manual') {
+      // A sweep that read the directory before this call may miss what was written just before
+      // it: "sync now" gets one that starts after the running one (shared by all who ask meanwhile).
+      this.nextManualSweep ??= this.runningSweep
+        .catch(() => undefined)
+        .then(() => {
+          this.nextManualSweep = undefined;
+          return this.sweep(reason);
+        });
+      return this.nextManualSweep;
+    }
     this.runningSweep ??= this.runSweep(reason).finally(() => {
       this.runningSweep = undefined;
     });
@@ -220,10 +249,14 @@ export class Agent {
     const startedMs = this.now();
     const log = this.options.log.child({ component: 'sweep' });
     try {
-      this.remote = await this.health.track(listRemoteIndex(this.options.store, this.now));
+      // The bucket's listing and the local stat walk do not depend on each other: both at once.
+      const remoteListing = this.health.track(listRemoteIndex(this.options.store, this.now));
+      remoteListing.catch(() => undefined); // awaited below, after the local listing
+      const listing = await listSnapshotEntries(this.options.backupDir);
+      const stats = statAhead(this.options.backupDir, listing.names);
+      this.remote = await remoteListing;
       // As listed: uploads this sweep starts add to the live index while it goes on.
       const remoteListed = this.remote.snapshots.size;
-      const listing = await listSnapshotEntries(this.options.backupDir);
       for (const rejected of listing.rejected) log.warn('skipping entry in backup directory', { entry: rejected.name, reason: rejected.reason });
       const live = new Set(listing.names);
       for (const name of this.localEntries.keys()) if (!live.has(name)) this.localEntries.delete(name);
@@ -232,8 +265,9 @@ export class Agent {
       const inSync: string[] = [];
       const settling: string[] = [];
       const uploads: Promise<{ name: string; outcome: SnapshotOutcome | undefined }>[] = [];
-      for (const name of listing.names) {
-        const verdict = await this.considerForSweep(name);
+      // In directory order (oldest name first), as before: uploads are queued in that order.
+      for (const [index, name] of listing.names.entries()) {
+        const verdict = await this.considerForSweep(name, await (stats[index] as Promise<SnapshotStat | 'gone'>));
         if (verdict === 'in-sync') inSync.push(name);
         else if (verdict === 'settling') settling.push(name);
         else if (verdict !== 'gone') {
@@ -271,14 +305,8 @@ export class Agent {
   }
 
   /** One local snapshot during a sweep: in sync, left to the settler, or the promise of its upload. */
-  private async considerForSweep(name: string): Promise<'in-sync' | 'settling' | 'gone' | { upload: Promise<SnapshotOutcome | undefined> }> {
-    let stat: SnapshotStat;
-    try {
-      stat = await statSnapshot(this.options.backupDir, name);
-    } catch (error) {
-      if (isAppError(error, 'snapshot_gone')) return 'gone';
-      throw error;
-    }
+  private async considerForSweep(name: string, stat: SnapshotStat | 'gone'): Promise<'in-sync' | 'settling' | 'gone' | { upload: Promise<SnapshotOutcome | undefined> }> {
+    if (stat === 'gone') return 'gone';
     const { verdict } = judgeSettle(undefined, stat, this.now(), this.options.settleMs);
     if (verdict.verdict !== 'settled') {
       if (verdict.verdict === 'wait') this.settler.touch(name);
@@ -466,4 +494,27 @@ export class Agent {
       watching: this.watcher.isRunning,
     });
   }
+}
+
+/** Snapshots statted at once by a sweep: thousands of them cost thread-pool round trips, not CPU. */
+const SWEEP_STATS_IN_FLIGHT = 16;
+
+/**
+ * The stats of `names`, SWEEP_STATS_IN_FLIGHT at a time, one promise per name in the same order.
+ * Each rejection is marked handled here: a sweep that stops early awaits no more of them.
+ */
+function statAhead(backupDir: string, names: readonly string[]): Promise<SnapshotStat | 'gone'>[] {
+  const queue = new PQueue({ concurrency: SWEEP_STATS_IN_FLIGHT });
+  return names.map((name) => {
+    const stat = queue.add(async (): Promise<SnapshotStat | 'gone'> => {
+      try {
+        return await statSnapshot(backupDir, name);
+      } catch (error) {
+        if (isAppError(error, 'snapshot_gone')) return 'gone';
+        throw error;
+      }
+    });
+    stat.catch(() => undefined);
+    return stat;
+  });
 }
