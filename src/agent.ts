@@ -113,6 +113,8 @@ export class Agent {
   private readonly uploading = new Map<string, { stat: SnapshotStat; promise: Promise<SnapshotOutcome | undefined> }>();
   /** Remote manifests found to hold a local snapshot's content, by name: in memory, re-learnt after a restart. */
   private readonly confirmedManifests = new Map<string, { localEtag: string; remoteEtag: string }>();
+  /** The last finished upload of each local snapshot (forgotten when it is removed): see uploadWhenSettled. */
+  private readonly lastOutcomes = new Map<string, { stat: SnapshotStat; outcome: SnapshotOutcome; atMs: number }>();
   private readonly retryTimers = new Map<string, { attempt: number; timer: NodeJS.Timeout | undefined }>();
   private remote: RemoteIndex = { snapshots: new Map(), ignoredKeys: 0, listedAtMs: 0 };
   private runningSweep: Promise<SweepSummary> | undefined;
@@ -260,6 +262,7 @@ export class Agent {
       for (const rejected of listing.rejected) log.warn('skipping entry in backup directory', { entry: rejected.name, reason: rejected.reason });
       const live = new Set(listing.names);
       for (const name of this.localEntries.keys()) if (!live.has(name)) this.localEntries.delete(name);
+      for (const name of this.lastOutcomes.keys()) if (!live.has(name)) this.lastOutcomes.delete(name);
 
       const queued: string[] = [];
       const inSync: string[] = [];
@@ -355,13 +358,20 @@ export class Agent {
 
   /** Waits for one named snapshot to settle (bounded), then uploads it: used after asking the service for a backup. */
   async uploadWhenSettled(name: string, timeoutMs: number): Promise<SnapshotOutcome | undefined> {
-    const deadline = this.now() + timeoutMs;
+    const startedMs = this.now();
+    const deadline = startedMs + timeoutMs;
     let previous: SettleState | undefined;
     for (;;) {
       const stat = await statSnapshot(this.options.backupDir, name);
       const judged = judgeSettle(previous, stat, this.now(), this.options.settleMs);
       previous = judged.state;
-      if (judged.verdict.verdict === 'settled') return this.upload(stat);
+      if (judged.verdict.verdict === 'settled') {
+        // The settler may have uploaded this very content while we waited: that is this call's
+        // outcome (a second upload would only find it "already remote").
+        const finished = this.lastOutcomes.get(name);
+        if (finished !== undefined && finished.atMs >= startedMs && sameFingerprint(finished.stat, stat)) return finished.outcome;
+        return this.upload(stat);
+      }
       if (this.now() >= deadline) throw new AppError('snapshot_gone', `${name} did not settle within ${timeoutMs} ms`, { retryable: false });
       const waitMs = judged.verdict.verdict === 'wait' ? judged.verdict.checkAtMs - this.now() : this.options.settleMs;
       await new Promise((resolve) => setTimeout(resolve, Math.max(25, Math.min(waitMs, deadline - this.now()))));
@@ -406,6 +416,7 @@ export class Agent {
       this.localEntries.set(stat.name, { name: stat.name, timeMs: stat.timeMs, manifestEtag: outcome.outcome === 'conflict' ? this.uploader.manifestEtag(outcome.manifest) : outcome.manifestEtag });
       this.retryTimers.delete(stat.name);
       this.outcomes.record(stat, outcome, this.remote);
+      this.lastOutcomes.set(stat.name, { stat, outcome, atMs: this.now() });
       return outcome;
     } catch (error) {
       this.onUploadError(stat, error);
@@ -451,6 +462,7 @@ export class Agent {
   }
 
   private onGone(name: string): void {
+    this.lastOutcomes.delete(name);
     this.jobs.cancel(name, new AppError('snapshot_gone', `${name} was removed`));
     const retry = this.retryTimers.get(name);
     if (retry !== undefined) clearTimeout(retry.timer);

@@ -28,7 +28,9 @@ export interface S3FilePartsContext {
 export async function uploadFileInParts(context: S3FilePartsContext, fullKey: string, body: FileBody, partSizeBytes: number, options: PutOptions): Promise<string | undefined> {
   const { client, bucket } = context;
   if (options.signal?.aborted === true) throw new AppError('cancelled', `upload ${fullKey}: aborted`);
-  const created = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: fullKey, Metadata: options.metadata }), { abortSignal: options.signal });
+  // Not cancellable: cut short, the server may still create the upload, and without its id it
+  // could never be aborted. A cancellation meanwhile is seen once it exists, and it is aborted.
+  const created = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: fullKey, Metadata: options.metadata }));
   const uploadId = created.UploadId;
   if (uploadId === undefined) throw new AppError('remote_unavailable', `upload ${fullKey}: no UploadId in the answer`);
   const upload = new PartsInFlight(context, fullKey, uploadId, body, partSizeBytes, options);
@@ -78,7 +80,9 @@ class PartsInFlight {
     private readonly options: PutOptions,
   ) {
     this.partCount = Math.ceil(options.sizeBytes / partSizeBytes);
-    options.signal?.addEventListener('abort', this.onCancel, { once: true });
+    // Aborted while the upload was being created: no event will come.
+    if (options.signal?.aborted === true) this.onCancel();
+    else options.signal?.addEventListener('abort', this.onCancel, { once: true });
   }
 
   async sendAll(): Promise<CompletedPart[]> {

@@ -34,6 +34,9 @@ export interface S3StoreOptions {
 
 const CONNECT_TIMEOUT_MS = 10_000;
 
+/** No byte either way for this long: the request failed (retryable). S3 answers or sends keep-alive whitespace well within it. */
+const IDLE_SOCKET_TIMEOUT_MS = 30_000;
+
 /** Writes whose bodies memsync checks itself; see unsignedPayload. */
 const SELF_CHECKED_WRITES = new Set(['PutObjectCommand', 'UploadPartCommand']);
 
@@ -49,8 +52,6 @@ const unsignedPayload: BuildMiddleware<object, MetadataBearer> = (next, context)
   if (SELF_CHECKED_WRITES.has(context.commandName ?? '') && request.headers !== undefined) request.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
   return next(args);
 };
-/** No byte either way for this long: the request failed (retryable). S3 answers or sends keep-alive whitespace well within it. */
-const IDLE_SOCKET_TIMEOUT_MS = 30_000;
 
 /** Ceph RGW and others answer an empty ETag on CompleteMultipartUpload; HEAD is the reliable source. */
 export class S3RemoteStore implements RemoteStore {

@@ -107,6 +107,8 @@ export class SnapshotUploader {
   private readonly codec: ManifestCodec;
   /** Snapshots whose upload started in this process and has not yet succeeded. */
   private readonly attempted = new Set<string>();
+  /** Snapshots being uploaded without a listing of their own: any 412 sends them back to be listed. */
+  private readonly unlisted = new Set<string>();
 
   constructor(private readonly options: UploaderOptions) {
     const copy = options.serverSideCopy;
@@ -142,16 +144,18 @@ export class SnapshotUploader {
       log.warn('entries inside the snapshot are not uploaded: symbolic links and special files are never followed', { entries: stat.skipped.slice(0, 20), count: stat.skipped.length });
     }
     if (this.listingNeeded(stat)) return this.uploadListed(stat, signal, onProgress, log);
-    this.attempted.add(stat.name);
+    this.unlisted.add(stat.name);
     try {
       return await this.uploadListed(stat, signal, onProgress, log, new Map());
     } catch (error) {
       // A conditional PUT found the name taken after all: the listing decides, as for any snapshot
       // whose name the bucket knows (what this attempt wrote is this agent's, and is kept).
-      if (!isAppError(error, 'conflict') || error.details?.claimedBy !== undefined) throw error;
+      if (!isAppError(error, 'conflict') || error.details?.nameTaken !== true) throw error;
       log.debug('name taken in the bucket; listing it and starting over', { reason: error.message });
-      return this.uploadListed(stat, signal, onProgress, log);
+    } finally {
+      this.unlisted.delete(stat.name);
     }
+    return this.uploadListed(stat, signal, onProgress, log);
   }
 
   /** One upload; `listed` is the bucket's objects under the name, listed here when not given. */
@@ -524,7 +528,10 @@ export class SnapshotUploader {
         });
       } catch (error) {
         // Awaited here: the finally below must not close the file while it is still pending.
-        if (isAppError(error, 'conflict')) return await this.resolveRace(stat, key, plan);
+        if (isAppError(error, 'conflict')) {
+          if (this.unlisted.has(stat.name)) throw nameTaken(key);
+          return await this.resolveRace(stat, key, plan);
+        }
         // A failed read of the local file means the snapshot changed or went away, not a store problem.
         await this.requireFileUnchanged(stat, plan.file, absolute);
         throw error;
@@ -623,6 +630,7 @@ export class SnapshotUploader {
         return stored;
       } catch (error) {
         if (!isAppError(error, 'conflict')) throw error;
+        if (this.unlisted.has(name)) throw nameTaken(key);
       }
     }
     const remote = await this.readRemoteManifest(name, manifest, signal);
@@ -670,6 +678,11 @@ type RemoteManifest = { etag: string; format: ManifestFormat } & ({ manifest: Ma
 /** The remote side cannot be compared (encrypted with another key, or no key configured): a conflict by name. */
 function unreadableConflict(local: Manifest, reason: string): ConflictReport {
   return { localDigest: manifestDigest(local), remoteDigest: `unreadable: ${reason}`, files: [] };
+}
+
+/** A conditional PUT of an upload that skipped its listing found the key taken: start over with a listing. */
+function nameTaken(key: string): AppError {
+  return new AppError('conflict', `${key} exists already`, { details: { nameTaken: true } });
 }
 
 function manifestConflict(local: Manifest, remote: Manifest): ConflictReport {

@@ -162,6 +162,22 @@ describe(`memsync command line (${server.kind})`, () => {
     expect(again.stdout).toMatch(new RegExp(`^already remote +${NAME}$`, 'm'));
   });
 
+  it('upload reports as uploaded the fresh snapshots it uploaded, even those the agent settled and sent while the command waited', async () => {
+    const freshDir = await mkdtemp(path.join(os.tmpdir(), 'memsync-cli-fresh-'));
+    const freshState = await mkdtemp(path.join(os.tmpdir(), 'memsync-cli-fresh-state-'));
+    try {
+      const count = 30;
+      for (let i = 0; i < count; i += 1) {
+        await writeBackup(freshDir, { prefix: 'fresh', time: new Date(Date.UTC(2026, 10, 26, 0, 0, i)), files: memoryFileSet({ memories: 3, indexBytes: 4096 }) });
+      }
+      const run = await expectRun(['upload'], env({ CLOUD_SYNC_BACKUP_DIR: freshDir, CLOUD_SYNC_STATE_DIR: freshState, CLOUD_SYNC_PREFIX: 'fresh/' }), 0);
+      expect(run.stdout).toMatch(new RegExp(`${count} uploaded, 0 already remote, 0 conflicts, 0 failed`));
+    } finally {
+      await rm(freshDir, { recursive: true, force: true });
+      await rm(freshState, { recursive: true, force: true });
+    }
+  });
+
   it('status shows the snapshot in sync and the conflicts the agent recorded, and writes no state', async () => {
     const before = await fingerprint(stateDir);
     const run = await expectRun(['status', '--json'], env(), 0);

@@ -233,6 +233,19 @@ describe('SnapshotUploader', () => {
       expect(storedBytes(other.store, MANIFEST_KEY)).toBeUndefined();
     });
 
+    it('counts a snapshot another writer completed with the same content as already remote, as a listing would', async () => {
+      const files = defaultFiles();
+      const store = new CountingStore();
+      const other = await setup(store, { agentId: 'another-agent' });
+      await writeSnapshot(other.backupDir, NAME, files);
+      expect((await upload(other)).outcome).toBe('uploaded');
+      const s = await setup(store, skipping);
+      await writeSnapshot(s.backupDir, NAME, files);
+      const before = store.putLog.length;
+      expect((await upload(s)).outcome).toBe('already-remote');
+      expect(store.putLog.length - before).toBe(0); // its conditional PUT was refused: nothing was written
+    });
+
     it('lists first when the bucket listing knows the name, when a file goes in parts, when conditional writes are not honoured, and on a second attempt', async () => {
       const firstRequest = async (extra: Partial<UploaderOptions>, files: Record<string, Buffer> = defaultFiles(), before?: (s: Setup) => Promise<void>): Promise<string | undefined> => {
         const s = await setup(new CountingStore(), { ...skipping, ...extra });
