@@ -96,6 +96,24 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
   throw new Error('expected a rejection');
 }
 
+/** A memory store that logs each LIST, HEAD and PUT into `requests`, as the requests a server would see. */
+function countingStore(requests: string[]): typeof MemoryRemoteStore {
+  return class CountingStore extends MemoryRemoteStore {
+    override listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
+      requests.push(`LIST ${keyPrefix}`);
+      return super.listObjects(keyPrefix);
+    }
+    override async head(key: string): Promise<RemoteHead | undefined> {
+      requests.push(`HEAD ${key}`);
+      return super.head(key);
+    }
+    override async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
+      requests.push(`PUT ${key}`);
+      return super.put(key, body, options);
+    }
+  };
+}
+
 function keysUnder(store: MemoryRemoteStore, name: string): string[] {
   return [...store.objects.keys()].filter((key) => key.startsWith(`${name}/`)).sort();
 }
@@ -148,20 +166,7 @@ describe('SnapshotUploader', () => {
 
   it('sends a new snapshot with a listing before and after, one PUT per file and two requests for the manifest: no HEAD per file', async () => {
     const requests: string[] = [];
-    class CountingStore extends MemoryRemoteStore {
-      override listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
-        requests.push(`LIST ${keyPrefix}`);
-        return super.listObjects(keyPrefix);
-      }
-      override async head(key: string): Promise<RemoteHead | undefined> {
-        requests.push(`HEAD ${key}`);
-        return super.head(key);
-      }
-      override async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
-        requests.push(`PUT ${key}`);
-        return super.put(key, body, options);
-      }
-    }
+    const CountingStore = countingStore(requests);
     const s = await setup(new CountingStore());
     const files = { ...defaultFiles(), 'large.bin': randomBytes(9 * MIB) };
     await writeSnapshot(s.backupDir, NAME, files);
@@ -188,20 +193,7 @@ describe('SnapshotUploader', () => {
 
   describe('without a listing of its own where the bucket listing shows nothing under the name', () => {
     const requests: string[] = [];
-    class CountingStore extends MemoryRemoteStore {
-      override listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
-        requests.push(`LIST ${keyPrefix}`);
-        return super.listObjects(keyPrefix);
-      }
-      override async head(key: string): Promise<RemoteHead | undefined> {
-        requests.push(`HEAD ${key}`);
-        return super.head(key);
-      }
-      override async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
-        requests.push(`PUT ${key}`);
-        return super.put(key, body, options);
-      }
-    }
+    const CountingStore = countingStore(requests);
     const emptyIndex = { snapshots: new Map(), ignoredKeys: 0, listedAtMs: 1 };
     const skipping = { conditionalWritesHonoured: () => true, remoteIndex: () => emptyIndex };
 
