@@ -145,7 +145,6 @@ export class Agent {
       },
       // The listing sweeps keep (and uploads extend) says which snapshots are complete: no listing of its own.
       serverSideCopy: options.serverSideCopy === false ? undefined : { remoteIndex: () => this.remote },
-      remoteIndex: () => this.remote,
       ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
       ...(options.conditionalWritesHonoured === undefined ? {} : { conditionalWritesHonoured: options.conditionalWritesHonoured }),
     });

@@ -91,12 +91,6 @@ export interface UploaderOptions {
    * the manifest is written without a HEAD first: the PUT itself is the check. Omitted: HEAD first.
    */
   conditionalWritesHonoured?: () => boolean;
-  /**
-   * The bucket's listing as sweeps keep it and uploads extend it. Where it shows nothing under a
-   * new snapshot's name, that snapshot's own listing is skipped (see listingNeeded). Omitted:
-   * every snapshot is listed before its upload.
-   */
-  remoteIndex?: () => RemoteIndex;
 }
 
 /** Large-file progress lines at most this often, so a multi-GB upload shows it is alive without flooding. */
@@ -105,10 +99,6 @@ const PROGRESS_LOG_INTERVAL_MS = 5000;
 export class SnapshotUploader {
   private readonly copier: ServerSideCopier | undefined;
   private readonly codec: ManifestCodec;
-  /** Snapshots whose upload started in this process and has not yet succeeded. */
-  private readonly attempted = new Set<string>();
-  /** Snapshots being uploaded without a listing of their own: any 412 sends them back to be listed. */
-  private readonly unlisted = new Set<string>();
 
   constructor(private readonly options: UploaderOptions) {
     const copy = options.serverSideCopy;
@@ -139,33 +129,15 @@ export class SnapshotUploader {
   }
 
   async upload(stat: SnapshotStat, signal: AbortSignal, onProgress: (progress: UploadProgress) => void): Promise<SnapshotOutcome> {
+    const startedAtMs = this.options.now();
     const log = this.options.log.child({ snapshot: stat.name });
     if (stat.skipped.length > 0) {
       log.warn('entries inside the snapshot are not uploaded: symbolic links and special files are never followed', { entries: stat.skipped.slice(0, 20), count: stat.skipped.length });
     }
-    if (this.listingNeeded(stat)) return this.uploadListed(stat, signal, onProgress, log);
-    this.unlisted.add(stat.name);
-    try {
-      return await this.uploadListed(stat, signal, onProgress, log, new Map());
-    } catch (error) {
-      // A conditional PUT found the name taken after all: the listing decides, as for any snapshot
-      // whose name the bucket knows (what this attempt wrote is this agent's, and is kept).
-      if (!isAppError(error, 'conflict') || error.details?.nameTaken !== true) throw error;
-      log.debug('name taken in the bucket; listing it and starting over', { reason: error.message });
-    } finally {
-      this.unlisted.delete(stat.name);
-    }
-    return this.uploadListed(stat, signal, onProgress, log);
-  }
-
-  /** One upload; `listed` is the bucket's objects under the name, listed here when not given. */
-  private async uploadListed(stat: SnapshotStat, signal: AbortSignal, onProgress: (progress: UploadProgress) => void, log: Logger, given?: Map<string, RemoteObject>): Promise<SnapshotOutcome> {
-    const startedAtMs = this.options.now();
-    this.attempted.add(stat.name);
     // One listing says what the bucket holds under this name: manifests and files, sizes and
     // ETags. Keys it does not show need no HEAD before their upload (a conditional PUT still
     // guards the race with another writer).
-    const listed = given ?? (await this.retrying(() => this.listSnapshot(stat.name), `list ${stat.name}/`, signal));
+    const listed = await this.retrying(() => this.listSnapshot(stat.name), `list ${stat.name}/`, signal);
     const remoteHasManifest = (['plain', 'encrypted'] as const).some((format) => listed.has(manifestKeyFor(stat.name, format)));
 
     if (remoteHasManifest) {
@@ -256,7 +228,6 @@ export class SnapshotUploader {
       const written = await this.writeManifest(stat.name, manifest, signal);
       if ('conflict' in written) return { outcome: 'conflict', manifest, conflict: written.conflict };
       this.copier?.remember(manifest);
-      this.attempted.delete(stat.name);
       return { outcome: 'uploaded', manifest, ...written, bytes: progress.totalBytes, bytesSent, filesSent, bytesCopied, filesCopied, durationMs: this.options.now() - startedAtMs };
     } catch (error) {
       const translated = cancelledOr(error, signal);
@@ -265,22 +236,6 @@ export class SnapshotUploader {
       if (translated.kind === 'snapshot_gone') await this.abandon(stat.name, plans, created, log);
       throw translated;
     }
-  }
-
-  /**
-   * Whether a snapshot's upload starts with a listing of its name. Not needed when the bucket's
-   * listing shows nothing under it, this process has not tried it before (a failed attempt may
-   * have left objects), no file goes in parts (the name claim and the large-file decisions rest
-   * on the listing), and the server refuses conditional PUTs over existing keys: every write is
-   * then a conditional PUT, so an object there after all (another writer, a listing gone stale)
-   * is still found, as a 412, and resolved like any race. During a burst of small snapshots
-   * this is one request in six.
-   */
-  private listingNeeded(stat: SnapshotStat): boolean {
-    const index = this.options.remoteIndex?.();
-    if (index === undefined || index.listedAtMs === 0 || index.snapshots.has(stat.name) || this.attempted.has(stat.name)) return true;
-    if (this.options.conditionalWritesHonoured?.() !== true) return true;
-    return stat.files.some((file) => this.sendsInParts(file.size));
   }
 
   private sendsInParts(plainBytes: number): boolean {
@@ -528,10 +483,7 @@ export class SnapshotUploader {
         });
       } catch (error) {
         // Awaited here: the finally below must not close the file while it is still pending.
-        if (isAppError(error, 'conflict')) {
-          if (this.unlisted.has(stat.name)) throw nameTaken(key);
-          return await this.resolveRace(stat, key, plan);
-        }
+        if (isAppError(error, 'conflict')) return await this.resolveRace(stat, key, plan);
         // A failed read of the local file means the snapshot changed or went away, not a store problem.
         await this.requireFileUnchanged(stat, plan.file, absolute);
         throw error;
@@ -630,7 +582,6 @@ export class SnapshotUploader {
         return stored;
       } catch (error) {
         if (!isAppError(error, 'conflict')) throw error;
-        if (this.unlisted.has(name)) throw nameTaken(key);
       }
     }
     const remote = await this.readRemoteManifest(name, manifest, signal);
@@ -678,11 +629,6 @@ type RemoteManifest = { etag: string; format: ManifestFormat } & ({ manifest: Ma
 /** The remote side cannot be compared (encrypted with another key, or no key configured): a conflict by name. */
 function unreadableConflict(local: Manifest, reason: string): ConflictReport {
   return { localDigest: manifestDigest(local), remoteDigest: `unreadable: ${reason}`, files: [] };
-}
-
-/** A conditional PUT of an upload that skipped its listing found the key taken: start over with a listing. */
-function nameTaken(key: string): AppError {
-  return new AppError('conflict', `${key} exists already`, { details: { nameTaken: true } });
 }
 
 function manifestConflict(local: Manifest, remote: Manifest): ConflictReport {
