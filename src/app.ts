@@ -70,6 +70,10 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
   const state = new PersistedJson(path.join(config.stateDir, 'state.json'), agentStateSchema, freshAgentState, stateLog);
   const hashCache = new PersistedJson(path.join(config.stateDir, 'hash-cache.json'), hashCacheSchema, emptyHashCache, stateLog, 2000);
   await state.load();
+  // The agent id is in every object's metadata and every name claim: it is on disk before the
+  // first write, or an agent killed before its first save would find its own claims a stranger's.
+  state.update(() => undefined);
+  await state.flush();
   await hashCache.load();
 
   const store = options.store ?? new S3RemoteStore({ ...config.s3, partsInFlight: 4 });

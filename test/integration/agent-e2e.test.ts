@@ -146,6 +146,27 @@ describe(`memsync agent end to end (${server.kind})`, () => {
     await stopCleanly(agent);
   });
 
+  it('writes its agent id to the state directory before its first upload: killed right after, it keeps the id its objects carry', async () => {
+    const box = await sandbox('agent-id');
+    const backup = await writeBackup(box.backupDir, { prefix: 'auto', time: new Date(Date.UTC(2024, 4, 5, 1, 0, 0)), files: memoryFileSet({ memories: 10, indexBytes: 9 * MIB }) });
+    const agent = startAgent({ env: { ...agentEnv(box), CLOUD_SYNC_MULTIPART_THRESHOLD_MB: '5' }, label: 'killed after its first write' });
+    // The first object it writes for a snapshot with a large file is the name claim, carrying its id.
+    const claimKey = `${PREFIX}${backup.name}/.memsync-claim`;
+    let claim: { agent?: string } = {};
+    await eventually(
+      async () => {
+        claim = JSON.parse((await remoteOf(box).get(claimKey).catch(() => Buffer.from('{}'))).toString('utf8') || '{}') as { agent?: string };
+        return claim.agent !== undefined;
+      },
+      UPLOAD_TIMEOUT_MS,
+      'a claim written',
+      20,
+    );
+    await agent.kill();
+    const state = JSON.parse(await readFile(path.join(box.stateDir, 'state.json'), 'utf8')) as { agentId: string };
+    expect(claim.agent).toBe(state.agentId);
+  });
+
   it('re-uploads nothing after a restart, with its state or without it', async () => {
     const box = await sandbox('restart');
     const backups = [
