@@ -183,30 +183,14 @@ export class Agent {
     return { waiting, uploading: this.jobs.pendingNames().length - waiting };
   }
 
-  /**
-   * Starts watching and scheduling, and the start sweep in the background. The sweep does not
-   * wait for the watcher's first scan (seconds over thousands of snapshots): the two run at once.
-   * A snapshot created after the sweep read the directory but before the watcher's scan of it is
-   * seen by neither, so once both are done the directory is read again for such names.
-   */
+  /** Starts watching and scheduling, then runs the start sweep in the background. */
   async start(): Promise<void> {
     await makeConfiguredDirectory(this.options.backupDir, 'CLOUD_SYNC_BACKUP_DIR');
-    const sweep = this.sweep('start');
-    sweep.catch(() => undefined);
     await this.watcher.start();
     this.schedule.start();
     this.started = true;
     this.options.log.info('watching for backups', { backupDir: this.options.backupDir, settleMs: this.options.settleMs, schedule: this.options.schedule });
-    void sweep.then((summary) => this.catchUpAfterStart(summary)).catch(() => undefined);
-  }
-
-  /** Names in the backup directory that the start sweep did not see, handed to the settler as the watcher would have. */
-  private async catchUpAfterStart(summary: SweepSummary): Promise<void> {
-    if (this.stopping) return;
-    const seen = new Set([...summary.queued, ...summary.inSync, ...summary.settling]);
-    const unseen = (await listSnapshotEntries(this.options.backupDir)).names.filter((name) => !seen.has(name));
-    if (unseen.length > 0) this.options.log.debug('snapshots created while the watcher started', { snapshots: unseen.slice(0, 20), count: unseen.length });
-    for (const name of unseen) this.onActivity(name);
+    void this.sweep('start').catch(() => undefined);
   }
 
   /** Idempotent; waits for in-flight uploads up to the shutdown timeout. */
