@@ -141,7 +141,7 @@ function printBanner(where: { api: string; endpoint: string; backupDir: string; 
     'look at:',
     `  curl -s ${where.api}/sync/status`,
     `  curl -s ${where.api}/sync/snapshots`,
-    `  curl -s -X POST ${where.api}/sync/upload`,
+    `  curl -s -X POST -H 'Content-Type: application/json' ${where.api}/sync/upload`,
     `  curl -s ${where.api}/docs     (the OpenAPI document)`,
     `  ls ${where.s3Dir}    (the bucket, as s3rver stores it)`,
     '',

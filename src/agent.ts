@@ -27,9 +27,12 @@ import { buildStatus, type AgentStatus } from './status.js';
 /** The agent's settings that come straight from the configuration (the agent and the CLI build it alike). */
 export function agentSettings(
   config: Config,
-): Pick<AgentOptions, 'backupDir' | 'settleMs' | 'concurrency' | 'multipartThresholdBytes' | 'shutdownTimeoutMs' | 'schedule' | 'staleMultipartMs' | 'serverSideCopy'> {
-  const { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy } = config;
-  return { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy };
+): Pick<
+  AgentOptions,
+  'backupDir' | 'settleMs' | 'concurrency' | 'multipartThresholdBytes' | 'shutdownTimeoutMs' | 'schedule' | 'staleMultipartMs' | 'serverSideCopy' | 'localFileDeadlineMs' | 'refuseHardlinks'
+> {
+  const { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks } = config;
+  return { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks };
 }
 
 export interface AgentOptions {
@@ -49,6 +52,10 @@ export interface AgentOptions {
   staleMultipartMs?: number;
   /** Differential uploads: files already in a complete remote snapshot are copied server-side, not sent. Default true. */
   serverSideCopy?: boolean;
+  /** A local file open or read that takes longer fails its snapshot; default in the uploader (60 s). */
+  localFileDeadlineMs?: number;
+  /** Refuse backup files with more than one hard link. Default false. */
+  refuseHardlinks?: boolean;
   /** Omitted: nothing is recorded (tests, one-shot commands). */
   metrics?: Metrics;
   /** Alerts on upload failures, conflicts and recovery; omitted: none. */
@@ -147,6 +154,8 @@ export class Agent {
       serverSideCopy: options.serverSideCopy === false ? undefined : { remoteIndex: () => this.remote },
       ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
       ...(options.conditionalWritesHonoured === undefined ? {} : { conditionalWritesHonoured: options.conditionalWritesHonoured }),
+      ...(options.localFileDeadlineMs === undefined ? {} : { localFileDeadlineMs: options.localFileDeadlineMs }),
+      refuseHardlinks: options.refuseHardlinks ?? false,
     });
     // As many snapshots in preparation as file slots: more would keep the slots busier during a
     // burst, but after an outage every prepared snapshot resumes at once, in whatever order the
@@ -480,6 +489,7 @@ export class Agent {
   status(): AgentStatus {
     return buildStatus({
       state: this.options.state.current,
+      stateSaves: this.options.state.health,
       remote: this.remote,
       local: this.localEntries,
       jobs: this.jobs,

@@ -9,6 +9,7 @@ import type { Config } from './config.js';
 import { AppError, describeError } from './errors.js';
 import type { SyncApi } from './http/routes/sync.js';
 import { buildServer } from './http/server.js';
+import { fileOperationsPastDeadline } from './snapshot/safe-open.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { SyncOperations } from './operations.js';
@@ -45,6 +46,8 @@ export interface BuildOptions {
   retry?: RetryPolicy;
   /** Minimum time between two alerts of one type (default 5 minutes); tests shorten it. */
   alertIntervalMs?: number;
+  /** Replaces the state directory's file writes (tests of a directory that refuses them, which root cannot make). */
+  writeStateFile?: (filePath: string, content: string) => Promise<void>;
 }
 
 export async function buildMemsync(config: Config, log: Logger, options: BuildOptions = {}): Promise<Memsync> {
@@ -52,7 +55,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
   const http = { apiToken: config.http.apiToken, metrics, metricsOpen: config.http.metricsOpen, log: log.child({ component: 'http' }) };
   if (!config.enabled) {
     // Metrics still answer (memsync_enabled 0), so a scraper tells "switched off" from "down".
-    const server = await buildServer({ ...http, sync: undefined, readiness: () => ({ enabled: false, config: true, watcher: false, remote: true }) });
+    const server = await buildServer({ ...http, sync: undefined, readiness: () => ({ enabled: false, config: true, watcher: false, remote: true, state: true, localFiles: true }) });
     return {
       server,
       agent: undefined,
@@ -67,13 +70,21 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
 
   await makeConfiguredDirectory(config.stateDir, 'CLOUD_SYNC_STATE_DIR', 0o700);
   const stateLog = log.child({ component: 'state' });
-  const state = new PersistedJson(path.join(config.stateDir, 'state.json'), agentStateSchema, freshAgentState, stateLog);
-  const hashCache = new PersistedJson(path.join(config.stateDir, 'hash-cache.json'), hashCacheSchema, emptyHashCache, stateLog, 2000);
+  const write = options.writeStateFile === undefined ? {} : { write: options.writeStateFile };
+  const state = new PersistedJson(path.join(config.stateDir, 'state.json'), agentStateSchema, freshAgentState, stateLog, write);
+  const hashCache = new PersistedJson(path.join(config.stateDir, 'hash-cache.json'), hashCacheSchema, emptyHashCache, stateLog, { saveDelayMs: 2000, ...write });
   await state.load();
   // The agent id is in every object's metadata and every name claim: it is on disk before the
   // first write, or an agent killed before its first save would find its own claims a stranger's.
-  state.update(() => undefined);
-  await state.flush();
+  // A new id that cannot be saved is refused outright; one already on disk survives a failing
+  // save, which then shows in /sync/status, /readyz and the metrics.
+  await state.saveNow().catch((error: unknown) => {
+    if (state.wasLoaded) return;
+    throw new AppError('config', `CLOUD_SYNC_STATE_DIR=${config.stateDir}: cannot save memsync's agent id there (${describeError(error)})`, {
+      hint: 'memsync marks its objects and name claims with an id kept in this directory; make it writable by the user memsync runs as',
+      cause: error,
+    });
+  });
   await hashCache.load();
 
   const store = options.store ?? new S3RemoteStore({ ...config.s3, partsInFlight: 4 });
@@ -135,13 +146,15 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
     lastSuccessAtMs: () => state.current.lastSuccess?.atMs,
     uploadQueue: () => agent.uploadQueue,
     remoteAvailable: () => agent.health.available,
+    stateSaved: () => state.health.ok,
+    localFileOperationsStuck: fileOperationsPastDeadline,
   });
   const memoryService = config.memoryService === undefined ? undefined : new MemoryServiceClient(config.memoryService);
   const operations = new SyncOperations({ agent, restorer, memoryService, state, backupDir: config.backupDir, settleMs: config.settleMs, log: log.child({ component: 'operations' }), notifier: notifier ?? silentNotifier });
   const server = await buildServer({
     ...http,
     sync: syncApi(agent, operations, restorer, config.backupDir, conditionalWrites, () => retentionStatus(retention), encryptionStatus(encryption)),
-    readiness: () => ({ enabled: true, config: true, watcher: agent.watching, remote: agent.health.available === true }),
+    readiness: () => ({ enabled: true, config: true, watcher: agent.watching, remote: agent.health.available === true, state: state.health.ok, localFiles: fileOperationsPastDeadline() === 0 }),
   });
 
   const stopping = new AbortController();

@@ -42,6 +42,10 @@ export interface Config {
   shutdownTimeoutMs: number;
   /** Multipart uploads under the prefix older than this, not in flight here, are aborted by sweeps. */
   staleMultipartMs: number;
+  /** A local file open or read that takes longer fails its snapshot (a FIFO, a hung mount). */
+  localFileDeadlineMs: number;
+  /** Refuse backup files with more than one hard link (another name may lie outside the backup directory). */
+  refuseHardlinks: boolean;
   http: { host: string; port: number; apiToken: string | undefined; metricsOpen: boolean };
   memoryService: { url: string; apiKey: string | undefined } | undefined;
   log: { level: LogLevel; format: LogFormat };
@@ -187,6 +191,8 @@ const envSchema = z.object({
   CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS: integerText(0, 600_000, 'milliseconds').default(5000),
   // Above any upload's duration: another memsync (or the CLI) may be sending parts of a younger one.
   CLOUD_SYNC_STALE_MULTIPART_MINUTES: integerText(1, 10_080, 'minutes').default(60),
+  CLOUD_SYNC_FILE_DEADLINE_MS: integerText(1_000, 3_600_000, 'milliseconds').default(60_000),
+  CLOUD_SYNC_REFUSE_HARDLINKS: booleanText.default(false),
   CLOUD_SYNC_HOST: z.string().trim().min(1, 'expected a host name or IP address').default('127.0.0.1'),
   CLOUD_SYNC_PORT: integerText(0, 65_535, 'port').default(8901),
   CLOUD_SYNC_API_TOKEN: z.string().trim().min(16, 'expected a token of at least 16 characters').optional(),
@@ -353,6 +359,8 @@ export function loadConfig(env: Env = process.env): Config {
     serverSideCopy: values.CLOUD_SYNC_SERVER_SIDE_COPY,
     shutdownTimeoutMs: values.CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS,
     staleMultipartMs: values.CLOUD_SYNC_STALE_MULTIPART_MINUTES * 60_000,
+    localFileDeadlineMs: values.CLOUD_SYNC_FILE_DEADLINE_MS,
+    refuseHardlinks: values.CLOUD_SYNC_REFUSE_HARDLINKS,
     http: {
       host: values.CLOUD_SYNC_HOST,
       port: values.CLOUD_SYNC_PORT,

@@ -7,10 +7,13 @@ export type ErrorKind =
   | 'config' // bad configuration: fix the environment and restart
   | 'bad_input' // a request or a name that cannot be valid
   | 'unauthenticated'
+  | 'forbidden' // authenticated or not, this caller may not make this request (a foreign origin or host)
+  | 'unsupported_media_type' // a request body of a type the route does not take
   | 'not_found' // unknown snapshot or object
   | 'conflict' // same name, different content: never overwritten
   | 'remote_unavailable' // network failure, 5xx, throttling: worth retrying
   | 'remote_rejected' // 4xx from the store that retrying will not fix (credentials, missing bucket)
+  | 'object_refused' // the store refused one request for its own content (key too long, body too large): that snapshot fails, the store is fine
   | 'integrity' // what the store holds is not what was sent or what the manifest says
   | 'encryption_key' // an encrypted snapshot and no key, or not the key it was written with
   | 'local_io' // reading or writing the local disk failed

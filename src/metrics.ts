@@ -20,6 +20,10 @@ export interface MetricsSource {
   uploadQueue(): { waiting: number; uploading: number };
   /** Undefined until the store has been called once. */
   remoteAvailable(): boolean | undefined;
+  /** Whether the last save to the state directory succeeded. */
+  stateSaved(): boolean;
+  /** Opens and reads of backup files still running past their deadline. */
+  localFileOperationsStuck(): number;
 }
 
 export interface MetricsOptions {
@@ -74,6 +78,8 @@ export class Metrics {
     this.liveGauge('memsync_last_success_timestamp_seconds', 'When the last snapshot upload succeeded, seconds since the epoch; 0 before the first', (s) => (s.lastSuccessAtMs() ?? 0) / 1000);
     this.liveGauge('memsync_upload_queue_depth', 'Snapshots waiting for an upload slot', (s) => s.uploadQueue().waiting);
     this.liveGauge('memsync_uploads_in_flight', 'Snapshots being uploaded now', (s) => s.uploadQueue().uploading);
+    this.liveGauge('memsync_state_saved', 'Whether the last save to the state directory (CLOUD_SYNC_STATE_DIR) succeeded: 1 or 0 (1 when sync is disabled)', (s) => (s.stateSaved() ? 1 : 0), 1);
+    this.liveGauge('memsync_local_file_operations_stuck', 'Opens and reads of backup files still running past CLOUD_SYNC_FILE_DEADLINE_MS (each holds a thread of the I/O pool)', (s) => s.localFileOperationsStuck());
     this.liveGauge('memsync_remote_available', 'Whether the last call to the store succeeded: 1 or 0 (0 before the first call and when sync is disabled)', (s) => (s.remoteAvailable() === true ? 1 : 0));
   }
 
@@ -132,7 +138,7 @@ export class Metrics {
     });
   }
 
-  private liveGauge(name: string, help: string, read: (source: MetricsSource) => number): void {
+  private liveGauge(name: string, help: string, read: (source: MetricsSource) => number, unsetValue = 0): void {
     const source = (): MetricsSource | undefined => this.source;
     new Gauge({
       name,
@@ -140,7 +146,7 @@ export class Metrics {
       registers: [this.registry],
       collect() {
         const current = source();
-        this.set(current === undefined ? 0 : read(current));
+        this.set(current === undefined ? unsetValue : read(current));
       },
     });
   }

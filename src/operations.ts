@@ -2,11 +2,11 @@ import { AppError, describeError, isAppError } from './errors.js';
 import type { Agent, SyncReport } from './agent.js';
 import type { Notifier } from './alerts/notifier.js';
 import type { Logger } from './log.js';
-import { remoteNewerThan, type RemoteIndex, type RemoteSnapshot } from './remote/remote-index.js';
+import { chooseLatestRestorable, remoteNewerThan } from './remote/remote-index.js';
 import type { Restorer, RestoreOutcome } from './restore/restorer.js';
 import { withRetry } from './retry.js';
 import type { MemoryServiceClient } from './service/memory-service.js';
-import { latestByTime, requireSnapshotName } from './snapshot/naming.js';
+import { requireSnapshotName } from './snapshot/naming.js';
 import { listSnapshotEntries, statSnapshot } from './snapshot/scan.js';
 import type { AgentState } from './state/agent-state.js';
 import type { PersistedJson } from './state/persisted.js';
@@ -43,12 +43,6 @@ export interface OperationsOptions {
 
 /** How long a requested backup may take to be written and settle before the sync gives up on it. */
 const REQUESTED_BACKUP_TIMEOUT_MS = 120_000;
-
-/** Latest by time, preferring snapshots memsync verified (manifest present) over unverified ones. */
-export function chooseLatestRestorable(index: RemoteIndex): RemoteSnapshot | undefined {
-  const snapshots = [...index.snapshots.values()];
-  return latestByTime(snapshots.filter((s) => s.complete)) ?? latestByTime(snapshots.filter((s) => s.fileCount > 0));
-}
 
 export class SyncOperations {
   constructor(private readonly options: OperationsOptions) {}

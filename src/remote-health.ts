@@ -1,5 +1,7 @@
-import { describeError, isAppError } from './errors.js';
+import { describeError, isAppError, type ErrorKind } from './errors.js';
 import type { Logger } from './log.js';
+
+const STORE_ANSWERS: readonly ErrorKind[] = ['conflict', 'integrity', 'not_found', 'object_refused'];
 
 /**
  * Whether the last calls to the store worked. Logs only transitions (unavailable, then
@@ -43,9 +45,10 @@ export class RemoteHealth {
     this.lastFailure = { atMs: this.now(), message };
   }
 
-  // Conflicts and integrity errors are answers from a working store.
+  // Conflicts, integrity errors and one request refused for its content (a key too long) are
+  // answers from a working store: they fail a snapshot, never the store.
   private succeededIfStoreAnswered(error: unknown): void {
-    if (isAppError(error, 'conflict') || isAppError(error, 'integrity') || isAppError(error, 'not_found')) this.succeeded();
+    if (STORE_ANSWERS.some((kind) => isAppError(error, kind))) this.succeeded();
   }
 
   get available(): boolean | undefined {

@@ -1,7 +1,8 @@
-import { remoteNewerThan, type RemoteIndex } from './remote/remote-index.js';
+import { chooseLatestRestorable, remoteNewerThan, type RemoteIndex } from './remote/remote-index.js';
 import type { RemoteHealth } from './remote-health.js';
 import { latestByTime } from './snapshot/naming.js';
 import type { AgentState, ConflictRecord, Counters, ErrorRecord, UploadRecord } from './state/agent-state.js';
+import type { SaveHealth } from './state/persisted.js';
 import { compareSides, type LocalEntry } from './upload/compare.js';
 import type { UploadJobs } from './upload/jobs.js';
 import type { UploadProgress } from './upload/snapshot-uploader.js';
@@ -26,10 +27,13 @@ export interface AgentStatus {
   remoteSnapshots: { count: number; /** Of those, encrypted client-side. */ encrypted: number; latest: { name: string; time: string } | undefined; onlyRemote: string[]; newerThanLocal: string[] };
   conflicts: (Omit<ConflictRecord, 'detectedAtMs'> & { detectedAt: string })[];
   counters: Counters;
+  /** Whether the state directory takes memsync's saves (agent id, counters, conflicts). */
+  stateSaves: { ok: boolean; failures: number; lastFailure: { at: string; file: string; message: string } | undefined };
 }
 
 export interface StatusInputs {
   state: AgentState;
+  stateSaves: SaveHealth;
   remote: RemoteIndex;
   local: ReadonlyMap<string, LocalEntry>;
   jobs: UploadJobs;
@@ -47,8 +51,8 @@ export function buildStatus(inputs: StatusInputs): AgentStatus {
   const { state, remote, local } = inputs;
   const picture = compareSides(local.values(), remote, new Set(Object.keys(state.conflicts)));
   const latestLocal = latestByTime(local.values());
-  const completeRemote = [...remote.snapshots.values()].filter((s) => s.complete || s.fileCount > 0);
-  const latestRemote = latestByTime(completeRemote);
+  // The snapshot a download without a name would fetch, never an untimed or planted one.
+  const latestRemote = chooseLatestRestorable(remote);
   const newerThanLocal = remoteNewerThan(remote, latestLocal?.timeMs)
     .map((s) => s.name)
     .slice(0, LIST_LIMIT);
@@ -82,5 +86,10 @@ export function buildStatus(inputs: StatusInputs): AgentStatus {
     },
     conflicts: Object.values(state.conflicts).map(({ detectedAtMs, ...rest }) => ({ ...rest, detectedAt: iso(detectedAtMs) ?? '' })),
     counters: { ...state.counters },
+    stateSaves: {
+      ok: inputs.stateSaves.ok,
+      failures: inputs.stateSaves.failures,
+      lastFailure: inputs.stateSaves.lastFailure && { at: iso(inputs.stateSaves.lastFailure.atMs) ?? '', file: inputs.stateSaves.lastFailure.file, message: inputs.stateSaves.lastFailure.message },
+    },
   };
 }

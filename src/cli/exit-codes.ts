@@ -18,7 +18,11 @@ const EXIT_BY_KIND: Record<ErrorKind, number> = {
   bad_input: EXIT.usage,
   disabled: EXIT.usage,
   remote_rejected: EXIT.remoteRejected,
+  object_refused: EXIT.failed,
   unauthenticated: EXIT.remoteRejected,
+  // The HTTP API's refusals; the CLI never makes requests that meet them.
+  forbidden: EXIT.usage,
+  unsupported_media_type: EXIT.usage,
   remote_unavailable: EXIT.remoteUnavailable,
   conflict: EXIT.conflict,
   integrity: EXIT.verificationFailed,

@@ -1,4 +1,4 @@
-import { remoteNewerThan, type RemoteIndex } from '../remote/remote-index.js';
+import { chooseLatestRestorable, remoteNewerThan, type RemoteIndex } from '../remote/remote-index.js';
 import { latestByTime, type Timed } from '../snapshot/naming.js';
 import type { AgentState, ConflictRecord } from '../state/agent-state.js';
 import { compareSides, type LocalEntry } from '../upload/compare.js';
@@ -64,7 +64,7 @@ export function buildStatusReport(inputs: StatusInputs): StatusReport {
     remote:
       remote === undefined
         ? { reachable: false, error: inputs.remote.reachable ? null : inputs.remote.error, count: null, complete: null, latest: null }
-        : { reachable: true, error: null, count: remote.snapshots.size, complete: withContent.filter((s) => s.complete).length, latest: named(latestByTime(withContent)) },
+        : { reachable: true, error: null, count: remote.snapshots.size, complete: withContent.filter((s) => s.complete).length, latest: named(chooseLatestRestorable(remote)) },
     local: { count: inputs.local.length + inputs.settling.length, latest: named(latestLocal), settling: inputs.settling.map((s) => s.name).sort() },
     inSync: picture === undefined ? null : picture.inSync.sort(),
     pending: picture?.pending ?? null,

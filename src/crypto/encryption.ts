@@ -46,7 +46,7 @@ async function writeSalt(stateDir: string, persist: boolean): Promise<Buffer> {
  * directory: without a stored salt they write under a fresh one (readers find it in each header).
  */
 export async function openEncryption(source: KeySource, stateDir: string, persistSalt = true): Promise<Encryption> {
-  const keyring = new Keyring(source, source.kind === 'passphrase' ? await writeSalt(stateDir, persistSalt) : undefined);
+  const keyring = new Keyring(source, source.kind === 'passphrase' ? { writeSalt: await writeSalt(stateDir, persistSalt) } : {});
   const writeKey = await keyring.writeKey();
   return {
     keyring,

@@ -29,7 +29,13 @@ export const HEADER_BYTES = MAGIC.length + 1 + 1 + 1 + 3 + SALT_BYTES + KEY_CHEC
  */
 export const DEFAULT_CHUNK_LOG2 = 20;
 
-export type KdfParams = { kind: 'none' } | { kind: 'scrypt'; log2N: number; r: number; p: number; salt: Buffer };
+export interface ScryptParams {
+  log2N: number;
+  r: number;
+  p: number;
+}
+
+export type KdfParams = { kind: 'none' } | ({ kind: 'scrypt'; salt: Buffer } & ScryptParams);
 
 export interface ObjectHeader {
   version: number;
@@ -42,10 +48,27 @@ export interface ObjectHeader {
 const KDF_NONE = 0;
 const KDF_SCRYPT = 1;
 
-/** Bounds on what a header may ask of the reader: a hostile object must not make it allocate gigabytes. */
-const MAX_SCRYPT_LOG2N = 20;
-const MAX_SCRYPT_R = 16;
-const MAX_SCRYPT_P = 4;
+/**
+ * The most a header may ask of a reader, and exactly what memsync writes (DEFAULT_SCRYPT).
+ * Anyone able to put an object in the bucket chooses these numbers, and the reader pays for
+ * them before it can tell the object is not its own: scrypt holds 128 * N * r bytes while it
+ * runs (128 MiB here; N=2^20 with r=16 would be 2 GiB), and p multiplies its time. No
+ * memsync has written anything stronger, so nothing legitimate is refused. Weaker values cost
+ * the reader less and stay readable (tests write with N=2^10).
+ */
+export const MAX_SCRYPT: Readonly<ScryptParams> = { log2N: 17, r: 8, p: 1 };
+/** Below N=2^10, scrypt hardly stretches anything; memsync never writes that. */
+const MIN_SCRYPT_LOG2N = 10;
+
+/** Why a reader refuses these scrypt parameters, or undefined when it accepts them. */
+export function scryptParamsProblem({ log2N, r, p }: ScryptParams): string | undefined {
+  const asked = `N=2^${log2N}, r=${r}, p=${p}`;
+  if (log2N < MIN_SCRYPT_LOG2N || r < 1 || p < 1) return `scrypt parameters ${asked} are too weak to be memsync's`;
+  if (log2N > MAX_SCRYPT.log2N || r > MAX_SCRYPT.r || p > MAX_SCRYPT.p) {
+    return `scrypt parameters ${asked} exceed what memsync writes (at most N=2^${MAX_SCRYPT.log2N}, r=${MAX_SCRYPT.r}, p=${MAX_SCRYPT.p}); refused rather than spend the memory they ask for`;
+  }
+  return undefined;
+}
 
 export function encodeHeader(header: ObjectHeader): Buffer {
   const out = Buffer.alloc(HEADER_BYTES);
@@ -91,9 +114,8 @@ export function decodeHeader(bytes: Buffer): HeaderParse {
   let kdf: KdfParams;
   if (kdfId === KDF_NONE) kdf = { kind: 'none' };
   else if (kdfId === KDF_SCRYPT) {
-    if (log2N < 10 || log2N > MAX_SCRYPT_LOG2N || r < 1 || r > MAX_SCRYPT_R || p < 1 || p > MAX_SCRYPT_P) {
-      return { ok: false, reason: `scrypt parameters out of bounds (N=2^${log2N}, r=${r}, p=${p})` };
-    }
+    const problem = scryptParamsProblem({ log2N, r, p });
+    if (problem !== undefined) return { ok: false, reason: problem };
     kdf = { kind: 'scrypt', log2N, r, p, salt };
   } else return { ok: false, reason: `unknown key derivation ${kdfId}` };
   const keyCheck = Buffer.from(bytes.subarray(at, at + KEY_CHECK_BYTES));

@@ -1,6 +1,7 @@
-import { createHmac, hkdfSync, randomBytes, scrypt, timingSafeEqual } from 'node:crypto';
-import { AppError } from '../errors.js';
-import { KEY_CHECK_BYTES, SALT_BYTES, type KdfParams } from './format.js';
+import { createHmac, hkdfSync, randomBytes, timingSafeEqual } from 'node:crypto';
+import { AppError, describeError } from '../errors.js';
+import { KEY_CHECK_BYTES, MAX_SCRYPT, SALT_BYTES, scryptParamsProblem, type KdfParams, type ScryptParams } from './format.js';
+import { derivationQueue, DerivedKeyCache, MASTER_KEY_BYTES, scryptMasterKey, type DeriveMasterKey } from './kdf.js';
 
 /**
  * Where encryption keys come from and how they are derived. The master key is either given
@@ -12,9 +13,13 @@ import { KEY_CHECK_BYTES, SALT_BYTES, type KdfParams } from './format.js';
 
 export type KeySource = { kind: 'key'; key: Buffer } | { kind: 'passphrase'; passphrase: string };
 
-export const MASTER_KEY_BYTES = 32;
-/** scrypt with N=2^17, r=8: 128 MiB and a few hundred milliseconds per derivation, done once per salt. */
-export const DEFAULT_SCRYPT = { log2N: 17, r: 8, p: 1 } as const;
+/**
+ * scrypt with N=2^17, r=8: 128 MiB and a few hundred milliseconds per derivation, done once per
+ * salt. The most a reader accepts from a header, so raising it means raising that bound too.
+ */
+export const DEFAULT_SCRYPT: Readonly<ScryptParams> = MAX_SCRYPT;
+/** Salts a keyring keeps derived keys for: a few writers' worth, not a bucket full of distinct salts. */
+export const DEFAULT_MAX_CACHED_SALTS = 16;
 
 /** Parses a 256-bit key written as 64 hex digits or as base64; undefined when it is neither. */
 export function parseKeyText(text: string): Buffer | undefined {
@@ -59,19 +64,22 @@ export function contentTag(masterKey: Buffer, sha256Hex: string): string {
   return createHmac('sha256', masterKey).update(CONTENT_TAG_LABEL).update(sha256Hex).digest('hex');
 }
 
-function scryptAsync(passphrase: string, salt: Buffer, log2N: number, r: number, p: number): Promise<Buffer> {
-  const N = 2 ** log2N;
-  return new Promise((resolve, reject) => {
-    // maxmem must cover 128 * N * r bytes, plus headroom.
-    scrypt(passphrase, salt, MASTER_KEY_BYTES, { N, r, p, maxmem: 128 * N * r * (p + 1) + 16 * 1024 * 1024 }, (error, key) => (error === null ? resolve(key) : reject(error)));
-  });
-}
-
 /** What new objects are written with: the master key and the header fields that lead back to it. */
 export interface WriteKey {
   masterKey: Buffer;
   kdf: KdfParams;
   keyCheck: Buffer;
+}
+
+export interface KeyringOptions {
+  /** Salt for objects this process writes under a passphrase (kept in the state directory by the caller); random by default, ignored for a raw key. */
+  writeSalt?: Buffer;
+  /** scrypt parameters new objects are written with; DEFAULT_SCRYPT unless given (tests use cheaper ones). */
+  scrypt?: ScryptParams;
+  /** The passphrase stretching itself; scrypt unless given. Runs one at a time process-wide whichever it is. */
+  derive?: DeriveMasterKey;
+  /** Derived keys kept, by salt, least recently used dropped first; DEFAULT_MAX_CACHED_SALTS unless given. */
+  maxCachedSalts?: number;
 }
 
 /**
@@ -80,21 +88,27 @@ export interface WriteKey {
  * salt an object names, and caches it.
  */
 export class Keyring {
-  private readonly derived = new Map<string, Promise<Buffer>>();
+  private readonly writeSalt: Buffer;
+  private readonly scryptParams: ScryptParams;
+  private readonly derive: DeriveMasterKey;
+  private readonly derived: DerivedKeyCache;
 
-  /**
-   * @param writeSalt salt for objects this process writes under a passphrase (kept in the state
-   * directory by the caller); ignored for a raw key.
-   */
   constructor(
     private readonly source: KeySource,
-    private readonly writeSalt: Buffer = randomBytes(SALT_BYTES),
-    private readonly scryptParams: { log2N: number; r: number; p: number } = DEFAULT_SCRYPT,
-  ) {}
+    options: KeyringOptions = {},
+  ) {
+    this.writeSalt = options.writeSalt ?? randomBytes(SALT_BYTES);
+    this.scryptParams = options.scrypt ?? DEFAULT_SCRYPT;
+    // What this keyring writes, it and every other memsync must be able to read back.
+    const problem = scryptParamsProblem(this.scryptParams);
+    if (problem !== undefined) throw new RangeError(`cannot write with ${problem}`);
+    this.derive = options.derive ?? scryptMasterKey;
+    this.derived = new DerivedKeyCache(options.maxCachedSalts ?? DEFAULT_MAX_CACHED_SALTS);
+  }
 
   async writeKey(): Promise<WriteKey> {
     const kdf: KdfParams = this.source.kind === 'key' ? { kind: 'none' } : { kind: 'scrypt', ...this.scryptParams, salt: this.writeSalt };
-    const masterKey = await this.master(kdf);
+    const masterKey = await this.master(kdf, 'new objects');
     return { masterKey, kdf, keyCheck: keyCheckValue(masterKey) };
   }
 
@@ -110,7 +124,12 @@ export class Keyring {
     if (kdf.kind === 'scrypt' && this.source.kind === 'key') {
       throw wrongKey(what, 'it was encrypted with a passphrase (CLOUD_SYNC_ENCRYPTION_PASSPHRASE), but a raw key is configured');
     }
-    const masterKey = await this.master(kdf);
+    if (kdf.kind === 'scrypt') {
+      // decodeHeader refuses these already; checked again so no caller can spend the memory.
+      const problem = scryptParamsProblem(kdf);
+      if (problem !== undefined) throw new AppError('integrity', `${what}: ${problem}`, { retryable: false, details: { object: what } });
+    }
+    const masterKey = await this.master(kdf, what);
     const expected = keyCheckValue(masterKey);
     if (keyCheck.length !== expected.length || !timingSafeEqual(keyCheck, expected)) {
       throw wrongKey(what, 'its key check value does not match the configured key');
@@ -118,16 +137,20 @@ export class Keyring {
     return masterKey;
   }
 
-  private master(kdf: KdfParams): Promise<Buffer> {
-    if (this.source.kind === 'key') return Promise.resolve(this.source.key);
-    if (kdf.kind !== 'scrypt') return Promise.reject(new Error('a passphrase needs scrypt parameters'));
-    const cacheKey = `${kdf.log2N}:${kdf.r}:${kdf.p}:${kdf.salt.toString('hex')}`;
-    let derived = this.derived.get(cacheKey);
-    if (derived === undefined) {
-      derived = scryptAsync(this.source.passphrase, kdf.salt, kdf.log2N, kdf.r, kdf.p);
-      this.derived.set(cacheKey, derived);
+  private async master(kdf: KdfParams, what: string): Promise<Buffer> {
+    if (this.source.kind === 'key') return this.source.key;
+    if (kdf.kind !== 'scrypt') throw new Error('a passphrase needs scrypt parameters');
+    const { passphrase } = this.source;
+    const { salt, log2N, r, p } = kdf;
+    try {
+      return await this.derived.get(`${log2N}:${r}:${p}:${salt.toString('hex')}`, () => derivationQueue.run(() => this.derive(passphrase, salt, { log2N, r, p })));
+    } catch (error) {
+      throw new AppError('encryption_key', `cannot derive the key for ${what} from the passphrase: ${describeError(error)}`, {
+        retryable: true,
+        cause: error,
+        hint: 'scrypt needs about 128 MiB per derivation; check the memory available to memsync',
+      });
     }
-    return derived;
   }
 }
 

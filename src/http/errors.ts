@@ -6,6 +6,8 @@ import type { Logger } from '../log.js';
 export const STATUS_BY_KIND: Record<ErrorKind, number> = {
   bad_input: 400,
   unauthenticated: 401,
+  forbidden: 403,
+  unsupported_media_type: 415,
   not_found: 404,
   conflict: 409,
   snapshot_gone: 409,
@@ -14,6 +16,8 @@ export const STATUS_BY_KIND: Record<ErrorKind, number> = {
   encryption_key: 422,
   remote_unavailable: 503,
   remote_rejected: 503,
+  // The store works but will not take this snapshot as it is (e.g. a path too long for a key).
+  object_refused: 422,
   disabled: 503,
   cancelled: 503,
   config: 500,

@@ -80,5 +80,5 @@ export const healthResponse = z.object({ status: z.literal('ok') });
 export const readyResponse = z.object({
   ready: z.boolean(),
   enabled: z.boolean(),
-  checks: z.object({ config: z.boolean(), watcher: z.boolean(), remote: z.boolean() }),
+  checks: z.object({ config: z.boolean(), watcher: z.boolean(), remote: z.boolean(), state: z.boolean(), localFiles: z.boolean() }),
 });

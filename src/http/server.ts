@@ -3,6 +3,7 @@ import Fastify, { type FastifyInstance, type FastifyReply } from 'fastify';
 import { jsonSchemaTransform, serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { accessOf, checkRequestOrigin, type RouteAccess } from './access.js';
 import { makeTokenCheck } from './auth.js';
 import { makeErrorHandler } from './errors.js';
 import { registerHealthRoutes, type Readiness } from './routes/health.js';
@@ -18,6 +19,8 @@ export interface HttpDeps {
   /** CLOUD_SYNC_METRICS_OPEN: /metrics answers without the token, for scrapers that cannot send one. */
   metricsOpen: boolean;
   log: Logger;
+  /** Overrides of DEFAULT_HTTP_LIMITS (tests shorten them). */
+  limits?: Partial<HttpLimits>;
 }
 
 /** Requests carry no bodies worth more than this; anything larger is refused before parsing. */
@@ -27,6 +30,28 @@ const BODY_LIMIT_BYTES = 16 * 1024;
  * characters, below the 200 a snapshot name may have); up to this length the schema answers.
  */
 const MAX_PARAM_LENGTH = 1024;
+/**
+ * Bounds on what a client that sends nothing useful can hold. A request's headers and its body
+ * (at most BODY_LIMIT_BYTES) must arrive in seconds; an idle keep-alive connection closes soon.
+ * There is deliberately no socket-inactivity timeout: a restore answers only when it is done,
+ * minutes later, and the socket is silent until then.
+ */
+export interface HttpLimits {
+  headersTimeoutMs: number;
+  requestTimeoutMs: number;
+  keepAliveTimeoutMs: number;
+  /** How often Node looks for requests over their deadline (its default, 30 s, would let them live twice as long). */
+  timeoutCheckIntervalMs: number;
+  /** The API serves an operator and a scraper: a few dozen connections are plenty, and a flood cannot take every descriptor. */
+  maxConnections: number;
+}
+export const DEFAULT_HTTP_LIMITS: HttpLimits = {
+  headersTimeoutMs: 10_000,
+  requestTimeoutMs: 15_000,
+  keepAliveTimeoutMs: 10_000,
+  timeoutCheckIntervalMs: 2_000,
+  maxConnections: 64,
+};
 
 /**
  * Dot segments are resolved by routing before any handler sees them (`/sync/restore/%2e%2e`
@@ -52,9 +77,13 @@ function frameworkErrorMessage(code: string): string {
 
 /** Builds the API without listening, so tests drive it with inject() and main decides where it listens. */
 export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
+  const limits = { ...DEFAULT_HTTP_LIMITS, ...deps.limits };
   const app = Fastify({
     logger: false,
     bodyLimit: BODY_LIMIT_BYTES,
+    requestTimeout: limits.requestTimeoutMs,
+    keepAliveTimeout: limits.keepAliveTimeoutMs,
+    http: { headersTimeout: limits.headersTimeoutMs, connectionsCheckingInterval: limits.timeoutCheckIntervalMs },
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     return503OnClosing: true,
     // URLs the router cannot take apart (bad percent-encoding, an over-long parameter) get the
@@ -78,11 +107,34 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
     transform: jsonSchemaTransform,
   });
 
+  app.server.maxConnections = limits.maxConnections;
+  // No body is required, but a POST without a token must say JSON (see access.ts); an empty one is fine.
+  app.removeContentTypeParser('application/json');
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+    const text = typeof body === 'string' ? body : body.toString('utf8');
+    if (text.trim() === '') return done(null, undefined);
+    try {
+      done(null, JSON.parse(text) as unknown);
+    } catch {
+      done(new AppError('bad_input', 'the request body is not valid JSON'), undefined);
+    }
+  });
+
+  const routes: RegisteredRoute[] = [];
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, access: accessOf(route.config) });
+  });
+  routeTables.set(app, routes);
+
   const checkToken = makeTokenCheck(deps.apiToken);
   app.addHook('onRequest', async (request) => {
-    const path = request.url.split('?')[0] ?? '';
-    rejectTraversal(path);
-    if (path === '/docs' || path.startsWith('/sync/') || (path === '/metrics' && !deps.metricsOpen)) checkToken(request.headers.authorization);
+    rejectTraversal(request.url.split('?')[0] ?? '');
+    if (accessOf(request.routeOptions.config) === 'public') return;
+    checkRequestOrigin(
+      { method: request.method, host: request.headers.host, origin: request.headers.origin, contentType: request.headers['content-type'] },
+      deps.apiToken !== undefined,
+    );
+    checkToken(request.headers.authorization);
   });
 
   registerHealthRoutes(app, deps.readiness);
@@ -90,4 +142,16 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
   registerMetricsRoutes(app, deps.metrics, deps.metricsOpen);
   app.get('/docs', { schema: { hide: true } }, async () => app.swagger());
   return app;
+}
+
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+  access: RouteAccess;
+}
+const routeTables = new WeakMap<FastifyInstance, readonly RegisteredRoute[]>();
+
+/** Every route the server registered and who may call it, for tests that walk the whole table. */
+export function registeredRoutes(app: FastifyInstance): readonly RegisteredRoute[] {
+  return routeTables.get(app) ?? [];
 }

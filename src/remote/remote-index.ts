@@ -1,6 +1,7 @@
 import { manifestFormatOf } from '../snapshot/manifest-codec.js';
 import { claimKey } from '../snapshot/manifest.js';
-import { compareNewestFirst, isSnapshotName, timeFromName } from '../snapshot/naming.js';
+import { isAllowedFilePath } from '../snapshot/file-path-rule.js';
+import { compareNewestFirst, isSnapshotName, isTimedSnapshotName, latestByTime, timeFromName } from '../snapshot/naming.js';
 import { normalizeEtag } from '../snapshot/digest.js';
 import type { RemoteObject, RemoteStore } from './store.js';
 
@@ -24,7 +25,7 @@ export interface RemoteSnapshot {
 
 export interface RemoteIndex {
   snapshots: Map<string, RemoteSnapshot>;
-  /** Keys directly under the prefix or with unsafe names: listed by nobody, reported once. */
+  /** Keys directly under the prefix, with unsafe names or with file paths no restore accepts: listed by nobody, reported once. */
   ignoredKeys: number;
   listedAtMs: number;
 }
@@ -43,13 +44,19 @@ export function buildRemoteIndex(objects: Iterable<RemoteObject>, nowMs: number)
     }
     // An upload's claim on the name is not content: alone, it is no snapshot.
     if (object.key === claimKey(name)) continue;
+    const relative = object.key.slice(name.length + 1);
+    const manifestFormat = manifestFormatOf(relative);
+    // `x/../../evil` is no file of a snapshot "x": counted as one, it would make "x" the newest.
+    if (manifestFormat === undefined && !isAllowedFilePath(relative)) {
+      ignoredKeys += 1;
+      continue;
+    }
     let snapshot = snapshots.get(name);
     if (snapshot === undefined) {
       // Names without a time suffix fall back to the newest object's upload time.
       snapshot = { name, timeMs: timeFromName(name) ?? 0, fileCount: 0, bytes: 0, complete: false, manifestEtag: undefined, encrypted: false };
       snapshots.set(name, snapshot);
     }
-    const manifestFormat = manifestFormatOf(object.key.slice(name.length + 1));
     if (manifestFormat !== undefined) {
       snapshot.complete = true;
       snapshot.manifestEtag = normalizeEtag(object.etag);
@@ -71,6 +78,17 @@ export function remoteNewerThan(index: RemoteIndex, latestLocalMs: number | unde
   return [...index.snapshots.values()]
     .filter((s) => (s.complete || s.fileCount > 0) && (latestLocalMs === undefined || s.timeMs > latestLocalMs))
     .sort(compareNewestFirst);
+}
+
+/**
+ * The snapshot a download without a name fetches (and the one fetched into an empty backup
+ * directory at start): the latest by the time in its name, preferring those memsync verified
+ * (manifest present). Only names with their own time are candidates (isTimedSnapshotName); any
+ * other snapshot is still listed and can be downloaded by name.
+ */
+export function chooseLatestRestorable(index: RemoteIndex): RemoteSnapshot | undefined {
+  const candidates = [...index.snapshots.values()].filter((s) => isTimedSnapshotName(s.name));
+  return latestByTime(candidates.filter((s) => s.complete)) ?? latestByTime(candidates.filter((s) => s.fileCount > 0));
 }
 
 /** Every object under `keyPrefix`, all pages collected (for listings whose size is bounded by what memsync keeps). */

@@ -1,4 +1,4 @@
-import { AppError } from '../errors.js';
+import { AppError, isAppError } from '../errors.js';
 
 /**
  * Translation of AWS SDK failures into AppError kinds, at the edge. Some servers (Ceph RGW)
@@ -27,8 +27,27 @@ export function errorCodeOf(error: unknown): string {
   return e.Code ?? e.code ?? e.name ?? 'UnknownError';
 }
 
-const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'TimeoutError', 'RequestTimeout', 'RequestTimeTooSkewed']);
+// RequestTimeout and IncompleteBody come as 400 but mean the connection, not the request, failed.
+const NETWORK_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'TimeoutError', 'RequestTimeout', 'IncompleteBody', 'RequestTimeTooSkewed']);
 const THROTTLE_CODES = new Set(['SlowDown', 'Throttling', 'ThrottlingException', 'TooManyRequests', 'RequestLimitExceeded']);
+/**
+ * Refusals of memsync itself rather than of one request: every request would get them, so the
+ * store is unusable until the operator acts. Some of them come as 400 (a wrong region, an expired token).
+ */
+const CREDENTIAL_CODES = new Set([
+  'AccessDenied',
+  'InvalidAccessKeyId',
+  'SignatureDoesNotMatch',
+  'AuthorizationHeaderMalformed',
+  'AuthorizationQueryParametersError',
+  'IncompleteSignature',
+  'MissingSecurityHeader',
+  'ExpiredToken',
+  'InvalidToken',
+  'TokenRefreshRequired',
+]);
+/** S3 keys are at most 1,024 bytes; servers say so in their own words, proxies with 414. */
+const KEY_TOO_LONG_CODES = new Set(['InvalidObjectName', 'KeyTooLongError']);
 
 export function isNotFound(error: unknown): boolean {
   const status = httpStatusOf(error);
@@ -47,7 +66,9 @@ export function translateS3Error(error: unknown, operation: string): AppError {
   const status = httpStatusOf(error);
   const code = errorCodeOf(error);
   const message = asSdkError(error).message;
-  const detail = `${code}${status === undefined ? '' : ` (HTTP ${status})`}${message !== undefined && message !== '' && message !== code ? `: ${message}` : ''}`;
+  // The SDK's placeholder when the server sent no <Message> (Ceph RGW) says nothing more than the code.
+  const saysMore = message !== undefined && message !== '' && message !== code && message !== 'UnknownError';
+  const detail = `${code}${status === undefined ? '' : ` (HTTP ${status})`}${saysMore ? `: ${message}` : ''}`;
   const context = `${operation}: ${detail}`;
 
   if (isAbort(error)) return new AppError('cancelled', `${operation}: aborted`, { cause: error });
@@ -62,12 +83,13 @@ export function translateS3Error(error: unknown, operation: string): AppError {
     // The bytes that arrived are not the bytes that were read: a changed file or a corrupting hop.
     return new AppError('integrity', context, { cause: error });
   }
-  if (status === 403 || code === 'InvalidAccessKeyId' || code === 'SignatureDoesNotMatch' || code === 'AccessDenied') {
+  if (status === 401 || status === 403 || CREDENTIAL_CODES.has(code)) {
     return new AppError('remote_rejected', context, {
       cause: error,
-      hint: 'check CLOUD_SYNC_ACCESS_KEY / CLOUD_SYNC_SECRET_KEY and the bucket policy',
+      hint: 'check CLOUD_SYNC_ACCESS_KEY / CLOUD_SYNC_SECRET_KEY, CLOUD_SYNC_REGION and the bucket policy',
     });
   }
+  if (code === 'InvalidBucketName') return new AppError('remote_rejected', context, { cause: error, hint: 'fix CLOUD_SYNC_BUCKET' });
   if (status === 501 || code === 'NotImplemented') return new AppError('remote_rejected', context, { cause: error, hint: 'the server does not implement this operation' });
   const networkCode = asSdkError(error).code;
   if (
@@ -81,5 +103,34 @@ export function translateS3Error(error: unknown, operation: string): AppError {
   ) {
     return new AppError('remote_unavailable', context, { cause: error, hint: 'the store is unreachable or overloaded; memsync retries with backoff' });
   }
+  if (status >= 400 && status < 500) return objectRefused(code, status, context, error);
   return new AppError('remote_rejected', context, { cause: error });
+}
+
+/**
+ * For requests about the bucket itself (HeadBucket, listings): they carry no object's key or
+ * body, so a refusal is the store refusing memsync's configuration (a wrong region answers a
+ * HEAD with a bare 400), and counts against the store like any other.
+ */
+export function translateS3BucketError(error: unknown, operation: string): AppError {
+  const translated = translateS3Error(error, operation);
+  if (!isAppError(translated, 'object_refused')) return translated;
+  return new AppError('remote_rejected', translated.message, {
+    cause: error,
+    hint: 'check CLOUD_SYNC_ENDPOINT, CLOUD_SYNC_REGION, CLOUD_SYNC_BUCKET and CLOUD_SYNC_PREFIX',
+    details: translated.details,
+  });
+}
+
+/**
+ * A working store refusing this one request for what it carries (its key, size or arguments):
+ * the snapshot it belongs to fails, the same request would fail again, and the store's health
+ * is not in question, so one odd file cannot mark the whole store unavailable.
+ */
+function objectRefused(code: string, status: number, context: string, cause: unknown): AppError {
+  const hint =
+    KEY_TOO_LONG_CODES.has(code) || status === 414
+      ? 'object keys are limited to 1,024 bytes (prefix, snapshot name and path together): shorten the path or CLOUD_SYNC_PREFIX'
+      : 'the store refuses this request for what it carries; retrying will not help';
+  return new AppError('object_refused', context, { cause, retryable: false, hint, details: { code } });
 }

@@ -14,7 +14,7 @@ import { Upload } from '@aws-sdk/lib-storage';
 import type { BuildMiddleware, MetadataBearer } from '@aws-sdk/types';
 import { AppError } from '../errors.js';
 import { copyS3Object } from './s3-copy.js';
-import { isNotFound, translateS3Error } from './s3-errors.js';
+import { isNotFound, translateS3BucketError, translateS3Error } from './s3-errors.js';
 import { uploadFileInParts } from './s3-file-parts.js';
 import { CANCEL_GRACE_MS, isFileBody, type BodySource, type FileBody, type CopyOptions, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
 
@@ -97,7 +97,7 @@ export class S3RemoteStore implements RemoteStore {
     try {
       await this.client.send(new HeadBucketCommand({ Bucket: this.options.bucket }));
     } catch (error) {
-      const translated = translateS3Error(error, `open bucket ${this.options.bucket}`);
+      const translated = translateS3BucketError(error, `open bucket ${this.options.bucket}`);
       if (translated.kind === 'not_found') {
         throw new AppError('remote_rejected', `bucket ${this.options.bucket} does not exist`, { cause: error, hint: 'create the bucket or fix CLOUD_SYNC_BUCKET' });
       }
@@ -114,7 +114,7 @@ export class S3RemoteStore implements RemoteStore {
           new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.fullKey(keyPrefix), ContinuationToken: continuationToken, MaxKeys: 1000 }),
         );
       } catch (error) {
-        throw translateS3Error(error, `list ${this.fullKey(keyPrefix)}`);
+        throw translateS3BucketError(error, `list ${this.fullKey(keyPrefix)}`);
       }
       const objects: RemoteObject[] = (page.Contents ?? []).flatMap((item) =>
         item.Key === undefined
@@ -280,7 +280,7 @@ export class S3RemoteStore implements RemoteStore {
           new ListMultipartUploadsCommand({ Bucket: this.options.bucket, Prefix: this.fullKey(keyPrefix), KeyMarker: keyMarker, UploadIdMarker: uploadIdMarker }),
         );
       } catch (error) {
-        throw translateS3Error(error, `list multipart uploads under ${this.fullKey(keyPrefix)}`);
+        throw translateS3BucketError(error, `list multipart uploads under ${this.fullKey(keyPrefix)}`);
       }
       for (const item of answer.Uploads ?? []) {
         if (item.Key === undefined || item.UploadId === undefined) continue;

@@ -1,9 +1,11 @@
 import { AppError } from '../errors.js';
-import { readBody } from '../remote/body.js';
+import { readSmallObject } from '../remote/body.js';
 import type { RemoteObject, RemoteStore } from '../remote/store.js';
 import { normalizeEtag } from '../snapshot/digest.js';
-import { CLAIM_FILE_NAME, isSafeRelativePath, type Manifest, type SnapshotKind } from '../snapshot/manifest.js';
+import { filePathProblem } from '../snapshot/file-path-rule.js';
+import { CLAIM_FILE_NAME, requireRestorableFiles, type Manifest, type SnapshotKind } from '../snapshot/manifest.js';
 import { decodeManifest, manifestFormatOf, manifestKeyFor, type ManifestFormat } from '../snapshot/manifest-codec.js';
+import { manifestByteLimit } from '../snapshot/manifest-limits.js';
 import { encryptedSize } from '../crypto/format.js';
 import type { Keyring } from '../crypto/keys.js';
 import type { ExpectedObject } from '../snapshot/object-check.js';
@@ -37,16 +39,27 @@ export interface RemoteSnapshotPlan {
 export async function planRemoteSnapshot(store: RemoteStore, name: string, signal?: AbortSignal, keyring?: Keyring): Promise<RemoteSnapshotPlan> {
   const objects = new Map<string, RemoteObject>();
   let manifestFormat: ManifestFormat | undefined;
+  const manifestSizes = new Map<ManifestFormat, number>();
   for await (const page of store.listObjects(`${name}/`)) {
     for (const object of page) {
       const relative = object.key.slice(name.length + 1);
       const format = manifestFormatOf(relative);
       // Both formats for one name never come from memsync (it checks both before writing); prefer the plain one.
-      if (format !== undefined) manifestFormat = manifestFormat === 'plain' ? 'plain' : format;
+      if (format !== undefined) {
+        manifestFormat = manifestFormat === 'plain' ? 'plain' : format;
+        manifestSizes.set(format, object.size);
+      }
       else if (relative === CLAIM_FILE_NAME) continue;
-      else if (!isSafeRelativePath(relative)) {
-        throw new AppError('integrity', `remote snapshot ${name} holds an unsafe key ${JSON.stringify(object.key.slice(0, 120))}; refusing to restore it`, { retryable: false });
-      } else objects.set(relative, object);
+      else {
+        const problem = filePathProblem(relative);
+        if (problem !== undefined) {
+          throw new AppError('integrity', `remote snapshot ${name} holds a key no file can be restored from: ${JSON.stringify(object.key.slice(0, 120))} (its path ${problem}); refusing to restore it`, {
+            retryable: false,
+            details: { snapshot: name, file: relative.slice(0, 120), problem },
+          });
+        }
+        objects.set(relative, object);
+      }
     }
   }
   if (manifestFormat === undefined && objects.size === 0) throw new AppError('not_found', `no remote snapshot named ${name}`);
@@ -55,11 +68,15 @@ export async function planRemoteSnapshot(store: RemoteStore, name: string, signa
     const files = [...objects.entries()].map(([path, o]) => ({ path, size: o.size, sha256: undefined, etag: normalizeEtag(o.etag), encrypted: false }));
     // A single object named like its snapshot is how memsync stores single-file snapshots.
     const kind: SnapshotKind = files.length === 1 && files[0]?.path === name ? 'file' : 'directory';
+    // Keys are distinct, but `a` and `a/b` cannot both be written back.
+    requireRestorableFiles(name, kind, files.map((file) => file.path));
     return { name, kind, manifest: undefined, encrypted: false, files, totalBytes: sum(files) };
   }
 
   const key = manifestKeyFor(name, manifestFormat);
-  const manifest = await decodeManifest(await readBody(await store.get(key, signal), key), manifestFormat, name, keyring);
+  // A manifest lists only files its snapshot holds: the listing bounds it before anything is read.
+  const bytes = await readSmallObject(store, key, manifestByteLimit(manifestFormat, objects.size), { signal, listedSizeBytes: manifestSizes.get(manifestFormat) });
+  const manifest = await decodeManifest(bytes, manifestFormat, name, keyring);
   const encrypted = manifestFormat === 'encrypted';
   const files = manifest.files.map((file) => {
     const object = objects.get(file.path);

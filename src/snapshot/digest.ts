@@ -1,6 +1,6 @@
 import { createHash, type Hash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { AppError } from '../errors.js';
+import { openLocalFile, type OpenOptions } from './safe-open.js';
 
 /**
  * Content digests of a file, computed in one streaming pass: SHA-256 for the manifest,
@@ -158,23 +158,26 @@ export function fileDigestAccumulator(sizeBytes: number, multipartThresholdBytes
 /**
  * Reads a file once and returns every digest memsync needs for it. `expectedSizeBytes` comes
  * from the stat that settled the snapshot; a file that reads to another length changed
- * underneath and is reported as such, never digested as if it were whole.
+ * underneath and is reported as such, never digested as if it were whole. `opening` says what
+ * the opened file must be (the scan's identity of it) and bounds each file operation.
  */
-export async function digestFile(absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number): Promise<FileDigest> {
+export async function digestFile(absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number, opening: OpenOptions = {}): Promise<FileDigest> {
   const digests = fileDigestAccumulator(expectedSizeBytes, multipartThresholdBytes);
+  const file = await openLocalFile(absolutePath, opening);
   try {
-    for await (const chunk of createReadStream(absolutePath, { highWaterMark: MIB }) as AsyncIterable<Buffer>) digests.update(chunk);
-  } catch (error) {
-    throw readError(absolutePath, error);
+    // One buffer for the whole file: the hashes copy what they need from it.
+    const buffer = Buffer.allocUnsafe(MIB);
+    for (let position = 0; ; ) {
+      const bytesRead = await file.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) break;
+      digests.update(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+    }
+  } finally {
+    await file.close();
   }
   if (digests.size !== expectedSizeBytes) {
     throw new AppError('snapshot_gone', `${absolutePath} changed size while being read (${expectedSizeBytes} -> ${digests.size} bytes)`);
   }
   return digests.digest();
-}
-
-function readError(absolutePath: string, error: unknown): AppError {
-  const code = (error as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new AppError('snapshot_gone', `${absolutePath} disappeared while being read`, { cause: error });
-  return new AppError('local_io', `cannot read ${absolutePath}: ${code ?? String(error)}`, { cause: error });
 }

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { AppError } from '../errors.js';
 import { manifestObjectId, noKeyConfigured, type Keyring, type WriteKey } from '../crypto/keys.js';
 import { decryptBuffer, encryptBuffer } from '../crypto/streams.js';
-import { MANIFEST_FILE_NAME, parseManifest, serializeManifest, type Manifest } from './manifest.js';
+import { parseManifest, serializeManifest, type Manifest } from './manifest.js';
+import { ENCRYPTED_MANIFEST_FILE_NAME, MANIFEST_FILE_NAME } from './reserved-names.js';
 
 /**
  * How a manifest is stored: as plain JSON, or encrypted. The two use different object names,
@@ -13,7 +14,7 @@ import { MANIFEST_FILE_NAME, parseManifest, serializeManifest, type Manifest } f
  * manifests are identical, which their ETags would say anyway.
  */
 
-export const ENCRYPTED_MANIFEST_FILE_NAME = '.memsync-manifest.enc';
+export { ENCRYPTED_MANIFEST_FILE_NAME } from './reserved-names.js';
 
 export type ManifestFormat = 'plain' | 'encrypted';
 

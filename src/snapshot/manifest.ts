@@ -1,7 +1,9 @@
 import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { AppError } from '../errors.js';
+import { FILE_PATH_RULE, isAllowedFilePath, refusedFilePaths } from './file-path-rule.js';
 import { isSnapshotName } from './naming.js';
+import { CLAIM_FILE_NAME, MANIFEST_FILE_NAME } from './reserved-names.js';
 
 /**
  * The per-snapshot manifest: the list of files with size and SHA-256, written last. Its
@@ -10,16 +12,8 @@ import { isSnapshotName } from './naming.js';
  * the same ETag: a sweep can recognise an already uploaded snapshot from a listing alone.
  */
 
-/** Stored next to the snapshot's files; a dot name the memory service never writes. */
-export const MANIFEST_FILE_NAME = '.memsync-manifest.json';
-
-/**
- * Written (conditionally) before a snapshot's first multipart upload, naming the agent that
- * uploads it: servers that ignore If-None-Match when a multipart upload completes would let a
- * second writer replace the first one's large files, so the name is claimed with a single PUT,
- * which they do honour. Not a file of the snapshot: never listed, restored or counted.
- */
-export const CLAIM_FILE_NAME = '.memsync-claim';
+// Re-exported: every reader of manifests knows them by these names.
+export { CLAIM_FILE_NAME, MANIFEST_FILE_NAME } from './reserved-names.js';
 
 export function claimKey(snapshot: string): string {
   return `${snapshot}/${CLAIM_FILE_NAME}`;
@@ -42,11 +36,9 @@ export interface Manifest {
   files: ManifestFile[];
 }
 
-/** A relative path that cannot escape its snapshot directory once joined to it. */
+/** A relative path memsync can write back inside its snapshot directory: the file path rule (file-path-rule.ts). */
 export function isSafeRelativePath(relativePath: string): boolean {
-  if (relativePath.length === 0 || relativePath.length > 1024) return false;
-  if (relativePath.startsWith('/') || /[\u0000-\u001f\\]/.test(relativePath)) return false;
-  return relativePath.split('/').every((segment) => segment.length > 0 && segment !== '.' && segment !== '..');
+  return isAllowedFilePath(relativePath);
 }
 
 const manifestSchema = z.object({
@@ -56,7 +48,8 @@ const manifestSchema = z.object({
   kind: z.enum(['directory', 'file']),
   files: z.array(
     z.object({
-      path: z.string().refine(isSafeRelativePath, 'unsafe path'),
+      // Checked below with the other paths, so that the error can name the file.
+      path: z.string(),
       size: z.number().int().nonnegative(),
       sha256: z.string().regex(/^[0-9a-f]{64}$/),
     }),
@@ -94,7 +87,30 @@ export function parseManifest(bytes: Buffer, expectedSnapshot: string): Manifest
   if (parsed.data.snapshot !== expectedSnapshot) {
     throw new AppError('integrity', `manifest under ${expectedSnapshot} names another snapshot (${parsed.data.snapshot})`, { retryable: false });
   }
+  requireRestorableFiles(expectedSnapshot, parsed.data.kind, parsed.data.files.map((file) => file.path));
   return buildManifest(parsed.data.snapshot, parsed.data.kind, parsed.data.files);
+}
+
+/**
+ * Refuses, as an integrity error naming the file, a remote snapshot whose files could not all
+ * be written back: a path outside the file path rule, one listed twice, or one that another
+ * needs as its directory. A single-file snapshot is its one file, named like the snapshot.
+ */
+export function requireRestorableFiles(snapshot: string, kind: SnapshotKind, paths: readonly string[]): void {
+  const refused = refusedFilePaths(paths)[0];
+  if (refused !== undefined) {
+    throw new AppError('integrity', `remote snapshot ${snapshot} lists a file that cannot be restored: ${JSON.stringify(refused.path)} ${refused.problem}`, {
+      retryable: false,
+      hint: FILE_PATH_RULE,
+      details: { snapshot, file: refused.path, problem: refused.problem },
+    });
+  }
+  if (kind === 'file' && (paths.length !== 1 || paths[0] !== snapshot)) {
+    throw new AppError('integrity', `remote snapshot ${snapshot} is a single file but lists ${paths.length === 1 ? JSON.stringify(paths[0]) : `${paths.length} files`}`, {
+      retryable: false,
+      details: { snapshot },
+    });
+  }
 }
 
 /** The ETag S3 reports for the manifest object memsync writes (one PUT: the MD5 of its bytes). */

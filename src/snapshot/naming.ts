@@ -18,6 +18,15 @@ export function isSnapshotName(name: string): boolean {
   return SNAPSHOT_NAME.test(name) && !name.includes('..');
 }
 
+/**
+ * A snapshot name carrying its own time (`{prefix}_{YYYYMMDD}_{HHMMSS}`): the only names that
+ * may be chosen as "latest", since any other is timed by its upload, which a stray or planted
+ * key sets to the moment it was written.
+ */
+export function isTimedSnapshotName(name: string): boolean {
+  return isSnapshotName(name) && timeFromName(name) !== undefined;
+}
+
 /** Top-level entries that are never snapshots: dotfiles (our staging, editors) and temp names. */
 export function isIgnoredEntryName(name: string): boolean {
   return name.startsWith('.') || TEMP_SUFFIXES.some((suffix) => name.endsWith(suffix));

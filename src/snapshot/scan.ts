@@ -17,6 +17,12 @@ export interface FileStat {
   size: number;
   mtimeMs: number;
   ctimeMs: number;
+  /**
+   * Which inode the scan saw (in memory only, never stored): a file opened later must be that
+   * one, not another renamed over it. Absent in stats not taken by a scan.
+   */
+  dev?: number;
+  ino?: number;
 }
 
 export interface SnapshotStat {
@@ -68,7 +74,7 @@ export async function statSnapshot(backupDir: string, name: string): Promise<Sna
   const root = path.join(backupDir, name);
   const rootStat = await lstatOrGone(root, name);
   if (rootStat.isFile()) {
-    const file: FileStat = { path: name, size: rootStat.size, mtimeMs: rootStat.mtimeMs, ctimeMs: rootStat.ctimeMs };
+    const file: FileStat = { path: name, size: rootStat.size, mtimeMs: rootStat.mtimeMs, ctimeMs: rootStat.ctimeMs, dev: rootStat.dev, ino: rootStat.ino };
     return { name, kind: 'file', files: [file], skipped: [], newestChangeMs: rootStat.ctimeMs, timeMs: timeFromName(name) ?? rootStat.mtimeMs };
   }
   // Not "gone": the entry is there, and reporting it as pruned would count a loss that is not one.
@@ -95,7 +101,7 @@ export async function statSnapshot(backupDir: string, name: string): Promise<Sna
         await walk(relative, depth + 1);
       } else if (entry.isFile()) {
         const stat = await lstatOrGone(path.join(root, relative), name);
-        files.push({ path: relative, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs });
+        files.push({ path: relative, size: stat.size, mtimeMs: stat.mtimeMs, ctimeMs: stat.ctimeMs, dev: stat.dev, ino: stat.ino });
         newestChangeMs = Math.max(newestChangeMs, stat.ctimeMs);
       } else {
         skipped.push(relative);

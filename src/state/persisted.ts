@@ -11,9 +11,29 @@ import { rename } from 'node:fs/promises';
  * copy of the agent's state, because a running agent owns the files and would overwrite
  * (or be overwritten by) a second writer.
  */
+/** Whether the document's last save reached the disk; a failure stays until a save succeeds. */
+export interface SaveHealth {
+  ok: boolean;
+  lastFailure: { atMs: number; file: string; message: string } | undefined;
+  /** Saves that failed since the process started. */
+  failures: number;
+}
+
+export interface PersistedJsonOptions {
+  /** Changes within this window are saved together (default 500 ms). */
+  saveDelayMs?: number;
+  /** After a failed save, the next attempt comes this much later even without a new change (default 5 s). */
+  retryDelayMs?: number;
+  now?: () => number;
+  /** Replaces the atomic file write (tests of a state directory that refuses writes, which root cannot make). */
+  write?: (filePath: string, content: string) => Promise<void>;
+}
+
 export class PersistedJson<T> {
   private value: T;
   private dirty = false;
+  private loadedFromDisk = false;
+  private saveHealth: SaveHealth = { ok: true, lastFailure: undefined, failures: 0 };
   private timer: NodeJS.Timeout | undefined;
   private saving: Promise<void> = Promise.resolve();
 
@@ -22,13 +42,22 @@ export class PersistedJson<T> {
     private readonly schema: z.ZodType<T>,
     private readonly initial: () => T,
     private readonly log: Logger,
-    private readonly saveDelayMs = 500,
+    private readonly options: PersistedJsonOptions = {},
   ) {
     this.value = initial();
   }
 
   get current(): T {
     return this.value;
+  }
+
+  /** True once load() found a valid document on disk: its values have survived a restart before. */
+  get wasLoaded(): boolean {
+    return this.loadedFromDisk;
+  }
+
+  get health(): SaveHealth {
+    return { ...this.saveHealth };
   }
 
   /** Loads the file; a corrupt one is set aside (never silently overwritten) and replaced by a fresh value. */
@@ -44,6 +73,7 @@ export class PersistedJson<T> {
     const parsed = this.schema.safeParse(raw);
     if (parsed.success) {
       this.value = parsed.data;
+      this.loadedFromDisk = true;
     } else {
       const aside = `${this.filePath}.corrupt-${Date.now()}`;
       await rename(this.filePath, aside).catch(() => undefined);
@@ -56,10 +86,25 @@ export class PersistedJson<T> {
     change(this.value);
     if (this.filePath === undefined) return;
     this.dirty = true;
+    this.scheduleSave(this.options.saveDelayMs ?? 500);
+  }
+
+  private scheduleSave(delayMs: number): void {
     this.timer ??= setTimeout(() => {
       this.timer = undefined;
       void this.flush();
-    }, this.saveDelayMs);
+    }, delayMs);
+    // A pending retry must not keep a stopping process alive; stop() flushes explicitly.
+    this.timer.unref();
+  }
+
+  /** Saves now and throws if the document did not reach the disk (flush() only logs). */
+  async saveNow(): Promise<void> {
+    if (this.filePath === undefined) return;
+    this.dirty = true;
+    await this.flush();
+    const failure = this.saveHealth.lastFailure;
+    if (!this.saveHealth.ok && failure !== undefined) throw new Error(failure.message);
   }
 
   async flush(): Promise<void> {
@@ -73,10 +118,15 @@ export class PersistedJson<T> {
       if (!this.dirty || filePath === undefined) return;
       this.dirty = false;
       try {
-        await writeFileAtomic(filePath, JSON.stringify(this.value));
+        await (this.options.write ?? writeFileAtomic)(filePath, JSON.stringify(this.value));
+        if (!this.saveHealth.ok) this.log.info('state saved again', { file: filePath, failuresMeanwhile: this.saveHealth.failures });
+        this.saveHealth = { ...this.saveHealth, ok: true, lastFailure: undefined };
       } catch (error) {
         this.dirty = true;
-        this.log.error('cannot save state', { file: this.filePath, error: describeError(error) });
+        const message = describeError(error);
+        this.saveHealth = { ok: false, lastFailure: { atMs: (this.options.now ?? Date.now)(), file: filePath, message }, failures: this.saveHealth.failures + 1 };
+        this.log.error('cannot save state', { file: filePath, error: message, hint: 'memsync keeps its agent id, counters and conflicts there: make the state directory writable' });
+        this.scheduleSave(this.options.retryDelayMs ?? 5_000);
       }
     });
     return this.saving;

@@ -115,6 +115,7 @@ export function copyFallback(error: AppError): CopyFallback | undefined {
     case 'conflict':
       return { reason: 'source changed', scope: 'source' };
     case 'remote_rejected':
+    case 'object_refused':
       if (code === 'NotImplemented' || /\(HTTP 501\)/.test(error.message)) return { reason: 'copies not implemented by the server', scope: 'all' };
       return { reason: `copy refused (${code ?? 'rejected'})`, scope: 'file' };
     default:

@@ -1,10 +1,12 @@
 import { createHash } from 'node:crypto';
+import PQueue from 'p-queue';
 import { describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { readBody } from '../remote/body.js';
+import { readSmallObject } from '../remote/body.js';
 import type { RemoteIndex } from '../remote/remote-index.js';
 import type { RemoteStore } from '../remote/store.js';
 import { manifestEtag, manifestKey, parseManifest, type Manifest } from '../snapshot/manifest.js';
+import { manifestByteLimit } from '../snapshot/manifest-limits.js';
 import { copySourceSnapshots, type KnownSnapshot } from './copy-plan.js';
 
 /**
@@ -16,6 +18,12 @@ import { copySourceSnapshots, type KnownSnapshot } from './copy-plan.js';
  * Not persisted: after a restart, re-reading a few small manifests is cheaper than keeping a
  * second state file consistent with a bucket that retention and other writers change.
  */
+
+/**
+ * Manifests downloaded and parsed at once. After a restart every window snapshot is new to the
+ * cache; reading them all at the same time would hold all of them in memory together.
+ */
+const MANIFEST_READS_IN_FLIGHT = 2;
 
 export interface CopySourceCacheOptions {
   store: RemoteStore;
@@ -34,12 +42,14 @@ interface Entry {
 
 export class CopySourceCache {
   private readonly entries = new Map<string, Entry>();
+  private readonly reads = new PQueue({ concurrency: MANIFEST_READS_IN_FLIGHT });
 
   constructor(private readonly options: CopySourceCacheOptions) {}
 
   /** Manifests of the newest complete remote snapshots other than `exclude`, read where new or changed. */
   async known(exclude: string, signal: AbortSignal): Promise<KnownSnapshot[]> {
-    const wanted = copySourceSnapshots(this.options.remoteIndex(), this.options.snapshots, exclude);
+    const index = this.options.remoteIndex();
+    const wanted = copySourceSnapshots(index, this.options.snapshots, exclude);
     const names = new Set(wanted.map((s) => s.name));
     // Bounded memory: what fell out of the window (or was deleted) is forgotten.
     for (const name of this.entries.keys()) if (!names.has(name) && name !== exclude) this.entries.delete(name);
@@ -48,7 +58,8 @@ export class CopySourceCache {
         let entry = this.entries.get(snapshot.name);
         if (entry?.etag !== snapshot.manifestEtag) {
           // Shared by concurrent uploads, so one changed manifest is downloaded once.
-          entry = { etag: snapshot.manifestEtag, manifest: this.read(snapshot.name, snapshot.manifestEtag, signal) };
+          const fileCount = index.snapshots.get(snapshot.name)?.fileCount;
+          entry = { etag: snapshot.manifestEtag, manifest: this.reads.add(() => this.read(snapshot.name, snapshot.manifestEtag, fileCount, signal)) };
           this.entries.set(snapshot.name, entry);
         }
         const manifest = await entry.manifest;
@@ -68,15 +79,20 @@ export class CopySourceCache {
   }
 
   /** A manifest that cannot be read only means fewer copy sources: an upload never fails for it. */
-  private async read(name: string, listedEtag: string, signal: AbortSignal): Promise<Manifest | undefined> {
+  private async read(name: string, listedEtag: string, fileCount: number | undefined, signal: AbortSignal): Promise<Manifest | undefined> {
     const key = manifestKey(name);
     try {
-      const bytes = await readBody(await this.options.store.get(key, signal), key);
+      const bytes = await readSmallObject(this.options.store, key, manifestByteLimit('plain', fileCount), { signal });
       const manifest = parseManifest(bytes, name);
       // Replaced between the listing and this read: used now, but read again next time.
       if (createHash('md5').update(bytes).digest('hex') !== listedEtag) this.forgetIfStill(name, listedEtag);
       return manifest;
     } catch (error) {
+      if (isAppError(error, 'integrity')) {
+        // Oversized or invalid: the same ETag is the same bytes, so it stays skipped until it changes.
+        this.options.log.warn('manifest of a possible copy source is not one memsync wrote; not copying from that snapshot', { snapshot: name, error: describeError(error) });
+        return undefined;
+      }
       this.forgetIfStill(name, listedEtag);
       if (isAppError(error, 'cancelled')) return undefined;
       this.options.log.debug('cannot read manifest of a possible copy source; skipping it', { snapshot: name, error: describeError(error) });

@@ -1,4 +1,7 @@
+import { manifestSizeBound, MAX_MANIFEST_BYTES } from '../snapshot/manifest-limits.js';
+import { AppError } from '../errors.js';
 import { normalizeEtag, producesEtag, type FileDigest } from '../snapshot/digest.js';
+import { FILE_PATH_RULE, refusedFilePaths } from '../snapshot/file-path-rule.js';
 import { sameContent, type Manifest } from '../snapshot/manifest.js';
 import type { RemoteHead } from '../remote/store.js';
 
@@ -14,6 +17,30 @@ export const METADATA_SHA256 = 'memsync-sha256';
 export const METADATA_CONTENT_TAG = 'memsync-content-tag';
 
 export type SnapshotDecision = 'upload' | 'already-remote' | 'conflict';
+
+/**
+ * Refuses a snapshot holding a file that a restore would refuse (the file path rule), before
+ * anything of it is written: uploaded, it would be marked complete and still never come back.
+ * Not retryable: only renaming the file in the backup changes the answer.
+ */
+export function requireUploadablePaths(snapshot: string, paths: readonly string[]): void {
+  const manifestBytes = manifestSizeBound(paths);
+  if (manifestBytes > MAX_MANIFEST_BYTES) {
+    throw new AppError('bad_input', `snapshot ${snapshot} not uploaded: its ${paths.length} files need a manifest of up to ${manifestBytes} bytes, over the ${MAX_MANIFEST_BYTES} bytes any memsync reads back; it could not be restored, so nothing was written`, {
+      retryable: false,
+      hint: 'a memory-service backup holds a handful of files; check what else is written into the backup directory',
+    });
+  }
+  const refused = refusedFilePaths(paths);
+  const first = refused[0];
+  if (first === undefined) return;
+  const more = refused.length > 1 ? ` (and ${refused.length - 1} more)` : '';
+  throw new AppError('bad_input', `snapshot ${snapshot} not uploaded: file path ${JSON.stringify(first.path)} ${first.problem}${more}; it could not be restored, so nothing was written`, {
+    retryable: false,
+    hint: `${FILE_PATH_RULE}. Rename or remove that file in the snapshot`,
+    details: { snapshot, files: refused.slice(0, 20).map(({ path, problem }) => ({ path, problem })) },
+  });
+}
 
 /** A remote manifest settles the question: same content is done, anything else is a conflict. */
 export function decideSnapshot(local: Manifest, remote: Manifest | undefined): SnapshotDecision {

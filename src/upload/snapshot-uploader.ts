@@ -1,21 +1,23 @@
 import { createHash } from 'node:crypto';
-import { lstat, open, type FileHandle } from 'node:fs/promises';
+import { lstat } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import path from 'node:path';
 import type PQueue from 'p-queue';
 import { AppError, describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { readBody, sha256OfBody } from '../remote/body.js';
+import { readSmallObject, sha256OfBody } from '../remote/body.js';
 import type { FileBody, RemoteObject, RemoteStore } from '../remote/store.js';
+import { openLocalFile, isStuckFileOperation, DEFAULT_FILE_DEADLINE_MS, type LocalFile, type OpenOptions } from '../snapshot/safe-open.js';
 import { digestFile, fileDigestAccumulator, normalizeEtag, partSizeFor, producesEtag, usesMultipart, type DigestAccumulator, type FileDigest } from '../snapshot/digest.js';
 import { buildManifest, claimKey, diffManifests, fileKey, manifestDigest, type FileDifference, type Manifest } from '../snapshot/manifest.js';
 import { decodeManifest, manifestKeyFor, plainManifestCodec, type ManifestCodec, type ManifestFormat } from '../snapshot/manifest-codec.js';
+import { manifestByteLimit } from '../snapshot/manifest-limits.js';
 import type { Encryption } from '../crypto/encryption.js';
 import { ciphertextDigest, digestedBody, encryptedBody, sealedLayout } from './upload-body.js';
 import { sameFingerprint, statSnapshot, type FileStat, type SnapshotStat } from '../snapshot/scan.js';
 import { lookupDigest, storeDigest, type HashCacheDocument } from '../state/hash-cache.js';
 import type { PersistedJson } from '../state/persisted.js';
-import { decideSnapshot, METADATA_AGENT, METADATA_CONTENT_TAG, METADATA_SHA256, planEncryptedFile, planFile, sameEncryptedContent, verifyStored, type FileAction } from './plan.js';
+import { decideSnapshot, METADATA_AGENT, METADATA_CONTENT_TAG, METADATA_SHA256, planEncryptedFile, planFile, requireUploadablePaths, sameEncryptedContent, verifyStored, type FileAction } from './plan.js';
 import { withRetry, type RetryPolicy } from '../retry.js';
 import { listAllObjects, type RemoteIndex } from '../remote/remote-index.js';
 import type { CopySource } from './copy-plan.js';
@@ -91,6 +93,13 @@ export interface UploaderOptions {
    * the manifest is written without a HEAD first: the PUT itself is the check. Omitted: HEAD first.
    */
   conditionalWritesHonoured?: () => boolean;
+  /**
+   * Longest wait for one open, stat or read of a local file before its snapshot fails (the
+   * blocked thread itself cannot be freed; see withDeadline). Default DEFAULT_FILE_DEADLINE_MS.
+   */
+  localFileDeadlineMs?: number;
+  /** Refuse files with more than one hard link (another name may be outside the backup directory). Default false. */
+  refuseHardlinks?: boolean;
 }
 
 /** Large-file progress lines at most this often, so a multi-GB upload shows it is alive without flooding. */
@@ -129,6 +138,8 @@ export class SnapshotUploader {
   }
 
   async upload(stat: SnapshotStat, signal: AbortSignal, onProgress: (progress: UploadProgress) => void): Promise<SnapshotOutcome> {
+    // Before the first request: a snapshot a restore would refuse is never claimed, sent or marked complete.
+    requireUploadablePaths(stat.name, stat.files.map((file) => file.path));
     const startedAtMs = this.options.now();
     const log = this.options.log.child({ snapshot: stat.name });
     if (stat.skipped.length > 0) {
@@ -314,7 +325,7 @@ export class SnapshotUploader {
     const { hashCache, multipartThresholdBytes } = this.options;
     const cached = lookupDigest(hashCache.current, stat.name, file, multipartThresholdBytes);
     if (cached !== undefined) return cached;
-    const digest = await digestFile(this.absolutePath(stat, file), file.size, multipartThresholdBytes);
+    const digest = await digestFile(this.absolutePath(stat, file), file.size, multipartThresholdBytes, this.opening(stat, file));
     hashCache.update((doc) => storeDigest(doc, stat.name, file, multipartThresholdBytes, digest));
     return digest;
   }
@@ -353,7 +364,7 @@ export class SnapshotUploader {
       if (found === undefined) continue;
       const etag = normalizeEtag(found.etag);
       if (format === this.codec.format && etag === this.codec.etag(local)) return { manifest: local, etag, format };
-      const bytes = await this.retrying(async () => readBody(await this.options.store.get(key, signal), key), `download ${key}`, signal);
+      const bytes = await this.retrying(() => readSmallObject(this.options.store, key, manifestByteLimit(format), { signal, listedSizeBytes: found.size }), `download ${key}`, signal);
       try {
         return { manifest: await decodeManifest(bytes, format, name, this.options.encryption?.keyring), etag, format };
       } catch (error) {
@@ -439,13 +450,8 @@ export class SnapshotUploader {
     return this.retrying(async () => {
       // Opened here, not inside the body stream: a file pruned since it was hashed then fails
       // this call, instead of erupting later as an 'error' event on a stream nobody listens to yet.
-      let file: FileHandle;
-      try {
-        file = await open(absolute, 'r');
-      } catch (error) {
-        await this.requireFileUnchanged(stat, plan.file, absolute);
-        throw error;
-      }
+      // Refused unless it is still the regular file that was scanned (and hashed): see safe-open.ts.
+      const file = await openLocalFile(absolute, this.opening(stat, plan.file));
       // The digests of what this attempt sends, when they are not known before: an encrypted
       // body's (known once the ciphertext has streamed out), or a file hashed on the way.
       const attempt: { sent: DigestAccumulator | undefined; storedEtag: string | undefined } = { sent: undefined, storedEtag: undefined };
@@ -485,7 +491,8 @@ export class SnapshotUploader {
         // Awaited here: the finally below must not close the file while it is still pending.
         if (isAppError(error, 'conflict')) return await this.resolveRace(stat, key, plan);
         // A failed read of the local file means the snapshot changed or went away, not a store problem.
-        await this.requireFileUnchanged(stat, plan.file, absolute);
+        // Not after a stuck one: the disk is not answering, and another look at it would hang too.
+        if (!isStuckFileOperation(error)) await this.requireFileUnchanged(stat, plan.file, absolute);
         throw error;
       } finally {
         await file.close();
@@ -552,6 +559,17 @@ export class SnapshotUploader {
       return false;
     }
     throw new AppError('conflict', `${key} was written by someone else during the upload`);
+  }
+
+  /** How a file of this snapshot is opened: it must be the one the scan saw, each operation under the deadline. */
+  private opening(stat: SnapshotStat, file: FileStat): OpenOptions {
+    const deadlineMs = this.options.localFileDeadlineMs ?? DEFAULT_FILE_DEADLINE_MS;
+    return {
+      expected: file,
+      deadlineMs,
+      refuseHardlinks: this.options.refuseHardlinks ?? false,
+      onStuck: (absolutePath, operation) => this.options.log.error('local file operation did not finish in time; the snapshot fails', { snapshot: stat.name, file: absolutePath, operation, deadlineMs }),
+    };
   }
 
   private async requireFileUnchanged(stat: SnapshotStat, file: FileStat, absolute: string): Promise<void> {
@@ -642,18 +660,13 @@ function cancelledOr(error: unknown, signal: AbortSignal): AppError {
   return new AppError('local_io', describeError(error), { cause: error });
 }
 
-/**
- * A stream of the file's `sizeBytes` (as hashed) from an open handle; one per upload attempt. The handle outlives
- * the stream (closed by the caller), and a read error after the store gave up on the stream
- * must not become an unhandled 'error' event: the store reports failures through put().
- */
 /** The file for a multipart upload, read part by part at its offsets; a file that ends early changed since it was settled. */
-function fileBody(file: FileHandle, absolute: string): FileBody {
+function fileBody(file: LocalFile, absolute: string): FileBody {
   return {
     kind: 'file',
     async read(target: Buffer, position: number): Promise<void> {
       for (let filled = 0; filled < target.length; ) {
-        const { bytesRead } = await file.read(target, filled, target.length - filled, position + filled);
+        const bytesRead = await file.read(target, filled, target.length - filled, position + filled);
         if (bytesRead === 0) throw new AppError('snapshot_gone', `${absolute} ended at byte ${position + filled} while being sent`);
         filled += bytesRead;
       }
@@ -661,9 +674,14 @@ function fileBody(file: FileHandle, absolute: string): FileBody {
   };
 }
 
-function readFrom(file: FileHandle, sizeBytes: number): Readable {
-  // An explicit end: lib-storage sizes a stream by its start and end, and counts parts by that.
-  const stream = file.createReadStream({ start: 0, end: sizeBytes > 0 ? sizeBytes - 1 : undefined, highWaterMark: 1024 * 1024, autoClose: false });
+/**
+ * A stream of the file's `sizeBytes` (as hashed) from an open handle; one per upload attempt. The handle outlives
+ * the stream (closed by the caller), and a read error after the store gave up on the stream
+ * must not become an unhandled 'error' event: the store reports failures through put().
+ */
+function readFrom(file: LocalFile, sizeBytes: number): Readable {
+  // Cut at the hashed size: bytes appended since are not part of this snapshot (the final stat check catches the change).
+  const stream = file.stream(sizeBytes);
   stream.on('error', () => undefined);
   return stream;
 }

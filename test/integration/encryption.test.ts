@@ -119,7 +119,7 @@ async function getObject(key: string): Promise<Buffer> {
 }
 
 async function restore(s: Side, name: string): Promise<{ status: number; body: Record<string, unknown> }> {
-  const answer = await s.memsync.server.inject({ method: 'POST', url: `/sync/restore/${name}?confirm=true` });
+  const answer = await s.memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: `/sync/restore/${name}?confirm=true` });
   return { status: answer.statusCode, body: answer.json<Record<string, unknown>>() };
 }
 

@@ -92,7 +92,7 @@ describe('HTTP API', () => {
     expect((await memsync.server.inject({ url: '/healthz' })).json()).toEqual({ status: 'ok' });
     const ready = await memsync.server.inject({ url: '/readyz' });
     expect(ready.statusCode).toBe(200);
-    expect(ready.json()).toEqual({ ready: true, enabled: true, checks: { config: true, watcher: true, remote: true } });
+    expect(ready.json()).toEqual({ ready: true, enabled: true, checks: { config: true, watcher: true, remote: true, state: true, localFiles: true } });
   });
 
   it('uploads on demand, skips what is already remote, and reports it in status', async () => {
@@ -100,11 +100,11 @@ describe('HTTP API', () => {
     const memsync = await start();
     // Let the start sweep's settle window pass so the manual sync sees a settled snapshot.
     await new Promise((resolve) => setTimeout(resolve, 400));
-    const first = await memsync.server.inject({ method: 'POST', url: '/sync/upload' });
+    const first = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' });
     expect(first.statusCode).toBe(200);
     const firstBody = first.json() as { uploaded: string[]; skipped: string[] };
     expect([...firstBody.uploaded, ...firstBody.skipped]).toEqual(['auto_20260101_000000']);
-    const second = (await memsync.server.inject({ method: 'POST', url: '/sync/upload' })).json() as { uploaded: string[]; skipped: string[] };
+    const second = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { uploaded: string[]; skipped: string[] };
     expect(second).toMatchObject({ uploaded: [], skipped: ['auto_20260101_000000'], conflicts: [], failed: [] });
 
     const status = (await memsync.server.inject({ url: '/sync/status' })).json() as Record<string, unknown>;
@@ -126,7 +126,7 @@ describe('HTTP API', () => {
     // Once while it settles (answered as settling, left to the watcher), once just after it settled.
     for (const delayMs of [0, 250]) {
       await new Promise((resolve) => setTimeout(resolve, delayMs));
-      const answers = await Promise.all([1, 2].map(() => memsync.server.inject({ method: 'POST', url: '/sync/upload' })));
+      const answers = await Promise.all([1, 2].map(() => memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })));
       for (const answer of answers) {
         expect(answer.statusCode).toBe(200);
         const body = answer.json() as { uploaded: string[]; skipped: string[]; settling: string[] };
@@ -175,23 +175,23 @@ describe('HTTP API', () => {
     await writeSnapshot('manual_20250101_000000', { 'metadata.json': '{}' });
     const memsync = await start();
 
-    const unconfirmed = await memsync.server.inject({ method: 'POST', url: '/sync/download' });
+    const unconfirmed = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/download' });
     expect(unconfirmed.statusCode).toBe(400);
     expect(unconfirmed.json().message).toContain('auto_20250105_000000 (the latest remote snapshot by time)');
     expect(await readdir(setup.backupDir)).toEqual(['manual_20250101_000000']);
 
-    const done = await memsync.server.inject({ method: 'POST', url: '/sync/download?confirm=true&backup_name=auto_20250105_000000' });
+    const done = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/download?confirm=true&backup_name=auto_20250105_000000' });
     expect(done.statusCode).toBe(200);
     expect(done.json()).toMatchObject({ outcome: 'restored', verification: 'sha256', files: 2 });
     for (const [file, bytes] of Object.entries(content)) {
       expect(await readFile(path.join(setup.backupDir, 'auto_20250105_000000', file), 'utf8')).toBe(bytes);
     }
-    const again = await memsync.server.inject({ method: 'POST', url: '/sync/download?confirm=true&name=auto_20250105_000000' });
+    const again = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/download?confirm=true&name=auto_20250105_000000' });
     expect(again.json()).toMatchObject({ outcome: 'already-present' });
 
     // The watcher sees the restored directory; it must be recognised as already remote.
     await new Promise((resolve) => setTimeout(resolve, 800));
-    const report = (await memsync.server.inject({ method: 'POST', url: '/sync/upload' })).json() as { uploaded: string[]; conflicts: string[]; skipped: string[] };
+    const report = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { uploaded: string[]; conflicts: string[]; skipped: string[] };
     // The local-only snapshot may already have gone up through the watcher; the restored one never does.
     expect(report.uploaded.filter((name) => name !== 'manual_20250101_000000')).toEqual([]);
     expect(report.skipped).toContain('auto_20250105_000000');
@@ -204,7 +204,7 @@ describe('HTTP API', () => {
     const index = randomBytes(RANGED_FROM_BYTES + 5 * 1024 * 1024 + 3);
     await seedRemote('auto_20250106_000000', { 'index.faiss': index, 'config.json': '{"c":2}' });
     const memsync = await start();
-    const done = await memsync.server.inject({ method: 'POST', url: '/sync/download?confirm=true&name=auto_20250106_000000' });
+    const done = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/download?confirm=true&name=auto_20250106_000000' });
     expect(done.statusCode).toBe(200);
     expect(done.json()).toMatchObject({ outcome: 'restored', verification: 'sha256', files: 2, bytes: index.length + 7 });
     expect((await readFile(path.join(setup.backupDir, 'auto_20250106_000000', 'index.faiss'))).equals(index)).toBe(true);
@@ -214,7 +214,7 @@ describe('HTTP API', () => {
     await seedRemote('auto_20250105_000000', { 'metadata.json': 'remote' });
     await writeSnapshot('auto_20250105_000000', { 'metadata.json': 'local!' });
     const memsync = await start();
-    const answer = await memsync.server.inject({ method: 'POST', url: '/sync/restore/auto_20250105_000000?confirm=true' });
+    const answer = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/restore/auto_20250105_000000?confirm=true' });
     expect(answer.statusCode).toBe(409);
     const body = answer.json() as { details: { localSha256: string; remoteSha256: string } };
     expect(body.details.localSha256).toMatch(/^[0-9a-f]{64}$/);
@@ -229,7 +229,7 @@ describe('HTTP API', () => {
     await writeSnapshot('auto_20250105_000000', { 'metadata.json': 'local!' });
     const memsync = await start();
     await new Promise((resolve) => setTimeout(resolve, 400));
-    const report = (await memsync.server.inject({ method: 'POST', url: '/sync/upload' })).json() as { conflicts: string[] };
+    const report = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { conflicts: string[] };
     expect(report.conflicts).toEqual(['auto_20250105_000000']);
     const status = (await memsync.server.inject({ url: '/sync/status' })).json() as { conflicts: { snapshot: string; localDigest: string; remoteDigest: string }[] };
     expect(status.conflicts).toHaveLength(1);
@@ -248,7 +248,7 @@ describe('HTTP API', () => {
     ['/sync/download?confirm=true&backup_name=a/b'],
   ])('answers 400 to a traversal attempt: %s', async (url) => {
     const memsync = await start();
-    const answer = await memsync.server.inject({ method: 'POST', url });
+    const answer = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url });
     expect(answer.statusCode).toBe(400);
     expect(await readdir(setup.backupDir)).toEqual([]);
   });
@@ -265,7 +265,7 @@ describe('HTTP API', () => {
 
   it('answers 404 for an unknown snapshot', async () => {
     const memsync = await start();
-    const answer = await memsync.server.inject({ method: 'POST', url: '/sync/restore/auto_20990101_000000?confirm=true' });
+    const answer = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/restore/auto_20990101_000000?confirm=true' });
     expect(answer.statusCode).toBe(404);
     expect(answer.json()).toMatchObject({ error: 'not_found' });
   });
@@ -290,7 +290,7 @@ describe('HTTP API', () => {
     const answer = await memsync.server.inject({ url: '/sync/status' });
     expect(answer.statusCode).toBe(503);
     expect(answer.json()).toMatchObject({ enabled: false });
-    expect((await memsync.server.inject({ method: 'POST', url: '/sync/upload' })).statusCode).toBe(503);
+    expect((await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).statusCode).toBe(503);
     expect((await memsync.server.inject({ url: '/healthz' })).statusCode).toBe(200);
   });
 
@@ -318,7 +318,7 @@ describe('HTTP API', () => {
     await seedRemote('auto_20250105_000000', { 'metadata.json': big, 'config.json': '{}' });
     await writeSnapshot('manual_20240101_000000', { 'metadata.json': '{}' });
     const memsync = await start({}, (real) => dropMidBody(real, 'auto_20250105_000000/metadata.json'));
-    const answer = await memsync.server.inject({ method: 'POST', url: '/sync/restore/auto_20250105_000000?confirm=true' });
+    const answer = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/restore/auto_20250105_000000?confirm=true' });
     expect(answer.statusCode).toBe(503);
     expect(await readdir(setup.backupDir)).toEqual(['manual_20240101_000000']);
   });
@@ -328,14 +328,14 @@ describe('HTTP API', () => {
     const standIn = await startMemoryService({ dataDir: path.join(root, 'data'), backupDir: setup.backupDir });
     standIns.push(standIn);
     const memsync = await start({ MEMORY_SERVICE_URL: standIn.url, MEMORY_SERVICE_API_KEY: standIn.apiKey });
-    const upload = await memsync.server.inject({ method: 'POST', url: '/sync/upload' });
+    const upload = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' });
     expect(upload.statusCode).toBe(200);
     const body = upload.json() as { requested: string; uploaded: string[] };
     expect(body.requested).toMatch(/^manual_\d{8}_\d{6}$/);
     expect(body.uploaded).toEqual([body.requested]);
 
     await rm(path.join(setup.backupDir, body.requested), { recursive: true });
-    const restore = await memsync.server.inject({ method: 'POST', url: `/sync/restore/${body.requested}?confirm=true` });
+    const restore = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: `/sync/restore/${body.requested}?confirm=true` });
     expect(restore.statusCode).toBe(200);
     expect(restore.json()).toMatchObject({ outcome: 'restored', applied: true });
     expect(standIn.restored).toEqual([body.requested]);

@@ -88,8 +88,8 @@ describe('GET /metrics', () => {
     // Lost locally after the upload: not "pruned before upload", and restorable.
     await rm(path.join(backupDir, SNAPSHOT), { recursive: true });
     await new Promise((resolve) => setTimeout(resolve, 300));
-    expect((await memsync.server.inject({ method: 'POST', url: `/sync/download?confirm=true&name=${SNAPSHOT}` })).statusCode).toBe(200);
-    expect((await memsync.server.inject({ method: 'POST', url: '/sync/download?confirm=true&name=auto_20990101_000000' })).statusCode).toBe(404);
+    expect((await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: `/sync/download?confirm=true&name=${SNAPSHOT}` })).statusCode).toBe(200);
+    expect((await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/download?confirm=true&name=auto_20990101_000000' })).statusCode).toBe(404);
     metrics = await scrape(memsync);
     expect(sampleValue(metrics, 'memsync_restores_total', { result: 'ok' })).toBe(1);
     expect(sampleValue(metrics, 'memsync_restores_total', { result: 'failed' })).toBe(1);

@@ -225,7 +225,7 @@ describe('retention', () => {
   it('is off without CLOUD_SYNC_RETENTION: nothing is deleted', async () => {
     await mapConcurrent(SEEDED.slice(0, 5), 4, (name) => seedRemote(name, { 'metadata.json': name }));
     const memsync = await start({});
-    const report = (await memsync.server.inject({ method: 'POST', url: '/sync/upload' })).json() as { failed: string[] };
+    const report = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { failed: string[] };
     expect(report.failed).toEqual([]);
     await new Promise((resolve) => setTimeout(resolve, 500));
     expect(await retentionStatus(memsync)).toMatchObject({ policy: null, lastRunAt: null });
@@ -291,7 +291,7 @@ describe('alerts', () => {
     await writeLocal('auto_20250106_000000', { 'metadata.json': 'local!' });
     const memsync = await start({ CLOUD_SYNC_NOTIFY_URL: `${hook.url}/hook?token=abc` }, undefined, { alertIntervalMs: 3000 });
     await new Promise((resolve) => setTimeout(resolve, 400));
-    const first = (await memsync.server.inject({ method: 'POST', url: '/sync/upload' })).json() as { conflicts: string[] };
+    const first = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { conflicts: string[] };
     expect(first.conflicts.sort()).toEqual(['auto_20250105_000000', 'auto_20250106_000000']);
     const [conflict] = await waitFor('a conflict alert', () => {
       const found = alertsOf(hook.requests, 'conflict');
@@ -307,14 +307,14 @@ describe('alerts', () => {
     expect(alertsOf(hook.requests, 'conflict')).toHaveLength(1);
     await writeLocal('auto_20250107_000000', { 'metadata.json': 'local!' });
     await new Promise((resolve) => setTimeout(resolve, 400));
-    await memsync.server.inject({ method: 'POST', url: '/sync/upload' });
+    await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' });
     const conflicts = await waitFor('a second conflict alert', () => {
       const found = alertsOf(hook.requests, 'conflict');
       return found.length > 1 ? found : undefined;
     });
     expect(conflicts[1]).toMatchObject({ snapshot: 'auto_20250107_000000', suppressed: 1 });
 
-    const restored = await memsync.server.inject({ method: 'POST', url: '/sync/download?confirm=true&backup_name=auto_20250101_000000' });
+    const restored = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/download?confirm=true&backup_name=auto_20250101_000000' });
     expect(restored.statusCode).toBe(200);
     const [restore] = await waitFor('a restore alert', () => {
       const found = alertsOf(hook.requests, 'restore');
@@ -352,7 +352,7 @@ describe('alerts', () => {
     expect(hook.requests.filter((r) => r.url === '/ping/uuid')).toEqual([]);
 
     failing = false;
-    const report = (await memsync.server.inject({ method: 'POST', url: '/sync/upload' })).json() as { uploaded: string[] };
+    const report = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { uploaded: string[] };
     expect(report.uploaded).toEqual([name]);
     const [recovered] = await waitFor('a recovered alert', () => {
       const found = alertsOf(hook.requests, 'recovered');
@@ -374,7 +374,7 @@ describe('alerts', () => {
     const memsync = await start({ CLOUD_SYNC_NOTIFY_URL: dead, CLOUD_SYNC_HEARTBEAT_URL: dead });
     await new Promise((resolve) => setTimeout(resolve, 400));
     const began = Date.now();
-    const report = (await memsync.server.inject({ method: 'POST', url: '/sync/upload' })).json() as { uploaded: string[]; alreadyRemote?: string[]; skipped?: string[]; conflicts: string[]; failed: string[] };
+    const report = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { uploaded: string[]; alreadyRemote?: string[]; skipped?: string[]; conflicts: string[]; failed: string[] };
     expect(Date.now() - began).toBeLessThan(10_000);
     expect(report.failed).toEqual([]);
     expect(report.conflicts).toEqual(['auto_20250105_000000']);

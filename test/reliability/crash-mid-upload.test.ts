@@ -134,7 +134,7 @@ describe(`crash mid-upload (${server.kind})`, () => {
       );
       const waitMs = lastKillMs + STALE_MINUTES * 60_000 + 3000 - Date.now();
       if (waitMs > 0) await sleep(waitMs);
-      const sync = await fetch(`${api}/sync/upload`, { method: 'POST', signal: AbortSignal.timeout(120_000) });
+      const sync = await fetch(`${api}/sync/upload`, { method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(120_000) });
       expect(sync.status, await sync.clone().text()).toBe(200);
       const open = noMultipart === null ? await remote.openMultipartUploads() : [];
       figures.add('orphanedMultipart', open.length);

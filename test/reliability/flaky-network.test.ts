@@ -93,7 +93,7 @@ describe(`a flaky network (${server.kind})`, () => {
         for (const [name, files] of written) {
           let done = false;
           for (let attempt = 0; attempt < 6 && !done; attempt += 1) {
-            const answer = await fetch(`${api}/sync/download?confirm=true&name=${name}`, { method: 'POST', signal: AbortSignal.timeout(180_000) });
+            const answer = await fetch(`${api}/sync/download?confirm=true&name=${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(180_000) });
             answers[answer.status] = (answers[answer.status] ?? 0) + 1;
             const body = (await answer.json()) as { error?: string; message?: string };
             const entries = (await readdir(restoreDir)).filter((e) => !e.startsWith('.'));

@@ -33,6 +33,16 @@ export function httpCorpus(token: string, escape: string): HttpCase[] {
     { label: 'docs without token', request: get('/docs', {}), status: 401, error: 'unauthenticated' },
     { label: 'metrics without token', request: get('/metrics', {}), status: 401, error: 'unauthenticated' },
     { label: 'unknown /sync route without token', request: get('/sync/nothing', {}), status: 401, error: 'unauthenticated' },
+    // Encoded spellings of protected paths: the router decodes them, so the guard must too.
+    { label: 'encoded /sync/status without token', request: get('/%73ync/status', {}), status: 401, error: 'unauthenticated' },
+    { label: 'encoded /sync/snapshots without token', request: get('/%73ync/snapshots', {}), status: 401, error: 'unauthenticated' },
+    { label: 'encoded /docs without token', request: get('/%64ocs', {}), status: 401, error: 'unauthenticated' },
+    { label: 'encoded /metrics without token', request: get('/%6detrics', {}), status: 401, error: 'unauthenticated' },
+    { label: 'encoded upload without token', request: post('/%73ync/upload', {}), status: 401, error: 'unauthenticated' },
+    { label: 'encoded download without token', request: post('/%73ync/download?confirm=true', {}), status: 401, error: 'unauthenticated' },
+    { label: 'encoded restore without token', request: post('/%73ync/restore/auto_20240101_000000?confirm=true', {}), status: 401, error: 'unauthenticated' },
+    { label: 'mid-word encoding without token', request: post('/sy%6Ec/upload', {}), status: 401, error: 'unauthenticated' },
+    { label: 'a foreign Origin with the token', request: post('/sync/upload', { ...auth, origin: 'http://attacker.example' }), status: 403, error: 'forbidden' },
     { label: '20 KB Authorization header', request: get('/sync/status', { authorization: `Bearer ${'x'.repeat(20_000)}` }), status: 431 },
 
     // Traversal in /sync/restore/{name}.
@@ -175,6 +185,8 @@ export function configCorpus(c: ConfigContext): ConfigCase[] {
     one('CLOUD_SYNC_SERVER_SIDE_COPY', 'perhaps'),
     one('CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS', '-5'),
     one('CLOUD_SYNC_STALE_MULTIPART_MINUTES', '0'),
+    one('CLOUD_SYNC_FILE_DEADLINE_MS', '10'),
+    one('CLOUD_SYNC_REFUSE_HARDLINKS', 'sometimes'),
     one('CLOUD_SYNC_HOST', '0.0.0.0'),
     // An address of another machine: valid, but memsync cannot listen there.
     { variable: 'CLOUD_SYNC_HOST', env: { CLOUD_SYNC_HOST: '192.0.2.1', CLOUD_SYNC_API_TOKEN: c.fake.token }, exit: 2 },

@@ -5,13 +5,17 @@
 // answer is a clear 4xx JSON (or the documented refusal), nothing is written outside the
 // backup directory, and no secret appears in any log line or answer of the whole file.
 import { randomBytes } from 'node:crypto';
-import { chmod, chown, mkdir, readdir, symlink, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { chmod, chown, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises';
+import { promisify } from 'node:util';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { KNOWN_VARIABLES } from '../../src/config.js';
-import { MANIFEST_FILE_NAME } from '../../src/snapshot/manifest.js';
+import { DEFAULT_CHUNK_LOG2, encodeHeader, FORMAT_VERSION } from '../../src/crypto/format.js';
+import { ENCRYPTED_MANIFEST_FILE_NAME, MANIFEST_FILE_NAME } from '../../src/snapshot/reserved-names.js';
+import { ProcessSampler } from '../helpers/process-stats.js';
 import { startAgent, type AgentProcess, type StartOptions } from '../helpers/agent-process.js';
 import { apiUrl, START_TIMEOUT_MS, stopCleanly, useSandboxes } from '../helpers/agent-sandbox.js';
 import { closeListener, listenOnFreePort, unprivilegedUser } from '../helpers/host.js';
@@ -24,6 +28,7 @@ import { tempDir } from '../helpers/tmp.js';
 import { listTree, treeDifferences } from '../helpers/tree-listing.js';
 import { configCorpus, httpCorpus, judgeConfig, runConfigCase, type ConfigCase, type ConfigResult } from './hostile-corpus.js';
 
+const execFileAsync = promisify(execFile);
 const server = testServer();
 const PREFIX = 'memories/';
 const SETTLE_MS = 400;
@@ -300,7 +305,7 @@ describe(`hostile input (${server.kind})`, () => {
 
       // A restore onto a name that is locally a link to a directory outside: refused, nothing written through it.
       await remote.put(`${PREFIX}${linkedDirs[1]}/metadata.json`, Buffer.from('{"restored":"through a link"}'));
-      const restore = await fetchText(`${api}/sync/download?confirm=true&name=${linkedDirs[1]}`, { method: 'POST' });
+      const restore = await fetchText(`${api}/sync/download?confirm=true&name=${linkedDirs[1]}`, { method: 'POST', headers: { 'content-type': 'application/json' } });
       expect(restore.status, restore.body).toBeGreaterThanOrEqual(400);
       expect(restore.status, restore.body).toBeLessThan(500);
       expect(treeDifferences(outsideBefore, await listTree(outside)), 'changes outside the backup directory').toEqual([]);
@@ -390,8 +395,101 @@ describe(`hostile input (${server.kind})`, () => {
     });
   });
 
+  it('a planted bucket and a backup directory that changes under memsync: each bad snapshot fails alone, memory stays bounded', () =>
+    runScenario('6e hostile bucket and backup files', async (figures) => {
+      const box = await sandbox('planted');
+      const remote = remoteOf(box);
+      const escape = `memsync-escape-${randomBytes(4).toString('hex')}`;
+      // Encrypted objects whose headers ask for scrypt far beyond memsync's own (2^20 and 2^18,
+      // distinct salts), a manifest padded far beyond any real one, and a key that names a
+      // snapshot "x" through dot segments, uploaded last so it is the newest by upload time.
+      const planted = ['planted_20990101_000000', 'planted_20990101_000001'];
+      const costs = [{ log2N: 20, r: 16, p: 4 }, { log2N: 18, r: 8, p: 1 }];
+      for (const [i, name] of planted.entries()) {
+        const header = encodeHeader({ version: FORMAT_VERSION, chunkLog2: DEFAULT_CHUNK_LOG2, kdf: { kind: 'scrypt', ...(costs[i] as { log2N: number; r: number; p: number }), salt: randomBytes(16) }, keyCheck: randomBytes(16), objectId: randomBytes(32) });
+        await remote.put(`${PREFIX}${name}/metadata.json`, Buffer.concat([header, randomBytes(64)]));
+        await remote.put(`${PREFIX}${name}/${ENCRYPTED_MANIFEST_FILE_NAME}`, Buffer.concat([header, randomBytes(64)]));
+      }
+      const padded = 'huge_20990101_000002';
+      const paddedManifest = Buffer.alloc(24 * 1024 * 1024, 0x20);
+      Buffer.from(JSON.stringify({ format: 'memsync-manifest', version: 1, snapshot: padded, kind: 'directory', files: [{ path: 'metadata.json', size: 2, sha256: sha256(Buffer.from('ok')) }] })).copy(paddedManifest);
+      await remote.put(`${PREFIX}${padded}/metadata.json`, Buffer.from('ok'));
+      await remote.put(`${PREFIX}${padded}/${MANIFEST_FILE_NAME}`, paddedManifest);
+      await remote.put(`${PREFIX}x/../../${escape}`, Buffer.from('evil'));
+
+      const agent = tracked({
+        env: agentEnv(box, { CLOUD_SYNC_API_TOKEN: API_TOKEN, CLOUD_SYNC_ENCRYPTION_PASSPHRASE: FAKE.passphrase }),
+        label: 'encrypting agent over a planted bucket',
+      });
+      const pid = agent.pid;
+      if (pid === undefined) throw new Error('the agent process has no pid');
+      const sampler = new ProcessSampler(pid, 100);
+      sampler.start();
+      const findings: string[] = [];
+      try {
+        const api = await apiUrl(agent);
+        const auth = { authorization: `Bearer ${API_TOKEN}` };
+        // The automatic download at start (the backup directory is empty) must pick neither "x" nor fail the agent.
+        await eventually(async () => agent.logs.some((e) => /download/i.test(String(e.message)) && e.level !== 'debug'), 30_000, `a start-up download attempt\n${agent.tail()}`, 200);
+        for (const entry of agent.logs) if (JSON.stringify(entry).includes('"snapshot":"x"')) findings.push(`the planted "x" was acted on: ${JSON.stringify(entry)}`);
+        // Four restores at once, as an attacker would ask: each refused, none takes the agent's memory.
+        const targets = [...planted, padded, ...planted];
+        const answersOf = await Promise.all(
+          targets.map((name) => rawRequest(Number(new URL(api).port), { method: 'POST', path: `/sync/restore/${name}?confirm=true`, headers: auth }, 120_000)),
+        );
+        for (const [i, answer] of answersOf.entries()) {
+          answers.push(answer.raw);
+          if (answer.status !== 502 || (answer.json as { error?: unknown } | undefined)?.error !== 'integrity') findings.push(`restore ${targets[i]}: HTTP ${answer.status} ${answer.body.slice(0, 200)}, expected 502 integrity`);
+        }
+        const latest = JSON.parse((await fetchText(`${api}/sync/status`, { headers: auth })).body) as { remoteSnapshots: { latest?: { name: string } } };
+        if (latest.remoteSnapshots.latest?.name === 'x') findings.push('status names the planted "x" as the latest remote snapshot');
+
+        const at = (minute: number): Date => new Date(Date.UTC(2024, 5, 1, 0, minute, 0));
+        const files = (seed: string): BackupFile[] => memoryFileSet({ memories: 6, indexBytes: 8 * 1024, seed });
+        const good = await writeBackup(box.backupDir, { prefix: 'auto', time: at(0), files: files('planted-good') });
+        const unrestorable = await writeBackup(box.backupDir, { prefix: 'auto', time: at(1), files: [...files('planted-newline'), { name: 'a\nb', bytes: Buffer.from('x') }] });
+        const deep = Array.from({ length: 4 }, (_, i) => `${String(i)}${'d'.repeat(249)}`).join('/');
+        const longKey = await writeBackup(box.backupDir, { prefix: 'auto', time: at(2), files: [...files('planted-long'), { name: `${deep}/f`, bytes: Buffer.from('y') }] });
+        const fifo = await writeBackup(box.backupDir, { prefix: 'auto', time: at(3), files: files('planted-fifo') });
+        // Swapped in while the snapshot settles: a reader that opens it blocks until a writer comes.
+        await rm(path.join(fifo.path, 'index.faiss'));
+        await execFileAsync('mkfifo', [path.join(fifo.path, 'index.faiss')]);
+        const after = await writeBackup(box.backupDir, { prefix: 'auto', time: at(4), files: files('planted-after') });
+        for (const backup of [good, after]) {
+          try {
+            await agent.waitFor('snapshot uploaded', { snapshot: backup.name }, UPLOAD_TIMEOUT_MS);
+          } catch {
+            findings.push(`${backup.name} not uploaded next to the hostile snapshots`);
+          }
+        }
+        for (const backup of [unrestorable, longKey]) {
+          const said = await eventually(async () => agent.logs.some((e) => e.level === 'error' && e.snapshot === backup.name), 30_000, backup.name, 200).then(
+            () => true,
+            () => false,
+          );
+          if (!said) findings.push(`no error line for ${backup.name}`);
+          const manifests = (await remote.list(`${PREFIX}${backup.name}/`)).filter((o) => o.key.endsWith(ENCRYPTED_MANIFEST_FILE_NAME) || o.key.endsWith(MANIFEST_FILE_NAME));
+          if (manifests.length > 0) findings.push(`${backup.name} was marked complete`);
+        }
+        const status = JSON.parse((await fetchText(`${api}/sync/status`, { headers: auth })).body) as { remote: { available?: boolean } };
+        if (status.remote.available !== true) findings.push(`a refused key counted as an outage: remote.available=${String(status.remote.available)}`);
+        if ((await fetchText(`${api}/healthz`)).status !== 200) findings.push('/healthz does not answer');
+        if ((await remote.list(`${PREFIX}${fifo.name}/`)).some((o) => o.key.endsWith('index.faiss'))) findings.push('bytes were uploaded for the FIFO');
+        await stopCleanly(agent);
+      } finally {
+        await sampler.stop();
+      }
+      const peak = sampler.summary()?.maxRssBytes ?? 0;
+      figures.note(
+        `2 planted encrypted snapshots asking for scrypt N=2^20/r=16 and N=2^18, a manifest padded to 24 MiB, a key "x/../../…", 4 concurrent restores of them; snapshots with a newline in a file name, a key over 1,024 bytes and a FIFO swapped in: ${findings.length === 0 ? 'each refused alone, the others uploaded' : `${findings.length} findings`}; agent peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB`,
+      );
+      expect(findings, agent.tail(60)).toEqual([]);
+      // One derivation at memsync's own cost (128 MiB) at a time, manifests bounded: far below the gigabytes planted objects once took.
+      expect(peak, 'agent peak RSS').toBeLessThan(700 * 2 ** 20);
+    }));
+
   it('no secret appears in any log line or HTTP answer of this file', () =>
-    runScenario('6e no secret in output', async (figures) => {
+    runScenario('6f no secret in output', async (figures) => {
       const texts = [...agents.map((agent) => agent.output()), ...answers];
       expect(agents.length, 'agents whose output is scanned').toBeGreaterThan(0);
       const found = Object.entries(SECRETS).flatMap(([what, secret]) => {

@@ -125,7 +125,7 @@ describe(`restore faults (${server.kind})`, () => {
         const agent = restoringAgent(box, backupDir, await tempDir('memsync-state'), 'agent on a full disk');
         const api = await apiUrl(agent);
         await agent.waitFor('automatic download at start failed', {}, 120_000).catch(() => undefined);
-        const answer = await fetch(`${api}/sync/download?confirm=true&name=${backup.name}`, { method: 'POST', signal: AbortSignal.timeout(120_000) });
+        const answer = await fetch(`${api}/sync/download?confirm=true&name=${backup.name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(120_000) });
         const body = (await answer.json()) as { error: string; message: string };
         expect(answer.status, JSON.stringify(body)).toBe(500);
         expect(body.error).toBe('local_io');
@@ -166,7 +166,7 @@ describe(`restore faults (${server.kind})`, () => {
       const { agent } = await startAndSweep({ ...box, backupDir: restoreDir, stateDir: await tempDir('memsync-state') }, 'restoring agent');
       const api = await apiUrl(agent);
       for (const [name, file, status] of [[a.name, 'index.faiss', 502], [b.name, 'metadata.json', 502]] as const) {
-        const answer = await fetch(`${api}/sync/download?confirm=true&name=${name}`, { method: 'POST', signal: AbortSignal.timeout(120_000) });
+        const answer = await fetch(`${api}/sync/download?confirm=true&name=${name}`, { method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(120_000) });
         const body = (await answer.json()) as { error: string; message: string };
         expect(answer.status, JSON.stringify(body)).toBe(status);
         expect(body.error).toBe('integrity');

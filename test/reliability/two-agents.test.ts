@@ -159,8 +159,8 @@ describe(`two agents on one prefix (${server.kind})`, () => {
       for (const name of [...races, sameRace]) outcomes.set(name, { A: await waitOutcome(a, name), B: await waitOutcome(b, name) });
 
       // Sync now on both: nothing changes remotely, conflicts are answered as such.
-      const syncA = (await (await fetch(`${apiA}/sync/upload`, { method: 'POST', signal: AbortSignal.timeout(120_000) })).json()) as { skipped: string[]; conflicts: string[] };
-      const syncB = (await (await fetch(`${apiB}/sync/upload`, { method: 'POST', signal: AbortSignal.timeout(120_000) })).json()) as { skipped: string[]; conflicts: string[] };
+      const syncA = (await (await fetch(`${apiA}/sync/upload`, { method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(120_000) })).json()) as { skipped: string[]; conflicts: string[] };
+      const syncB = (await (await fetch(`${apiB}/sync/upload`, { method: 'POST', headers: { 'content-type': 'application/json' }, signal: AbortSignal.timeout(120_000) })).json()) as { skipped: string[]; conflicts: string[] };
       expect(syncB.skipped, 'identical snapshots count as already remote on B').toEqual(expect.arrayContaining([same0, sameLater, sameRace]));
       expect(syncA.skipped).toEqual(expect.arrayContaining([same0, sameLater, sameRace]));
       expect(syncB.conflicts).toEqual(expect.arrayContaining([clashAtStart, clashA]));

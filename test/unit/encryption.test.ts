@@ -140,16 +140,16 @@ describe('keys', () => {
 
   it('derives a passphrase key from the salt each object names, whatever salt this process writes with', async () => {
     const passphrase: KeySource = { kind: 'passphrase', passphrase: 'correct horse battery staple' };
-    const writer = new Keyring(passphrase, Buffer.alloc(16, 1), FAST_SCRYPT);
-    const reader = new Keyring(passphrase, Buffer.alloc(16, 2), FAST_SCRYPT);
+    const writer = new Keyring(passphrase, { writeSalt: Buffer.alloc(16, 1), scrypt: FAST_SCRYPT });
+    const reader = new Keyring(passphrase, { writeSalt: Buffer.alloc(16, 2), scrypt: FAST_SCRYPT });
     const plaintext = randomBytes(CHUNK + 1);
     expect((await decrypt(await encrypt(plaintext, writer), reader)).equals(plaintext)).toBe(true);
-    const wrong = new Keyring({ kind: 'passphrase', passphrase: 'incorrect horse battery staple' }, Buffer.alloc(16, 1), FAST_SCRYPT);
+    const wrong = new Keyring({ kind: 'passphrase', passphrase: 'incorrect horse battery staple' }, { writeSalt: Buffer.alloc(16, 1), scrypt: FAST_SCRYPT });
     expect((await failure(decrypt(await encrypt(plaintext, writer), wrong))).kind).toBe('encryption_key');
   });
 
   it('says which kind of secret an object needs when the other kind is configured', async () => {
-    const passphraseRing = new Keyring({ kind: 'passphrase', passphrase: 'correct horse battery staple' }, Buffer.alloc(16, 1), FAST_SCRYPT);
+    const passphraseRing = new Keyring({ kind: 'passphrase', passphrase: 'correct horse battery staple' }, { writeSalt: Buffer.alloc(16, 1), scrypt: FAST_SCRYPT });
     expect((await failure(decrypt(await encrypt(Buffer.from('x')), passphraseRing))).message).toMatch(/encrypted with a raw key/);
     expect((await failure(decrypt(await encrypt(Buffer.from('x'), passphraseRing)))).message).toMatch(/encrypted with a passphrase/);
   });

@@ -25,6 +25,7 @@ interface FakeSource extends MetricsSource {
   queue: { waiting: number; uploading: number };
   available: boolean | undefined;
   lastSuccessMs: number | undefined;
+  saved: boolean;
 }
 
 function fakeSource(overrides: Partial<Counters> = {}): FakeSource {
@@ -33,6 +34,9 @@ function fakeSource(overrides: Partial<Counters> = {}): FakeSource {
     queue: { waiting: 0, uploading: 0 },
     available: undefined,
     lastSuccessMs: undefined,
+    saved: true,
+    stateSaved: () => source.saved,
+    localFileOperationsStuck: () => 0,
     counters: () => source.counterValues,
     lastSuccessAtMs: () => source.lastSuccessMs,
     uploadQueue: () => source.queue,
@@ -83,6 +87,11 @@ describe('Metrics', () => {
     expect(sampleValue(exposition, 'memsync_uploaded_bytes_total')).toBe(20_000);
     expect(sampleValue(exposition, 'memsync_upload_queue_depth')).toBe(0);
     expect(sampleValue(exposition, 'memsync_remote_available')).toBe(0);
+    expect(sampleValue(exposition, 'memsync_state_saved')).toBe(1);
+
+    source.saved = false;
+    exposition = await scrape(metrics);
+    expect(sampleValue(exposition, 'memsync_state_saved')).toBe(0);
   });
 
   it('observes upload durations in a histogram from 0.1 s to 30 min', async () => {

@@ -1,20 +1,18 @@
 import { createHash, randomBytes } from 'node:crypto';
-import { appendFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { appendFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import PQueue from 'p-queue';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AppError, isAppError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
 import type { BodySource, PutOptions, RemoteHead, RemoteObject } from '../../src/remote/store.js';
 import { buildManifest, manifestKey, parseManifest, serializeManifest, type Manifest } from '../../src/snapshot/manifest.js';
 import { statSnapshot } from '../../src/snapshot/scan.js';
-import { emptyHashCache, hashCacheSchema, lookupDigest, type HashCacheDocument } from '../../src/state/hash-cache.js';
+import { lookupDigest, type HashCacheDocument } from '../../src/state/hash-cache.js';
 import { PersistedJson } from '../../src/state/persisted.js';
 import { METADATA_AGENT, METADATA_SHA256 } from '../../src/upload/plan.js';
-import { SnapshotUploader, type SnapshotOutcome, type UploaderOptions, type UploadProgress } from '../../src/upload/snapshot-uploader.js';
-import { tempDir } from '../helpers/tmp.js';
+import { type SnapshotOutcome, type UploaderOptions, type UploadProgress } from '../../src/upload/snapshot-uploader.js';
+import { rejection, uploaderHarness, writeSnapshotFiles, type UploaderHarness } from '../helpers/uploader-harness.js';
 
 const MIB = 1024 * 1024;
 const AGENT = 'agent-under-test';
@@ -39,45 +37,13 @@ afterEach(async () => {
   for (const cache of caches.splice(0)) await cache.flush();
 });
 
-interface Setup {
-  backupDir: string;
-  store: MemoryRemoteStore;
-  hashCache: PersistedJson<HashCacheDocument>;
-  fileQueue: PQueue;
-  uploader: SnapshotUploader;
+type Setup = UploaderHarness;
+
+function setup(store: MemoryRemoteStore = new MemoryRemoteStore(), extra: Partial<UploaderOptions> = {}): Promise<Setup> {
+  return uploaderHarness('uploader', caches, store, extra);
 }
 
-async function setup(store: MemoryRemoteStore = new MemoryRemoteStore(), extra: Partial<UploaderOptions> = {}): Promise<Setup> {
-  const root = await tempDir('uploader');
-  const backupDir = path.join(root, 'backups');
-  const stateDir = path.join(root, 'state');
-  await mkdir(backupDir);
-  await mkdir(stateDir);
-  const hashCache = new PersistedJson<HashCacheDocument>(path.join(stateDir, 'hash-cache.json'), hashCacheSchema, emptyHashCache, silentLogger);
-  caches.push(hashCache);
-  const fileQueue = new PQueue({ concurrency: 2 });
-  const uploader = new SnapshotUploader({
-    store,
-    hashCache,
-    fileQueue,
-    agentId: AGENT,
-    backupDir,
-    multipartThresholdBytes: 5 * MIB,
-    retry: { attempts: 2, baseDelayMs: 1, maxDelayMs: 2 },
-    log: silentLogger,
-    now: () => Date.now(),
-    ...extra,
-  });
-  return { backupDir, store, hashCache, fileQueue, uploader };
-}
-
-async function writeSnapshot(backupDir: string, name: string, files: Record<string, Buffer>): Promise<void> {
-  for (const [relative, bytes] of Object.entries(files)) {
-    const absolute = path.join(backupDir, name, ...relative.split('/'));
-    await mkdir(path.dirname(absolute), { recursive: true });
-    await writeFile(absolute, bytes);
-  }
-}
+const writeSnapshot = writeSnapshotFiles;
 
 async function put(store: MemoryRemoteStore, key: string, bytes: Buffer, metadata: Record<string, string> = {}): Promise<void> {
   await store.put(key, () => bytes, { sizeBytes: bytes.length, md5Hex: undefined, partSizeBytes: undefined, ifNoneMatch: false, metadata, signal: undefined, onProgress: undefined });
@@ -85,15 +51,6 @@ async function put(store: MemoryRemoteStore, key: string, bytes: Buffer, metadat
 
 function upload(s: Setup, name = NAME, signal: AbortSignal = new AbortController().signal, onProgress: (progress: UploadProgress) => void = () => undefined): Promise<SnapshotOutcome> {
   return statSnapshot(s.backupDir, name).then((stat) => s.uploader.upload(stat, signal, onProgress));
-}
-
-async function rejection(promise: Promise<unknown>): Promise<unknown> {
-  try {
-    await promise;
-  } catch (error) {
-    return error;
-  }
-  throw new Error('expected a rejection');
 }
 
 /** A memory store that logs each LIST, HEAD and PUT into `requests`, as the requests a server would see. */

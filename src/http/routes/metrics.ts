@@ -6,13 +6,10 @@ export interface MetricsEndpoint {
   render(): Promise<string>;
 }
 
-/**
- * Prometheus scrape endpoint. Authentication is decided with the other routes in the server's
- * onRequest hook; `open` only documents it in the OpenAPI description.
- */
+/** Prometheus scrape endpoint: public when `open` (CLOUD_SYNC_METRICS_OPEN), protected like every other route otherwise. */
 export function registerMetricsRoutes(app: FastifyInstance, metrics: MetricsEndpoint, open: boolean): void {
   const security = open ? [] : [{ bearer: [] }];
-  app.get('/metrics', { schema: { summary: 'Prometheus metrics (text exposition format)', security } }, async (_request, reply) =>
+  app.get('/metrics', { ...(open ? { config: { access: 'public' as const } } : {}), schema: { summary: 'Prometheus metrics (text exposition format)', security } }, async (_request, reply) =>
     reply.type(metrics.contentType).send(await metrics.render()),
   );
 }
