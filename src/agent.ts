@@ -1,3 +1,4 @@
+import path from 'node:path';
 import { makeConfiguredDirectory } from './directories.js';
 import PQueue from 'p-queue';
 import type { Config } from './config.js';
@@ -9,6 +10,7 @@ import type { RemoteStore } from './remote/store.js';
 import { listSnapshotEntries, sameFingerprint, statSnapshot, type SnapshotStat } from './snapshot/scan.js';
 import type { AgentState } from './state/agent-state.js';
 import { pruneDigests, type HashCacheDocument } from './state/hash-cache.js';
+import { SignatureStore } from './state/signature-store.js';
 import type { PersistedJson } from './state/persisted.js';
 import { SweepSchedule } from './schedule/sweep-schedule.js';
 import { compareSides, type LocalEntry } from './upload/compare.js';
@@ -29,10 +31,11 @@ export function agentSettings(
   config: Config,
 ): Pick<
   AgentOptions,
-  'backupDir' | 'settleMs' | 'concurrency' | 'multipartThresholdBytes' | 'shutdownTimeoutMs' | 'schedule' | 'staleMultipartMs' | 'serverSideCopy' | 'localFileDeadlineMs' | 'refuseHardlinks'
+  'backupDir' | 'settleMs' | 'concurrency' | 'multipartThresholdBytes' | 'shutdownTimeoutMs' | 'schedule' | 'staleMultipartMs' | 'serverSideCopy' | 'localFileDeadlineMs' | 'refuseHardlinks' | 'delta'
 > {
-  const { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks } = config;
-  return { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks };
+  const { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks, deltaMinFileBytes } = config;
+  const delta = deltaMinFileBytes === undefined ? undefined : { minFileBytes: deltaMinFileBytes, signaturesDir: path.join(config.stateDir, 'signatures') };
+  return { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks, delta };
 }
 
 export interface AgentOptions {
@@ -56,6 +59,8 @@ export interface AgentOptions {
   localFileDeadlineMs?: number;
   /** Refuse backup files with more than one hard link. Default false. */
   refuseHardlinks?: boolean;
+  /** Delta uploads of large files (needs serverSideCopy); signatures of file versions are kept in `signaturesDir`. Omitted: off. */
+  delta?: { minFileBytes: number; signaturesDir: string } | undefined;
   /** Omitted: nothing is recorded (tests, one-shot commands). */
   metrics?: Metrics;
   /** Alerts on upload failures, conflicts and recovery; omitted: none. */
@@ -115,6 +120,7 @@ export class Agent {
   private readonly uploader: SnapshotUploader;
   private readonly schedule: SweepSchedule;
   private readonly outcomes: OutcomeRecorder;
+  private readonly signatures: SignatureStore | undefined;
   private readonly localEntries = new Map<string, LocalEntry>();
   /** Uploads in progress by name, with the stat they started from. */
   private readonly uploading = new Map<string, { stat: SnapshotStat; promise: Promise<SnapshotOutcome | undefined> }>();
@@ -133,6 +139,7 @@ export class Agent {
     this.now = options.now ?? Date.now;
     const log = options.log;
     this.health = new RemoteHealth(log.child({ component: 'remote' }), this.now);
+    this.signatures = options.delta === undefined ? undefined : new SignatureStore(options.delta.signaturesDir, log.child({ component: 'upload' }));
     this.outcomes = new OutcomeRecorder(options.state, log.child({ component: 'upload' }), this.now, options.metrics, options.notifier);
     const fileQueue = new PQueue({ concurrency: options.concurrency });
     this.uploader = new SnapshotUploader({
@@ -156,6 +163,7 @@ export class Agent {
       ...(options.conditionalWritesHonoured === undefined ? {} : { conditionalWritesHonoured: options.conditionalWritesHonoured }),
       ...(options.localFileDeadlineMs === undefined ? {} : { localFileDeadlineMs: options.localFileDeadlineMs }),
       refuseHardlinks: options.refuseHardlinks ?? false,
+      ...(this.signatures === undefined || options.delta === undefined ? {} : { delta: { minFileBytes: options.delta.minFileBytes, signatures: this.signatures } }),
     });
     // As many snapshots in preparation as file slots: more would keep the slots busier during a
     // burst, but after an outage every prepared snapshot resumes at once, in whatever order the
@@ -271,6 +279,8 @@ export class Agent {
         }
       }
       this.options.hashCache.update((doc) => pruneDigests(doc, live));
+      // Signatures of contents no cached digest names any more: their snapshots are gone locally.
+      await this.signatures?.prune(new Set(Object.values(this.options.hashCache.current.entries).map((entry) => entry.digest.sha256)));
       await this.abortStaleMultipartUploads(log);
       const summary: SweepSummary = {
         reason,

@@ -46,6 +46,8 @@ export interface Config {
   localFileDeadlineMs: number;
   /** Refuse backup files with more than one hard link (another name may lie outside the backup directory). */
   refuseHardlinks: boolean;
+  /** Delta uploads of files at least this large (bytes); undefined: off (CLOUD_SYNC_DELTA=false). */
+  deltaMinFileBytes: number | undefined;
   http: { host: string; port: number; apiToken: string | undefined; metricsOpen: boolean };
   memoryService: { url: string; apiKey: string | undefined } | undefined;
   log: { level: LogLevel; format: LogFormat };
@@ -188,6 +190,9 @@ const envSchema = z.object({
   CLOUD_SYNC_CONCURRENCY: integerText(1, 64, 'parallel file uploads').default(4),
   CLOUD_SYNC_MULTIPART_THRESHOLD_MB: integerText(MIN_MULTIPART_THRESHOLD_MIB, 5 * 1024, 'MiB').default(16),
   CLOUD_SYNC_SERVER_SIDE_COPY: booleanText.default(true),
+  CLOUD_SYNC_DELTA: booleanText.default(true),
+  // S3's 5 MiB part minimum: below about three parts, a composition saves little over a plain upload.
+  CLOUD_SYNC_DELTA_MIN_MB: integerText(16, 1024 * 1024, 'MiB').default(16),
   CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS: integerText(0, 600_000, 'milliseconds').default(5000),
   // Above any upload's duration: another memsync (or the CLI) may be sending parts of a younger one.
   CLOUD_SYNC_STALE_MULTIPART_MINUTES: integerText(1, 10_080, 'minutes').default(60),
@@ -361,6 +366,11 @@ export function loadConfig(env: Env = process.env): Config {
     staleMultipartMs: values.CLOUD_SYNC_STALE_MULTIPART_MINUTES * 60_000,
     localFileDeadlineMs: values.CLOUD_SYNC_FILE_DEADLINE_MS,
     refuseHardlinks: values.CLOUD_SYNC_REFUSE_HARDLINKS,
+    // Composition copies ranges server-side, so it needs copies on (and plain objects: encryption off).
+    deltaMinFileBytes:
+      values.CLOUD_SYNC_DELTA && values.CLOUD_SYNC_SERVER_SIDE_COPY && values.CLOUD_SYNC_ENCRYPTION_KEY === undefined && values.CLOUD_SYNC_ENCRYPTION_PASSPHRASE === undefined
+        ? values.CLOUD_SYNC_DELTA_MIN_MB * MIB
+        : undefined,
     http: {
       host: values.CLOUD_SYNC_HOST,
       port: values.CLOUD_SYNC_PORT,

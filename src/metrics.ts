@@ -72,6 +72,7 @@ export class Metrics {
     this.retentionDeleted = new Counter({ name: 'memsync_retention_deleted_total', help: 'Remote snapshots deleted by the retention policy (CLOUD_SYNC_RETENTION); 0 in a dry run', registers });
 
     this.persistedCounter('memsync_snapshots_uploaded_total', 'Snapshots uploaded (persisted across restarts)', (c) => c.snapshotsUploaded);
+    this.persistedCounter('memsync_delta_bytes_total', 'Bytes of files composed server-side from ranges of their previous version instead of being sent (persisted across restarts)', (c) => c.bytesDelta);
     this.persistedCounter('memsync_uploaded_bytes_total', 'Bytes actually sent to the store; files already there are not counted (persisted across restarts)', (c) => c.bytesUploaded);
     this.persistedCounter('memsync_conflicts_total', 'Snapshots found remotely under the same name with different content (persisted across restarts)', (c) => c.conflicts);
     this.persistedCounter('memsync_pruned_before_upload_total', 'Snapshots the memory service removed before memsync could upload them (persisted across restarts)', (c) => c.prunedBeforeUpload);

@@ -68,7 +68,9 @@ export class OutcomeRecorder {
       state.counters.snapshotsUploaded += 1;
       state.counters.filesUploaded += outcome.filesSent;
       state.counters.bytesUploaded += outcome.bytesSent;
-      state.lastSuccess = { snapshot: name, atMs: this.now(), bytes: outcome.bytes, bytesSent: outcome.bytesSent, durationMs: outcome.durationMs };
+      state.counters.bytesCopied += outcome.bytesCopied;
+      state.counters.bytesDelta += outcome.bytesDelta;
+      state.lastSuccess = { snapshot: name, atMs: this.now(), bytes: outcome.bytes, bytesSent: outcome.bytesSent, bytesCopied: outcome.bytesCopied, bytesDelta: outcome.bytesDelta, durationMs: outcome.durationMs };
     });
     if (outcome.outcome === 'already-remote') {
       this.log.debug('snapshot already remote', { snapshot: name });
@@ -82,6 +84,8 @@ export class OutcomeRecorder {
         bytesSent: outcome.bytesSent,
         bytesCopied: outcome.bytesCopied,
         filesCopied: outcome.filesCopied,
+        bytesDelta: outcome.bytesDelta,
+        filesDelta: outcome.filesDelta,
         durationMs: outcome.durationMs,
       });
     }

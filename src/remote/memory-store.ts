@@ -1,8 +1,9 @@
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { AppError } from '../errors.js';
-import { PartHasher } from '../snapshot/digest.js';
-import { isFileBody, type BodySource, type CopyOptions, type FileBody, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
+import { AppError, asAppError } from '../errors.js';
+import { multipartEtag, PartHasher } from '../snapshot/digest.js';
+import { checkComposeParts, MIN_COMPOSE_PART_BYTES, partMd5Mismatch } from './compose-parts.js';
+import { isFileBody, type BodySource, type ComposeOptions, type ComposePartSpec, type CopyOptions, type FileBody, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
 
 interface StoredObject {
   bytes: Buffer;
@@ -26,6 +27,8 @@ export interface MemoryStoreOptions {
    * ETag), 'md5' is the MD5 of the whole object (AWS S3). Default 'source'.
    */
   copyEtag?: 'source' | 'md5';
+  /** Copies byte ranges (UploadPartCopy with a range), so compose works; false: compose with a copied part fails with NotImplemented. Default true. */
+  rangedCopy?: boolean;
 }
 
 /** An in-memory RemoteStore with S3's semantics (ETags, conditional writes, pagination), for unit tests. */
@@ -38,6 +41,8 @@ export class MemoryRemoteStore implements RemoteStore {
 
   /** Every successful copy as `source -> target`, in order. */
   readonly copyLog: string[] = [];
+  /** Every successful compose as `source -> target`, in order. */
+  readonly composeLog: string[] = [];
   /** See MemoryStoreOptions.refuseCopies. */
   refuseCopies: string | undefined;
 
@@ -123,6 +128,56 @@ export class MemoryRemoteStore implements RemoteStore {
     this.copyLog.push(`${sourceKey} -> ${targetKey}`);
   }
 
+  /** As S3 does it: a multipart upload, open while its parts are made, and aborted on any failure. */
+  async compose(targetKey: string, options: ComposeOptions): Promise<void> {
+    const what = `compose ${targetKey} from ${options.sourceKey}`;
+    checkComposeParts(what, options.parts);
+    // A function, not a narrowed property: onPartDone may abort the signal.
+    const cancelled = (): boolean => options.signal?.aborted === true;
+    if (cancelled()) throw new AppError('cancelled', `${what}: aborted`);
+    const upload: MultipartUpload = { key: targetKey, uploadId: randomBytes(8).toString('hex'), initiatedMs: Date.now() };
+    this.multipartUploads.push(upload);
+    try {
+      const partBytes: Buffer[] = [];
+      for (const [index, part] of options.parts.entries()) {
+        if (cancelled()) throw new AppError('cancelled', `${what}: aborted`);
+        const bytes = part.kind === 'copy' ? this.copiedPart(what, index + 1, part, options) : await sentPart(what, part, options);
+        const md5Hex = createHash('md5').update(bytes).digest('hex');
+        if (md5Hex !== part.md5Hex.toLowerCase()) {
+          if (part.kind === 'send') throw new AppError('integrity', `${what}: part ${index + 1}: BadDigest (HTTP 400)`, { details: { code: 'BadDigest' } });
+          throw partMd5Mismatch(what, index + 1, part.md5Hex, md5Hex);
+        }
+        partBytes.push(bytes);
+        options.onPartDone?.({ index, bytes: bytes.length, kind: part.kind });
+      }
+      if (cancelled()) throw new AppError('cancelled', `${what}: aborted`);
+      if (partBytes.slice(0, -1).some((bytes) => bytes.length < MIN_COMPOSE_PART_BYTES)) {
+        throw new AppError('object_refused', `${what}: complete: EntityTooSmall (HTTP 400)`, { retryable: false, details: { code: 'EntityTooSmall' } });
+      }
+      const whole = Buffer.concat(partBytes);
+      const etag = multipartEtag(partBytes.map((bytes) => createHash('md5').update(bytes).digest()));
+      const metadata = Object.fromEntries(Object.entries(options.metadata).map(([name, value]) => [name.toLowerCase(), value]));
+      this.objects.set(targetKey, { bytes: this.options.transformStoredBytes?.(targetKey, whole) ?? whole, etag, metadata, lastModifiedMs: Date.now() });
+      this.composeLog.push(`${options.sourceKey} -> ${targetKey}`);
+    } finally {
+      await this.abortMultipartUpload(upload);
+    }
+  }
+
+  private copiedPart(what: string, partNumber: number, part: Extract<ComposePartSpec, { kind: 'copy' }>, options: ComposeOptions): Buffer {
+    const context = `${what}: part ${partNumber} (copy bytes=${part.sourceStart}-${part.sourceEnd - 1})`;
+    const refusal = this.options.rangedCopy === false ? 'NotImplemented' : this.refuseCopies;
+    if (refusal !== undefined) {
+      const status = refusal === 'NotImplemented' ? 501 : 403;
+      throw new AppError('remote_rejected', `${context}: ${refusal} (HTTP ${status})`, { details: { code: refusal } });
+    }
+    const source = this.objects.get(options.sourceKey);
+    if (source === undefined) throw new AppError('not_found', `${context}: NoSuchKey (HTTP 404)`, { details: { code: 'NoSuchKey' } });
+    if (source.etag !== options.sourceEtag.replace(/"/g, '')) throw new AppError('conflict', `${context}: PreconditionFailed (HTTP 412)`, { details: { code: 'PreconditionFailed' } });
+    if (part.sourceEnd > source.bytes.length) throw new AppError('object_refused', `${context}: InvalidRange (HTTP 416)`, { retryable: false, details: { code: 'InvalidRange' } });
+    return Buffer.from(source.bytes.subarray(part.sourceStart, part.sourceEnd));
+  }
+
   async get(key: string): Promise<Readable> {
     const stored = this.objects.get(key);
     if (stored === undefined) throw new AppError('not_found', `download ${key}: NoSuchKey (HTTP 404)`);
@@ -161,6 +216,16 @@ async function readFileBody(key: string, body: FileBody, options: PutOptions): P
     await body.read(part, offset);
     const md5 = options.partSizeBytes === undefined ? undefined : options.onPart?.(part);
     if (md5 !== undefined && !md5.equals(createHash('md5').update(part).digest())) throw new AppError('integrity', `upload ${key}: BadDigest (HTTP 400)`);
+  }
+  return bytes;
+}
+
+async function sentPart(what: string, part: Extract<ComposePartSpec, { kind: 'send' }>, options: ComposeOptions): Promise<Buffer> {
+  const bytes = Buffer.alloc(part.length);
+  try {
+    await options.body.read(bytes, part.targetStart);
+  } catch (error) {
+    throw asAppError(error, 'local_io', `${what}: read part at ${part.targetStart}`);
   }
   return bytes;
 }

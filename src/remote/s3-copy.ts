@@ -36,7 +36,7 @@ export async function copyS3Object(context: S3CopyContext, sourceFullKey: string
 }
 
 /** The source as x-amz-copy-source wants it: bucket/key, URL-encoded per segment (slashes kept). */
-function copySource(bucket: string, fullKey: string): string {
+export function copySource(bucket: string, fullKey: string): string {
   return `${bucket}/${fullKey.split('/').map(encodeURIComponent).join('/')}`;
 }
 
@@ -97,12 +97,12 @@ async function copyInParts(context: S3CopyContext, sourceFullKey: string, target
   }
 }
 
-function quoted(etag: string): string {
+export function quoted(etag: string): string {
   return etag.startsWith('"') ? etag : `"${etag}"`;
 }
 
 /** The usual translation, plus the server's error code so the caller can name why a copy was refused. */
-function withServerCode(error: unknown, what: string): AppError {
+export function withServerCode(error: unknown, what: string): AppError {
   const translated = translateS3Error(error, what);
   if (translated === error) return translated;
   return new AppError(translated.kind, translated.message, { cause: error, retryable: translated.retryable, hint: translated.hint, details: { code: errorCodeOf(error) } });

@@ -13,10 +13,11 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { BuildMiddleware, MetadataBearer } from '@aws-sdk/types';
 import { AppError } from '../errors.js';
+import { composeS3Object } from './s3-compose.js';
 import { copyS3Object } from './s3-copy.js';
 import { isNotFound, translateS3BucketError, translateS3Error } from './s3-errors.js';
 import { uploadFileInParts } from './s3-file-parts.js';
-import { CANCEL_GRACE_MS, isFileBody, type BodySource, type FileBody, type CopyOptions, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
+import { CANCEL_GRACE_MS, isFileBody, type BodySource, type ComposeOptions, type FileBody, type CopyOptions, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -240,6 +241,10 @@ export class S3RemoteStore implements RemoteStore {
 
   copy(sourceKey: string, targetKey: string, options: CopyOptions): Promise<void> {
     return copyS3Object({ client: this.client, bucket: this.options.bucket, partsInFlight: this.options.partsInFlight }, this.fullKey(sourceKey), this.fullKey(targetKey), options);
+  }
+
+  compose(targetKey: string, options: ComposeOptions): Promise<void> {
+    return composeS3Object({ client: this.client, bucket: this.options.bucket, partsInFlight: this.options.partsInFlight }, this.fullKey(options.sourceKey), this.fullKey(targetKey), options);
   }
 
   get(key: string, signal?: AbortSignal): Promise<Readable> {

@@ -60,6 +60,29 @@ export interface CopyOptions {
   signal: AbortSignal | undefined;
 }
 
+/**
+ * One part of an object composed server-side, in target order: a byte range of the source object
+ * copied by the server (UploadPartCopy), or bytes of the local file sent. `md5Hex` is the MD5 of
+ * the part's bytes as the local file holds them: a copied part whose server-side MD5 differs, or
+ * a sent part the server received differently, fails the composition.
+ */
+export type ComposePartSpec =
+  | { kind: 'copy'; sourceStart: number; /** Exclusive. */ sourceEnd: number; md5Hex: string }
+  | { kind: 'send'; targetStart: number; length: number; md5Hex: string };
+
+export interface ComposeOptions {
+  sourceKey: string;
+  /** Copy only while the source still has this ETag (x-amz-copy-source-if-match); else AppError conflict. */
+  sourceEtag: string;
+  parts: readonly ComposePartSpec[];
+  /** The local file the sent parts are read from, at their target offsets. */
+  body: FileBody;
+  metadata: Record<string, string>;
+  signal: AbortSignal | undefined;
+  /** Told each finished part, with its size and kind, for progress. */
+  onPartDone?: (part: { index: number; bytes: number; kind: 'copy' | 'send' }) => void;
+}
+
 export interface MultipartUpload {
   key: string;
   uploadId: string;
@@ -111,6 +134,14 @@ export interface RemoteStore {
    * e.g. NotImplemented or AccessDenied), so the caller can fall back to an upload.
    */
   copy(sourceKey: string, targetKey: string, options: CopyOptions): Promise<void>;
+  /**
+   * Writes `targetKey` as one multipart upload of `options.parts`: ranges of `sourceKey` copied by
+   * the server and bytes sent from the local file. Every part is checked against its MD5 as it
+   * completes; on any failure the multipart upload is aborted, so no object and no open upload
+   * is left. Fails with conflict when the source no longer has `sourceEtag`, integrity when a
+   * part's MD5 differs, and remote_rejected (`details.code`) when the server refuses ranged copies.
+   */
+  compose(targetKey: string, options: ComposeOptions): Promise<void>;
   get(key: string, signal?: AbortSignal): Promise<Readable>;
   /** Bytes `start` to `endInclusive` of the object (a ranged GET). */
   getRange(key: string, start: number, endInclusive: number, signal?: AbortSignal): Promise<Readable>;

@@ -161,7 +161,14 @@ export function fileDigestAccumulator(sizeBytes: number, multipartThresholdBytes
  * underneath and is reported as such, never digested as if it were whole. `opening` says what
  * the opened file must be (the scan's identity of it) and bounds each file operation.
  */
-export async function digestFile(absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number, opening: OpenOptions = {}): Promise<FileDigest> {
+export async function digestFile(
+  absolutePath: string,
+  expectedSizeBytes: number,
+  multipartThresholdBytes: number,
+  opening: OpenOptions = {},
+  /** Shown every block of the file in order, in the same read (chunking for delta uploads). */
+  observe?: (bytes: Buffer) => void,
+): Promise<FileDigest> {
   const digests = fileDigestAccumulator(expectedSizeBytes, multipartThresholdBytes);
   const file = await openLocalFile(absolutePath, opening);
   try {
@@ -171,6 +178,7 @@ export async function digestFile(absolutePath: string, expectedSizeBytes: number
       const bytesRead = await file.read(buffer, 0, buffer.length, position);
       if (bytesRead === 0) break;
       digests.update(buffer.subarray(0, bytesRead));
+      observe?.(buffer.subarray(0, bytesRead));
       position += bytesRead;
     }
   } finally {

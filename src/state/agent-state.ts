@@ -3,7 +3,17 @@ import { z } from 'zod';
 
 /** What memsync remembers across restarts, for the status endpoint and for recognising its own uploads. */
 
-const uploadRecord = z.object({ snapshot: z.string(), atMs: z.number(), bytes: z.number(), bytesSent: z.number(), durationMs: z.number() });
+const uploadRecord = z.object({
+  snapshot: z.string(),
+  atMs: z.number(),
+  bytes: z.number(),
+  bytesSent: z.number(),
+  /** Whole files created by server-side copy. */
+  bytesCopied: z.number().default(0),
+  /** Bytes of files composed server-side from ranges of their previous version. */
+  bytesDelta: z.number().default(0),
+  durationMs: z.number(),
+});
 const errorRecord = z.object({ atMs: z.number(), message: z.string(), kind: z.string(), snapshot: z.string().optional() });
 const fileDifference = z.object({
   path: z.string(),
@@ -25,6 +35,8 @@ const counters = z.object({
   filesUploaded: z.number().default(0),
   filesAlreadyRemote: z.number().default(0),
   bytesUploaded: z.number().default(0),
+  bytesCopied: z.number().default(0),
+  bytesDelta: z.number().default(0),
   uploadFailures: z.number().default(0),
   conflicts: z.number().default(0),
   prunedBeforeUpload: z.number().default(0),

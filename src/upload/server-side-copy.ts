@@ -3,9 +3,9 @@ import type { Logger } from '../log.js';
 import type { RemoteIndex } from '../remote/remote-index.js';
 import type { RemoteStore } from '../remote/store.js';
 import { withRetry, type RetryPolicy } from '../retry.js';
-import type { FileDigest } from '../snapshot/digest.js';
+import { normalizeEtag, type FileDigest } from '../snapshot/digest.js';
 import type { Manifest } from '../snapshot/manifest.js';
-import { checkCopySource, copyFallback, copyPartSize, selectCopySources, verifyCopy, type CopySource } from './copy-plan.js';
+import { checkCopySource, copyFallback, copyPartSize, selectCopySources, verifyCopy, type CopySource, type KnownSnapshot } from './copy-plan.js';
 import { CopySourceCache } from './copy-sources.js';
 import { METADATA_AGENT, METADATA_SHA256 } from './plan.js';
 
@@ -25,6 +25,8 @@ export interface ServerSideCopyOptions {
   agentId: string;
   retry: RetryPolicy;
   log: Logger;
+  /** ETags of objects memsync composed and verified for a content (delta uploads); omitted: none. */
+  composedEtags?: (sha256: string) => Promise<ReadonlySet<string>>;
 }
 
 /** A file with two or three stale sources is rare; beyond that, uploading is the better bet. */
@@ -65,22 +67,27 @@ export class ServerSideCopier {
     return new Set(known.flatMap((s) => s.manifest.files.map((file) => file.size)));
   }
 
+  /** Manifests of the newest complete remote snapshots other than `exclude` (none when copies are off). */
+  async knownSnapshots(exclude: string, signal: AbortSignal): Promise<KnownSnapshot[]> {
+    return this.disabledReason === undefined ? this.sources.known(exclude, signal) : [];
+  }
+
   /** The snapshot's manifest is in the bucket: its files are copy sources from now on. */
   remember(manifest: Manifest): void {
     this.sources.remember(manifest);
   }
 
   /**
-   * Creates `targetKey` from the first usable source; true when a verified copy is in place,
-   * false when the file has to be uploaded. Failures that are not about copying (store
+   * Creates `targetKey` from the first usable source; the verified copy's ETag when it is in
+   * place, undefined when the file has to be uploaded. Failures that are not about copying (store
    * unreachable after retries, cancelled) are thrown as they are.
    */
-  async copy(targetKey: string, local: FileDigest, sources: readonly CopySource[], signal: AbortSignal, log: Logger): Promise<boolean> {
+  async copy(targetKey: string, local: FileDigest, sources: readonly CopySource[], signal: AbortSignal, log: Logger): Promise<string | undefined> {
     const { store } = this.options;
     for (const source of sources) {
-      if (this.disabledReason !== undefined) return false;
+      if (this.disabledReason !== undefined) return undefined;
       const head = await this.retrying(() => store.head(source.key), `head ${source.key}`, signal);
-      const stale = checkCopySource(local, head);
+      const stale = checkCopySource(local, head, (await this.options.composedEtags?.(local.sha256)) ?? new Set());
       if (stale !== undefined) {
         // Retention or another writer got there first: the next source, if any. The manifest stays
         // cached: re-reading it would say the same, and the next listing drops a deleted snapshot.
@@ -105,17 +112,18 @@ export class ServerSideCopier {
         if (fallback === undefined) throw error;
         if (fallback.scope === 'all') this.disabledReason = fallback.reason;
         this.fallback(fallback.reason, { key: targetKey, source: source.key, detail: describeError(error) }, log);
-        if (fallback.scope !== 'source') return false;
+        if (fallback.scope !== 'source') return undefined;
         continue;
       }
-      const problem = verifyCopy(local, this.options.agentId, await this.retrying(() => store.head(targetKey), `head ${targetKey}`, signal));
-      if (problem === undefined) return true;
+      const stored = await this.retrying(() => store.head(targetKey), `head ${targetKey}`, signal);
+      const problem = verifyCopy(local, this.options.agentId, stored, head?.etag);
+      if (problem === undefined) return normalizeEtag(stored?.etag);
       // The key was free (or held this agent's unfinished object) before the copy: removing it loses nothing.
       await store.delete(targetKey).catch(() => undefined);
       this.fallback('copy did not verify', { key: targetKey, source: source.key, detail: problem }, log);
-      return false;
+      return undefined;
     }
-    return false;
+    return undefined;
   }
 
   private fallback(reason: string, fields: Record<string, unknown>, log: Logger): void {

@@ -8,6 +8,8 @@ import type { Logger } from '../log.js';
 import { readSmallObject, sha256OfBody } from '../remote/body.js';
 import type { FileBody, RemoteObject, RemoteStore } from '../remote/store.js';
 import { openLocalFile, isStuckFileOperation, DEFAULT_FILE_DEADLINE_MS, type LocalFile, type OpenOptions } from '../snapshot/safe-open.js';
+import { Chunker, type Chunk } from '../delta/chunker.js';
+import type { SignatureStore } from '../state/signature-store.js';
 import { digestFile, fileDigestAccumulator, normalizeEtag, partSizeFor, producesEtag, usesMultipart, type DigestAccumulator, type FileDigest } from '../snapshot/digest.js';
 import { buildManifest, claimKey, diffManifests, fileKey, manifestDigest, type FileDifference, type Manifest } from '../snapshot/manifest.js';
 import { decodeManifest, manifestKeyFor, plainManifestCodec, type ManifestCodec, type ManifestFormat } from '../snapshot/manifest-codec.js';
@@ -21,6 +23,7 @@ import { decideSnapshot, METADATA_AGENT, METADATA_CONTENT_TAG, METADATA_SHA256, 
 import { withRetry, type RetryPolicy } from '../retry.js';
 import { listAllObjects, type RemoteIndex } from '../remote/remote-index.js';
 import type { CopySource } from './copy-plan.js';
+import { DeltaTransfer, type DeltaResult } from './delta-transfer.js';
 import { ServerSideCopier } from './server-side-copy.js';
 
 /**
@@ -53,6 +56,9 @@ export type SnapshotOutcome =
       filesSent: number;
       /** Bytes of files created by a server-side copy of an identical object already in the bucket. */
       bytesCopied: number;
+      /** Bytes of files composed server-side from ranges of their previous version (see delta-transfer.ts). */
+      bytesDelta: number;
+      filesDelta: number;
       filesCopied: number;
       durationMs: number;
     } & StoredManifest)
@@ -100,6 +106,11 @@ export interface UploaderOptions {
   localFileDeadlineMs?: number;
   /** Refuse files with more than one hard link (another name may be outside the backup directory). Default false. */
   refuseHardlinks?: boolean;
+  /**
+   * Delta uploads (needs serverSideCopy, and no encryption): a large file whose previous version
+   * is stored is composed from ranges of it plus the changed bytes. Omitted: off.
+   */
+  delta?: { minFileBytes: number; signatures: SignatureStore };
 }
 
 /** Large-file progress lines at most this often, so a multi-GB upload shows it is alive without flooding. */
@@ -107,17 +118,40 @@ const PROGRESS_LOG_INTERVAL_MS = 5000;
 
 export class SnapshotUploader {
   private readonly copier: ServerSideCopier | undefined;
+  private readonly delta: DeltaTransfer | undefined;
   private readonly codec: ManifestCodec;
 
   constructor(private readonly options: UploaderOptions) {
     const copy = options.serverSideCopy;
+    const signatures = options.delta?.signatures;
     this.codec = options.encryption?.codec ?? plainManifestCodec();
     // An encrypted object's ETag cannot be predicted from the local file, so a copy could not be
     // verified without downloading it: with encryption, every file is sent.
     this.copier =
       copy === undefined || options.encryption !== undefined
         ? undefined
-        : new ServerSideCopier({ store: options.store, remoteIndex: copy.remoteIndex, sourceSnapshots: copy.sourceSnapshots, agentId: options.agentId, retry: options.retry, log: options.log });
+        : new ServerSideCopier({
+            store: options.store,
+            remoteIndex: copy.remoteIndex,
+            sourceSnapshots: copy.sourceSnapshots,
+            agentId: options.agentId,
+            retry: options.retry,
+            log: options.log,
+            ...(signatures === undefined ? {} : { composedEtags: (sha256: string) => signatures.composedEtags(sha256) }),
+          });
+    const copier = this.copier;
+    this.delta =
+      options.delta === undefined || copier === undefined
+        ? undefined
+        : new DeltaTransfer({
+            store: options.store,
+            signatures: options.delta.signatures,
+            minFileBytes: options.delta.minFileBytes,
+            knownSnapshots: (exclude, signal) => copier.knownSnapshots(exclude, signal),
+            agentId: options.agentId,
+            retry: options.retry,
+            log: options.log,
+          });
   }
 
   /** Digests a settled snapshot into its manifest, re-reading only files whose stat changed. */
@@ -196,6 +230,8 @@ export class SnapshotUploader {
       let filesSent = 0;
       let bytesCopied = 0;
       let filesCopied = 0;
+      let bytesDelta = 0;
+      let filesDelta = 0;
       const priority = Math.floor(stat.timeMs / 1000);
       // No signal is handed to the queue: an aborted add() would reject while its task still
       // runs, and the cleanup below must only start once every task has really finished.
@@ -203,10 +239,18 @@ export class SnapshotUploader {
         this.options.fileQueue.add(
           async () => {
             if (signal.aborted) throw cancelledOr(undefined, signal);
+            let composed: DeltaResult | undefined;
             if (plan.action.action === 'upload' && (await this.copied(stat.name, plan, copySources, signal, log))) {
               created.push(fileKey(stat.name, plan.file.path));
               bytesCopied += plan.file.size;
               filesCopied += 1;
+              progress.sentBytes += plan.file.size;
+            } else if (plan.action.action === 'upload' && (composed = await this.composed(stat, plan, signal, log)) !== undefined) {
+              created.push(fileKey(stat.name, plan.file.path));
+              plan.storedEtag = composed.etag;
+              bytesSent += composed.bytesSent;
+              bytesDelta += composed.bytesDelta;
+              filesDelta += 1;
               progress.sentBytes += plan.file.size;
             } else if (plan.action.action === 'upload') {
               const sent = await this.uploadFile(stat, plan, signal, progress, onProgress, log);
@@ -239,7 +283,7 @@ export class SnapshotUploader {
       const written = await this.writeManifest(stat.name, manifest, signal);
       if ('conflict' in written) return { outcome: 'conflict', manifest, conflict: written.conflict };
       this.copier?.remember(manifest);
-      return { outcome: 'uploaded', manifest, ...written, bytes: progress.totalBytes, bytesSent, filesSent, bytesCopied, filesCopied, durationMs: this.options.now() - startedAtMs };
+      return { outcome: 'uploaded', manifest, ...written, bytes: progress.totalBytes, bytesSent, filesSent, bytesCopied, filesCopied, bytesDelta, filesDelta, durationMs: this.options.now() - startedAtMs };
     } catch (error) {
       const translated = cancelledOr(error, signal);
       // A snapshot that vanished or changed leaves nothing half-written under its name. On
@@ -313,8 +357,13 @@ export class SnapshotUploader {
   private async streamedDigestFiles(stat: SnapshotStat, listed: ReadonlyMap<string, RemoteObject>, signal: AbortSignal): Promise<Set<string>> {
     const { hashCache, multipartThresholdBytes, encryption } = this.options;
     if (encryption !== undefined) return new Set();
+    // A file that may be composed from its previous version needs its chunks before anything is sent.
     const candidates = stat.files.filter(
-      (file) => usesMultipart(file.size, multipartThresholdBytes) && !listed.has(fileKey(stat.name, file.path)) && lookupDigest(hashCache.current, stat.name, file, multipartThresholdBytes) === undefined,
+      (file) =>
+        usesMultipart(file.size, multipartThresholdBytes) &&
+        this.delta?.considers(file.size) !== true &&
+        !listed.has(fileKey(stat.name, file.path)) &&
+        lookupDigest(hashCache.current, stat.name, file, multipartThresholdBytes) === undefined,
     );
     if (candidates.length === 0) return new Set();
     const copyable = this.copier === undefined ? new Set<number>() : await this.copier.sourceSizes(stat.name, signal);
@@ -325,7 +374,12 @@ export class SnapshotUploader {
     const { hashCache, multipartThresholdBytes } = this.options;
     const cached = lookupDigest(hashCache.current, stat.name, file, multipartThresholdBytes);
     if (cached !== undefined) return cached;
-    const digest = await digestFile(this.absolutePath(stat, file), file.size, multipartThresholdBytes, this.opening(stat, file));
+    // A file a later version may be composed from is chunked in the same read (see delta-transfer.ts).
+    const chunker = this.delta?.considers(file.size) === true ? new Chunker() : undefined;
+    const chunks: Chunk[] = [];
+    const observe = chunker === undefined ? undefined : (bytes: Buffer): void => void chunks.push(...chunker.push(bytes));
+    const digest = await digestFile(this.absolutePath(stat, file), file.size, multipartThresholdBytes, this.opening(stat, file), observe);
+    if (chunker !== undefined) await this.delta?.keep([...chunks, ...chunker.finish()], digest);
     hashCache.update((doc) => storeDigest(doc, stat.name, file, multipartThresholdBytes, digest));
     return digest;
   }
@@ -412,7 +466,21 @@ export class SnapshotUploader {
   private async copied(name: string, plan: FilePlan, copySources: Map<string, CopySource[]>, signal: AbortSignal, log: Logger): Promise<boolean> {
     const sources = copySources.get(plan.file.path);
     if (sources === undefined || this.copier === undefined || plan.digest === undefined) return false;
-    return this.copier.copy(fileKey(name, plan.file.path), plan.digest, sources, signal, log);
+    const storedEtag = await this.copier.copy(fileKey(name, plan.file.path), plan.digest, sources, signal, log);
+    if (storedEtag === undefined) return false;
+    plan.storedEtag = storedEtag;
+    return true;
+  }
+
+  /** The file composed from its previous version (delta-transfer.ts); undefined: send it whole. */
+  private async composed(stat: SnapshotStat, plan: FilePlan, signal: AbortSignal, log: Logger): Promise<DeltaResult | undefined> {
+    if (this.delta === undefined || plan.digest === undefined || !this.delta.considers(plan.file.size)) return undefined;
+    const file = await openLocalFile(this.absolutePath(stat, plan.file), this.opening(stat, plan.file));
+    try {
+      return await this.delta.compose(stat.name, fileKey(stat.name, plan.file.path), { path: plan.file.path, digest: plan.digest, body: fileBody(file, this.absolutePath(stat, plan.file)) }, signal, log);
+    } finally {
+      await file.close();
+    }
   }
 
   /** Sends one file, verifies it, and returns whether bytes were sent (false: an identical object appeared meanwhile). */

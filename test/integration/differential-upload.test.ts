@@ -184,4 +184,40 @@ describe(`differential uploads on ${server.kind}`, () => {
     expect(await metric(memsync, 'memsync_copied_bytes_total')).toBe(0);
     expect(await metric(memsync, 'memsync_uploaded_bytes_total')).toBe(one.bytes + two.bytes);
   });
+
+  it('a large file that grew by one record is composed from its previous version: only the tail is sent, the object is byte-identical and restores', async () => {
+    await sandbox('delta');
+    const logs: LogLine[] = [];
+    const memsync = await build(logs);
+    const records = (count: number): Buffer => Buffer.from(JSON.stringify(Array.from({ length: count }, (_, i) => ({ id: i, text: `memory ${i} ${createHash('md5').update(String(i)).digest('hex')}` }))));
+    const versions = [records(500_000), records(500_001)];
+    const uploaded: Uploaded[] = [];
+    for (const [i, metadata] of versions.entries()) {
+      const name = nameOf(40 + i);
+      await mkdir(path.join(backupDir, name), { recursive: true });
+      await writeFile(path.join(backupDir, name, 'metadata.json'), metadata);
+      await memsync.agent?.refreshRemoteIndex();
+      const outcome = await memsync.agent?.upload(await statSnapshot(backupDir, name));
+      if (outcome?.outcome !== 'uploaded') throw new Error(`${name}: expected uploaded, got ${outcome?.outcome ?? memsync.agent?.lastErrorFor(name)}`);
+      uploaded.push(outcome);
+    }
+    const [, second] = uploaded as [Uploaded, Uploaded];
+    const grown = versions[1] as Buffer;
+    expect(grown.length).toBeGreaterThan(30 * MIB);
+    expect(second).toMatchObject({ filesDelta: 1, filesCopied: 0 });
+    // The new tail and the last part before it: the rest was copied by the server.
+    expect(second.bytesSent).toBeLessThanOrEqual(6 * MIB);
+    expect(second.bytesDelta + second.bytesSent).toBe(grown.length);
+    const key = `${PREFIX}${nameOf(41)}/metadata.json`;
+    expect(sha256(await getObject(key))).toBe(sha256(grown));
+    const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+    expect(head.ETag ?? '').toMatch(/-\d+"$/);
+    expect(logs.some((line) => line.message === 'file composed from its previous version')).toBe(true);
+    expect(await metric(memsync, 'memsync_delta_bytes_total')).toBe(second.bytesDelta);
+
+    await rm(path.join(backupDir, nameOf(41)), { recursive: true });
+    const restore = await memsync.operations?.download(nameOf(41));
+    expect(restore).toMatchObject({ outcome: 'restored', verification: 'sha256' });
+    expect(sha256(await readFile(path.join(backupDir, nameOf(41), 'metadata.json')))).toBe(sha256(grown));
+  });
 });

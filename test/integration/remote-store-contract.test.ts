@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { probeConditionalWrites } from '../../src/remote/conditional-writes.js';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
 import { S3RemoteStore } from '../../src/remote/s3-store.js';
+import { awsCliUnavailable, readWithAwsCli } from '../helpers/aws-cli.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
 import { testServer } from '../helpers/s3.js';
 import { remoteStoreContract } from './remote-store-contract.js';
@@ -55,6 +56,10 @@ remoteStoreContract(
         const answer = await client.send(new CreateMultipartUploadCommand({ Bucket: bucket, Key: `${PREFIX}${key}` }));
         if (answer.UploadId === undefined) throw new Error(`no UploadId for ${key}`);
         return answer.UploadId;
+      },
+      readIndependently: async (key) => {
+        const unavailable = await awsCliUnavailable();
+        return unavailable === null ? readWithAwsCli(server, bucket, `${PREFIX}${key}`) : { skipped: unavailable };
       },
       cleanup: async () => {
         client.destroy();

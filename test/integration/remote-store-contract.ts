@@ -8,11 +8,14 @@ import { AppError } from '../../src/errors.js';
 import type { BodySource, CopyOptions, PutOptions, RemoteObject, RemoteStore } from '../../src/remote/store.js';
 import { normalizeEtag, PartHasher } from '../../src/snapshot/digest.js';
 import { mapConcurrent } from '../helpers/concurrent.js';
+import { composeContract } from './remote-store-contract-compose.js';
 
 export interface ContractSubject {
   store: RemoteStore;
   /** Starts a multipart upload at `key` (relative to the store's prefix) and leaves it unfinished; returns its upload id. */
   startMultipartUpload(key: string): Promise<string>;
+  /** An object's bytes as a client other than the store reads them (S3: the AWS CLI), or why it cannot. */
+  readIndependently?: (key: string) => Promise<Buffer | { skipped: string }>;
   /** Removes everything the suite created (the bucket). The store is closed before. */
   cleanup(): Promise<void>;
 }
@@ -24,7 +27,7 @@ export interface ContractCapabilities {
   multipartHousekeeping: boolean;
   /** A body not matching its Content-MD5 is refused by the server. */
   contentMd5Check: boolean;
-  /** UploadPartCopy and S3's error codes for copies. */
+  /** UploadPartCopy and S3's error codes for copies; compose (ranged UploadPartCopy) is tested only then. */
   partCopy: boolean;
 }
 
@@ -436,6 +439,17 @@ export function remoteStoreContract(name: string, capabilities: ContractCapabili
       console.info(`[contract ${name}] copy-source-if-match ${seen.join(', ')}`);
       if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
     });
+
+    if (capabilities.partCopy) {
+      composeContract({
+        name,
+        store: () => store,
+        ns,
+        multipartHousekeeping: capabilities.multipartHousekeeping,
+        contentMd5Check: capabilities.contentMd5Check,
+        readIndependently: (key) => subject.readIndependently?.(key) ?? Promise.resolve({ skipped: 'the store has no independent reader' }),
+      });
+    }
 
     it.skipIf(!capabilities.multipartHousekeeping)('listMultipartUploads lists an unfinished upload relative to the prefix; abortMultipartUpload removes it', async () => {
       const base = ns('mpu');

@@ -186,6 +186,8 @@ export function configCorpus(c: ConfigContext): ConfigCase[] {
     one('CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS', '-5'),
     one('CLOUD_SYNC_STALE_MULTIPART_MINUTES', '0'),
     one('CLOUD_SYNC_FILE_DEADLINE_MS', '10'),
+    one('CLOUD_SYNC_DELTA', 'maybe'),
+    one('CLOUD_SYNC_DELTA_MIN_MB', '4'),
     one('CLOUD_SYNC_REFUSE_HARDLINKS', 'sometimes'),
     one('CLOUD_SYNC_HOST', '0.0.0.0'),
     // An address of another machine: valid, but memsync cannot listen there.

@@ -108,6 +108,12 @@ describe('checkCopySource', () => {
   ])('$case', ({ head: remote, expected }) => {
     expect(checkCopySource(digest(), remote)).toBe(expected);
   });
+
+  it('accepts an ETag memsync noted when it composed and verified an object of this content, and no other', () => {
+    const composed = head({ etag: '"ffffffffffffffffffffffffffffffff-3"' });
+    expect(checkCopySource(digest(), composed, new Set(['ffffffffffffffffffffffffffffffff-3']))).toBeUndefined();
+    expect(checkCopySource(digest(), composed, new Set(['eeeeeeeeeeeeeeeeeeeeeeeeeeeeeeee-3']))).toBe("source ETag ffffffffffffffffffffffffffffffff-3 is not one of the local file's");
+  });
 });
 
 describe('verifyCopy', () => {

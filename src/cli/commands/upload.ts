@@ -39,6 +39,7 @@ export async function runUpload(command: Extract<Command, { name: 'upload' }>, c
   const stopProgress = pollProgress(context.progress, () =>
     graph.agent.status().uploading.map((p) => ({ id: p.snapshot, label: `upload ${p.snapshot}`, doneBytes: p.sentBytes, totalBytes: p.totalBytes })),
   );
+  const before = { ...graph.state.current.counters };
   let result: UploadResult;
   try {
     result = command.snapshot === undefined ? await uploadAll(graph, context) : await uploadOne(graph, command.snapshot, context);
@@ -48,7 +49,8 @@ export async function runUpload(command: Extract<Command, { name: 'upload' }>, c
     await graph.stop();
   }
   if (context.signal.aborted) return EXIT.interrupted;
-  context.out(resultText(result, graph, context));
+  const after = graph.state.current.counters;
+  context.out(resultText(result, graph, context, { sent: after.bytesUploaded - before.bytesUploaded, copied: after.bytesCopied - before.bytesCopied, delta: after.bytesDelta - before.bytesDelta }));
   if (result.conflicts.length > 0) return EXIT.conflict;
   const failure = result.failed[0];
   return failure === undefined ? EXIT.ok : exitCodeForKind(failure.kind);
@@ -101,7 +103,14 @@ function failureOf(graph: SyncGraph, name: string): Failure {
 }
 
 
-function resultText(result: UploadResult, graph: SyncGraph, context: CommandContext): string {
+/** Bytes of the snapshots uploaded by this command: sent, copied whole server-side, composed from earlier versions. */
+interface Transferred {
+  sent: number;
+  copied: number;
+  delta: number;
+}
+
+function resultText(result: UploadResult, graph: SyncGraph, context: CommandContext, bytes: Transferred): string {
   const lines: string[] = [];
   for (const name of result.uploaded) lines.push(`uploaded        ${name}`);
   for (const name of result.alreadyRemote) lines.push(`already remote  ${name}`);
@@ -120,5 +129,6 @@ function resultText(result: UploadResult, graph: SyncGraph, context: CommandCont
   lines.push(
     `${result.uploaded.length} uploaded, ${result.alreadyRemote.length} already remote, ${result.conflicts.length} conflict${result.conflicts.length === 1 ? '' : 's'}, ${result.failed.length} failed (${context.store.location})`,
   );
+  if (result.uploaded.length > 0) lines.push(`bytes sent ${bytes.sent}, copied server-side ${bytes.copied}, composed from earlier versions ${bytes.delta}`);
   return lines.join('\n');
 }

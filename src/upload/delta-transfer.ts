@@ -1,0 +1,200 @@
+import { createHash } from 'node:crypto';
+import { describeError, isAppError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { ComposePartSpec, FileBody, RemoteStore } from '../remote/store.js';
+import { withRetry, type RetryPolicy } from '../retry.js';
+import { Chunker, type Chunk } from '../delta/chunker.js';
+import { planComposition, type CompositionPlan } from '../delta/compose-plan.js';
+import { createSignature, type Signature } from '../delta/signature.js';
+import { multipartEtag, normalizeEtag, type FileDigest } from '../snapshot/digest.js';
+import { fileKey } from '../snapshot/manifest.js';
+import type { SignatureStore } from '../state/signature-store.js';
+import { copyFallback, type KnownSnapshot } from './copy-plan.js';
+import { METADATA_AGENT, METADATA_SHA256 } from './plan.js';
+
+/**
+ * Delta uploads: a large file whose previous version is stored in a complete remote snapshot is
+ * written as one plain object composed server-side, from ranges of that version copied by the
+ * server and the changed bytes sent. Which ranges are shared comes from content-defined chunk
+ * signatures (src/delta). The result is verified like a plain upload: every copied part's MD5
+ * equals the MD5 of the same range of the local file, every sent part carries its Content-MD5,
+ * and the finished object's ETag is the multipart ETag those MD5s predict. Anything in the way
+ * (no base, no signature, a base changed since, a server without ranged copies) makes the caller
+ * upload the file whole, as before.
+ */
+
+export interface DeltaOptions {
+  store: RemoteStore;
+  signatures: SignatureStore;
+  /** Files smaller than this are always sent whole (CLOUD_SYNC_DELTA_MIN_MB). */
+  minFileBytes: number;
+  /** Manifests of the newest complete remote snapshots (the copier's cache). */
+  knownSnapshots: (exclude: string, signal: AbortSignal) => Promise<KnownSnapshot[]>;
+  agentId: string;
+  retry: RetryPolicy;
+  log: Logger;
+}
+
+export interface NewFileVersion {
+  /** The file's path inside its snapshot. */
+  path: string;
+  digest: FileDigest;
+  body: FileBody;
+}
+
+export interface DeltaResult {
+  /** Bytes of the local file sent to the store. */
+  bytesSent: number;
+  /** Bytes of the new object the server copied from the previous version. */
+  bytesDelta: number;
+  baseSnapshot: string;
+  /** The composed object's ETag, as verified. */
+  etag: string;
+}
+
+interface Base {
+  snapshot: string;
+  key: string;
+  signature: Signature;
+}
+
+/** Reads in this size while chunking or hashing a file already on disk. */
+const READ_BYTES = 1024 * 1024;
+
+export class DeltaTransfer {
+  private disabledReason: string | undefined;
+
+  constructor(private readonly options: DeltaOptions) {}
+
+  /** Whether a file of this size is worth asking about (no I/O): the uploader digests such files before sending them. */
+  considers(sizeBytes: number): boolean {
+    return this.disabledReason === undefined && sizeBytes >= this.options.minFileBytes;
+  }
+
+  /** Keeps the signature of a file version chunked while it was digested, so a later version can be composed from it. */
+  async keep(chunks: readonly Chunk[], digest: FileDigest): Promise<void> {
+    await this.options.signatures.put(createSignature(chunks, digest.size, digest.sha256));
+  }
+
+  /**
+   * Writes `targetKey` by composition; undefined when the file must be sent whole instead
+   * (logged with the reason). Failures that are not about composing (store unreachable after
+   * retries, cancelled) are thrown as they are.
+   */
+  async compose(snapshot: string, targetKey: string, local: NewFileVersion, signal: AbortSignal, log: Logger): Promise<DeltaResult | undefined> {
+    if (!this.considers(local.digest.size)) return undefined;
+    const base = await this.baseFor(snapshot, local, signal);
+    if (base === undefined) return undefined;
+    const mine = (await this.options.signatures.get(local.digest.sha256, local.digest.size)) ?? (await this.signatureOf(local));
+    const plan = planComposition(mine.chunks, local.digest.size, base.signature);
+    if (!plan.worthComposing) {
+      log.debug('delta upload not worth it; sending the file whole', { file: local.path, base: base.snapshot, bytesCopied: plan.bytesCopied });
+      return undefined;
+    }
+    const head = await this.retrying(() => this.options.store.head(base.key), `head ${base.key}`, signal);
+    if (head === undefined || head.size !== base.signature.size) {
+      log.info('previous version of the file is gone or changed; sending it whole', { file: local.path, base: base.key });
+      return undefined;
+    }
+    const parts = await partSpecs(plan, local.body);
+    const expectedEtag = multipartEtag(parts.map((part) => Buffer.from(part.md5Hex, 'hex')));
+    try {
+      await this.retrying(
+        () =>
+          this.options.store.compose(targetKey, {
+            sourceKey: base.key,
+            sourceEtag: head.etag,
+            parts,
+            body: local.body,
+            metadata: { [METADATA_AGENT]: this.options.agentId, [METADATA_SHA256]: local.digest.sha256 },
+            signal,
+          }),
+        `compose ${targetKey}`,
+        signal,
+      );
+    } catch (error) {
+      if (!isAppError(error)) throw error;
+      const fallback = isAppError(error, 'integrity') ? { reason: 'a copied range differs from the local file', scope: 'file' as const } : copyFallback(error);
+      if (fallback === undefined) throw error;
+      if (fallback.scope === 'all') this.disabledReason = fallback.reason;
+      log.warn('delta upload not possible; sending the file whole', { file: local.path, base: base.key, reason: fallback.reason, error: describeError(error), ...(fallback.scope === 'all' ? { deltaDisabled: true } : {}) });
+      return undefined;
+    }
+    const stored = await this.retrying(() => this.options.store.head(targetKey), `head ${targetKey}`, signal);
+    const problem =
+      stored === undefined
+        ? 'object missing after composition'
+        : stored.size !== local.digest.size
+          ? `composed ${stored.size} bytes, expected ${local.digest.size}`
+          : normalizeEtag(stored.etag) !== expectedEtag
+            ? `composed ETag ${normalizeEtag(stored.etag) || '(empty)'}, expected ${expectedEtag}`
+            : undefined;
+    if (problem !== undefined) {
+      // The key was free (or held this agent's unfinished object) before: removing it loses nothing.
+      await this.options.store.delete(targetKey).catch(() => undefined);
+      log.warn('composed object did not verify; sending the file whole', { file: local.path, base: base.key, problem });
+      return undefined;
+    }
+    await this.options.signatures.noteComposedEtag(local.digest.sha256, expectedEtag);
+    log.info('file composed from its previous version', { file: local.path, base: base.snapshot, bytesSent: plan.bytesSent, bytesDelta: plan.bytesCopied, parts: parts.length });
+    return { bytesSent: plan.bytesSent, bytesDelta: plan.bytesCopied, baseSnapshot: base.snapshot, etag: expectedEtag };
+  }
+
+  /**
+   * The previous version: the same path in the newest complete remote snapshot memsync knows the
+   * manifest of, with different content and a signature kept for that content.
+   */
+  private async baseFor(snapshot: string, local: NewFileVersion, signal: AbortSignal): Promise<Base | undefined> {
+    const known = await this.options.knownSnapshots(snapshot, signal);
+    const newestFirst = [...known].sort((a, b) => b.timeMs - a.timeMs);
+    for (const candidate of newestFirst) {
+      const entry = candidate.manifest.files.find((file) => file.path === local.path);
+      if (entry === undefined || entry.sha256 === local.digest.sha256 || entry.size < this.options.minFileBytes) continue;
+      const signature = await this.options.signatures.get(entry.sha256, entry.size);
+      if (signature === undefined) continue;
+      return { snapshot: candidate.name, key: fileKey(candidate.name, entry.path), signature };
+    }
+    return undefined;
+  }
+
+  /** Chunks a local file read again (its digest came from the cache, without chunks). */
+  private async signatureOf(local: NewFileVersion): Promise<Signature> {
+    const chunker = new Chunker();
+    const chunks: Chunk[] = [];
+    const buffer = Buffer.allocUnsafe(READ_BYTES);
+    for (let position = 0; position < local.digest.size; position += READ_BYTES) {
+      const view = buffer.subarray(0, Math.min(READ_BYTES, local.digest.size - position));
+      await local.body.read(view, position);
+      chunks.push(...chunker.push(view));
+    }
+    chunks.push(...chunker.finish());
+    const signature = createSignature(chunks, local.digest.size, local.digest.sha256);
+    await this.options.signatures.put(signature);
+    return signature;
+  }
+
+  private retrying<T>(operation: () => Promise<T>, what: string, signal: AbortSignal): Promise<T> {
+    return withRetry(operation, {
+      policy: this.options.retry,
+      signal,
+      onRetry: (error, attempt, delayMs) => this.options.log.warn('retrying', { operation: what, attempt, delayMs, error: error.message }),
+    });
+  }
+}
+
+/** The plan's parts with the MD5 of each as the local file holds it (one read of the file). */
+async function partSpecs(plan: CompositionPlan, body: FileBody): Promise<ComposePartSpec[]> {
+  const specs: ComposePartSpec[] = [];
+  const buffer = Buffer.allocUnsafe(READ_BYTES);
+  for (const part of plan.parts) {
+    const md5 = createHash('md5');
+    for (let offset = 0; offset < part.length; offset += READ_BYTES) {
+      const view = buffer.subarray(0, Math.min(READ_BYTES, part.length - offset));
+      await body.read(view, part.targetStart + offset);
+      md5.update(view);
+    }
+    const md5Hex = md5.digest('hex');
+    specs.push(part.kind === 'copy' ? { kind: 'copy', sourceStart: part.sourceStart, sourceEnd: part.sourceEnd, md5Hex } : { kind: 'send', targetStart: part.targetStart, length: part.length, md5Hex });
+  }
+  return specs;
+}
