@@ -1,5 +1,5 @@
 import { manifestFormatOf } from '../snapshot/manifest-codec.js';
-import { claimKey } from '../snapshot/manifest.js';
+import { isBookkeepingName } from '../snapshot/reserved-names.js';
 import { isAllowedFilePath } from '../snapshot/file-path-rule.js';
 import { compareNewestFirst, isSnapshotName, isTimedSnapshotName, latestByTime, timeFromName } from '../snapshot/naming.js';
 import { normalizeEtag } from '../snapshot/digest.js';
@@ -42,9 +42,9 @@ export function buildRemoteIndex(objects: Iterable<RemoteObject>, nowMs: number)
       ignoredKeys += 1;
       continue;
     }
-    // An upload's claim on the name is not content: alone, it is no snapshot.
-    if (object.key === claimKey(name)) continue;
     const relative = object.key.slice(name.length + 1);
+    // An upload's claim on the name, or its signatures, are not content: alone, they are no snapshot.
+    if (isBookkeepingName(relative)) continue;
     const manifestFormat = manifestFormatOf(relative);
     // `x/../../evil` is no file of a snapshot "x": counted as one, it would make "x" the newest.
     if (manifestFormat === undefined && !isAllowedFilePath(relative)) {

@@ -3,7 +3,8 @@ import { readSmallObject } from '../remote/body.js';
 import type { RemoteObject, RemoteStore } from '../remote/store.js';
 import { normalizeEtag } from '../snapshot/digest.js';
 import { filePathProblem } from '../snapshot/file-path-rule.js';
-import { CLAIM_FILE_NAME, requireRestorableFiles, type Manifest, type SnapshotKind } from '../snapshot/manifest.js';
+import { isBookkeepingName } from '../snapshot/reserved-names.js';
+import { requireRestorableFiles, type Manifest, type SnapshotKind } from '../snapshot/manifest.js';
 import { decodeManifest, manifestFormatOf, manifestKeyFor, type ManifestFormat } from '../snapshot/manifest-codec.js';
 import { manifestByteLimit } from '../snapshot/manifest-limits.js';
 import { encryptedSize } from '../crypto/format.js';
@@ -49,7 +50,7 @@ export async function planRemoteSnapshot(store: RemoteStore, name: string, signa
         manifestFormat = manifestFormat === 'plain' ? 'plain' : format;
         manifestSizes.set(format, object.size);
       }
-      else if (relative === CLAIM_FILE_NAME) continue;
+      else if (isBookkeepingName(relative)) continue;
       else {
         const problem = filePathProblem(relative);
         if (problem !== undefined) {

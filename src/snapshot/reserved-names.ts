@@ -18,4 +18,16 @@ export const ENCRYPTED_MANIFEST_FILE_NAME = '.memsync-manifest.enc';
  */
 export const CLAIM_FILE_NAME = '.memsync-claim';
 
-export const RESERVED_FILE_NAMES: ReadonlySet<string> = new Set([MANIFEST_FILE_NAME, ENCRYPTED_MANIFEST_FILE_NAME, CLAIM_FILE_NAME]);
+/**
+ * The chunk signatures of the snapshot's large files (see delta/signature-bundle.ts), written
+ * before the manifest, so a later version of those files can be composed from this one by an
+ * agent with no state of its own. Not a file of the snapshot: never listed, restored or counted.
+ */
+export const SIGNATURES_FILE_NAME = '.memsync-signatures';
+
+export const RESERVED_FILE_NAMES: ReadonlySet<string> = new Set([MANIFEST_FILE_NAME, ENCRYPTED_MANIFEST_FILE_NAME, CLAIM_FILE_NAME, SIGNATURES_FILE_NAME]);
+
+/** memsync's bookkeeping objects under a snapshot (not its manifest): no content of the snapshot. */
+export function isBookkeepingName(relative: string): boolean {
+  return relative === CLAIM_FILE_NAME || relative === SIGNATURES_FILE_NAME;
+}

@@ -6,6 +6,9 @@ import { withRetry, type RetryPolicy } from '../retry.js';
 import { Chunker, type Chunk } from '../delta/chunker.js';
 import { planComposition, type CompositionPlan } from '../delta/compose-plan.js';
 import { createSignature, type Signature } from '../delta/signature.js';
+import { serializeSignatureBundle, signatureBundleByteLimit, signatureFromBundle } from '../delta/signature-bundle.js';
+import { readSmallObject } from '../remote/body.js';
+import { SIGNATURES_FILE_NAME } from '../snapshot/reserved-names.js';
 import { multipartEtag, normalizeEtag, type FileDigest } from '../snapshot/digest.js';
 import { fileKey } from '../snapshot/manifest.js';
 import type { SignatureStore } from '../state/signature-store.js';
@@ -63,6 +66,8 @@ const READ_BYTES = 1024 * 1024;
 
 export class DeltaTransfer {
   private disabledReason: string | undefined;
+  /** Snapshots whose signature bundle is missing or unusable, by manifest identity: asked once. */
+  private readonly noBundle = new Set<string>();
 
   constructor(private readonly options: DeltaOptions) {}
 
@@ -150,11 +155,44 @@ export class DeltaTransfer {
     for (const candidate of newestFirst) {
       const entry = candidate.manifest.files.find((file) => file.path === local.path);
       if (entry === undefined || entry.sha256 === local.digest.sha256 || entry.size < this.options.minFileBytes) continue;
-      const signature = await this.options.signatures.get(entry.sha256, entry.size);
+      const signature = (await this.options.signatures.get(entry.sha256, entry.size)) ?? (await this.signatureFromBucket(candidate, entry, signal));
       if (signature === undefined) continue;
       return { snapshot: candidate.name, key: fileKey(candidate.name, entry.path), signature };
     }
     return undefined;
+  }
+
+  /** The bundle of signatures of a snapshot's large files, to store next to its manifest; undefined when it has none. */
+  async bundleFor(files: readonly { path: string; size: number; sha256: string }[]): Promise<Buffer | undefined> {
+    const signatures = new Map<string, Signature>();
+    for (const file of files) {
+      if (file.size < this.options.minFileBytes) continue;
+      const signature = await this.options.signatures.get(file.sha256, file.size);
+      if (signature !== undefined) signatures.set(file.path, signature);
+    }
+    return signatures.size === 0 ? undefined : serializeSignatureBundle(signatures);
+  }
+
+  /**
+   * The base's signature from the bundle stored next to its manifest: what an agent with no state
+   * of its own (a new machine) composes from. Kept locally once read; a missing or foreign bundle
+   * only means the file is sent whole.
+   */
+  private async signatureFromBucket(snapshot: KnownSnapshot, entry: { path: string; size: number; sha256: string }, signal: AbortSignal): Promise<Signature | undefined> {
+    const identity = `${snapshot.name}\n${snapshot.manifest.files.length}`;
+    if (this.noBundle.has(identity)) return undefined;
+    const sizes = snapshot.manifest.files.filter((file) => file.size >= this.options.minFileBytes).map((file) => file.size);
+    try {
+      const bytes = await readSmallObject(this.options.store, `${snapshot.name}/${SIGNATURES_FILE_NAME}`, signatureBundleByteLimit(sizes), { signal });
+      const signature = signatureFromBundle(bytes, entry.path, entry);
+      if (signature !== undefined) await this.options.signatures.put(signature);
+      return signature;
+    } catch (error) {
+      if (isAppError(error, 'cancelled')) throw error;
+      if (!isAppError(error, 'not_found')) this.options.log.warn('signatures stored with a snapshot are unusable; its files are not delta bases', { snapshot: snapshot.name, error: describeError(error) });
+      this.noBundle.add(identity);
+      return undefined;
+    }
   }
 
   /** Chunks a local file read again (its digest came from the cache, without chunks). */

@@ -11,6 +11,7 @@ import { openLocalFile, isStuckFileOperation, DEFAULT_FILE_DEADLINE_MS, type Loc
 import { Chunker, type Chunk } from '../delta/chunker.js';
 import type { SignatureStore } from '../state/signature-store.js';
 import { digestFile, fileDigestAccumulator, normalizeEtag, partSizeFor, producesEtag, usesMultipart, type DigestAccumulator, type FileDigest } from '../snapshot/digest.js';
+import { SIGNATURES_FILE_NAME } from '../snapshot/reserved-names.js';
 import { buildManifest, claimKey, diffManifests, fileKey, manifestDigest, type FileDifference, type Manifest } from '../snapshot/manifest.js';
 import { decodeManifest, manifestKeyFor, plainManifestCodec, type ManifestCodec, type ManifestFormat } from '../snapshot/manifest-codec.js';
 import { manifestByteLimit } from '../snapshot/manifest-limits.js';
@@ -280,6 +281,7 @@ export class SnapshotUploader {
         log.warn('objects of this snapshot were replaced by another writer during the upload; manifest not written', { files: replaced.slice(0, 20) });
         return { outcome: 'conflict', manifest, conflict: { localDigest: manifestDigest(manifest), remoteDigest: 'objects replaced by another writer during the upload', files: replaced.map((path) => ({ path, local: undefined, remote: undefined })) } };
       }
+      await this.writeSignatures(stat.name, manifest, signal, log);
       const written = await this.writeManifest(stat.name, manifest, signal);
       if ('conflict' in written) return { outcome: 'conflict', manifest, conflict: written.conflict };
       this.copier?.remember(manifest);
@@ -650,6 +652,29 @@ export class SnapshotUploader {
     throw new AppError('snapshot_gone', `${stat.name}/${file.path} changed or was removed during the upload`);
   }
 
+  /**
+   * Stores the signatures of the snapshot's large files next to where its manifest goes, for
+   * agents without state of their own. Only a help for later uploads: a failure is logged, and an
+   * object already there (an earlier attempt's, or another writer's) is left alone.
+   */
+  private async writeSignatures(name: string, manifest: Manifest, signal: AbortSignal, log: Logger): Promise<void> {
+    const bundle = await this.delta?.bundleFor(manifest.files);
+    if (bundle === undefined) return;
+    const key = signaturesKey(name);
+    try {
+      await this.retrying(
+        () => this.options.store.put(key, () => bundle, { sizeBytes: bundle.length, md5Hex: createHash('md5').update(bundle).digest('hex'), partSizeBytes: undefined, ifNoneMatch: true, metadata: { [METADATA_AGENT]: this.options.agentId }, signal, onProgress: undefined }),
+        `put ${key}`,
+        signal,
+      );
+    } catch (error) {
+      if (isAppError(error, 'cancelled')) throw error;
+      // Already there: an earlier attempt of this upload wrote it (the claim keeps other agents out).
+      if (isAppError(error, 'conflict')) return;
+      log.warn('cannot store the signatures of large files; their next versions can be composed only by this agent', { key, error: describeError(error) });
+    }
+  }
+
   /** Writes the manifest if the name is free; returns a conflict report when another manifest is there. */
   private async writeManifest(name: string, manifest: Manifest, signal: AbortSignal): Promise<StoredManifest | { conflict: ConflictReport }> {
     const key = this.codec.key(name);
@@ -687,7 +712,7 @@ export class SnapshotUploader {
     const sent = new Set(created);
     let removed = 0;
     // The claim goes too (when it is this agent's): a name that is no longer being uploaded is free.
-    const keys = [...plans.filter((plan) => plan.action.action === 'upload').map((plan) => fileKey(name, plan.file.path)), claimKey(name)];
+    const keys = [...plans.filter((plan) => plan.action.action === 'upload').map((plan) => fileKey(name, plan.file.path)), claimKey(name), signaturesKey(name)];
     for (const key of keys) {
       try {
         if (!sent.has(key) && (await store.head(key))?.metadata[METADATA_AGENT] !== agentId) continue;
@@ -719,6 +744,10 @@ function unreadableConflict(local: Manifest, reason: string): ConflictReport {
 
 function manifestConflict(local: Manifest, remote: Manifest): ConflictReport {
   return { localDigest: manifestDigest(local), remoteDigest: manifestDigest(remote), files: diffManifests(local, remote).slice(0, 50) };
+}
+
+function signaturesKey(name: string): string {
+  return `${name}/${SIGNATURES_FILE_NAME}`;
 }
 
 function cancelledOr(error: unknown, signal: AbortSignal): AppError {

@@ -21,6 +21,12 @@ describe('buildRemoteIndex', () => {
     expect(index.snapshots.get(NAME)).toEqual({ name: NAME, timeMs: Date.UTC(2025, 0, 1), fileCount: 3, bytes: 330, complete: true, manifestEtag: MANIFEST_ETAG, encrypted: false });
   });
 
+  it("counts neither an upload's claim nor its signature bundle as files, nor as a snapshot on their own", () => {
+    const index = buildRemoteIndex([object(`${NAME}/metadata.json`, 10), object(`${NAME}/.memsync-claim`, 50), object(`${NAME}/.memsync-signatures`, 7000), object(MANIFEST, 9, MANIFEST_ETAG), object('auto_20250102_000000/.memsync-signatures', 70)], 0);
+    expect([...index.snapshots.keys()]).toEqual([NAME]);
+    expect(index.snapshots.get(NAME)).toMatchObject({ fileCount: 1, bytes: 10, complete: true });
+  });
+
   it('is incomplete without the manifest key', () => {
     const index = buildRemoteIndex([object(`${NAME}/metadata.json`), object(`${NAME}/config.json`)], 0);
     expect(index.snapshots.get(NAME)).toMatchObject({ complete: false, manifestEtag: undefined, fileCount: 2, bytes: 20 });

@@ -183,6 +183,32 @@ describe('SnapshotUploader with delta uploads', () => {
     expectStored(on.store, `${S2}/metadata.json`, unrelated);
   });
 
+  it('an agent with no state of its own (a new machine) composes from the signatures stored next to the manifest', async () => {
+    const store = new MemoryRemoteStore();
+    const first = await setup(store);
+    await first.upload(S1, { 'metadata.json': BASE, 'config.json': Buffer.from('{}') });
+    expect(store.objects.has(`${S1}/.memsync-signatures`)).toBe(true);
+    const elsewhere = await setup(store);
+    const outcome = await elsewhere.upload(S2, { 'metadata.json': Buffer.concat([BASE, Buffer.from('x')]), 'config.json': Buffer.from('{}') });
+    expect(outcome.filesDelta).toBe(1);
+    expect(outcome.bytesSent).toBeLessThan(2 * MIB);
+  });
+
+  it('a planted or damaged signature bundle only means the file is sent whole', async () => {
+    const store = new MemoryRemoteStore();
+    const first = await setup(store);
+    await first.upload(S1, { 'metadata.json': BASE });
+    const planted = Buffer.from(JSON.stringify({ format: 'memsync-signatures', version: 1, files: { 'metadata.json': Buffer.from('not a signature').toString('base64') } }));
+    await store.delete(`${S1}/.memsync-signatures`);
+    await store.put(`${S1}/.memsync-signatures`, () => planted, { sizeBytes: planted.length, md5Hex: undefined, partSizeBytes: undefined, ifNoneMatch: false, metadata: {}, signal: undefined, onProgress: undefined });
+    const elsewhere = await setup(store);
+    const v2 = Buffer.concat([BASE, Buffer.from('x')]);
+    const outcome = await elsewhere.upload(S2, { 'metadata.json': v2 });
+    expect(outcome.filesDelta).toBe(0);
+    expectStored(store, `${S2}/metadata.json`, v2);
+    expect(elsewhere.logs.some((l) => l.level === 'warn' && l.message.startsWith('signatures stored with a snapshot are unusable'))).toBe(true);
+  });
+
   it('a new uploader over the same signatures (a restarted agent) composes from the signatures kept', async () => {
     const signaturesDir = path.join(await tempDir('uploader-delta-shared'), 'signatures');
     const store = new MemoryRemoteStore();
