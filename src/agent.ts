@@ -13,6 +13,7 @@ import { pruneDigests, type HashCacheDocument } from './state/hash-cache.js';
 import { SignatureStore } from './state/signature-store.js';
 import type { PersistedJson } from './state/persisted.js';
 import { SweepSchedule } from './schedule/sweep-schedule.js';
+import { SweepRetry } from './schedule/sweep-retry.js';
 import { compareSides, type LocalEntry } from './upload/compare.js';
 import { UploadJobs } from './upload/jobs.js';
 import { DEFAULT_RETRY, backoffDelayMs, type RetryPolicy } from './retry.js';
@@ -57,6 +58,8 @@ export interface AgentOptions {
   serverSideCopy?: boolean;
   /** A local file open or read that takes longer fails its snapshot; default in the uploader (60 s). */
   localFileDeadlineMs?: number;
+  /** Backoff between retries of a failed sweep; default SweepRetry's (5 s doubling to 5 min). */
+  sweepRetry?: { baseDelayMs: number; maxDelayMs: number };
   /** Refuse backup files with more than one hard link. Default false. */
   refuseHardlinks?: boolean;
   /** Delta uploads of large files (needs serverSideCopy); signatures of file versions are kept in `signaturesDir`. Omitted: off. */
@@ -121,6 +124,7 @@ export class Agent {
   private readonly schedule: SweepSchedule;
   private readonly outcomes: OutcomeRecorder;
   private readonly signatures: SignatureStore | undefined;
+  private readonly sweepRetry: SweepRetry;
   private readonly localEntries = new Map<string, LocalEntry>();
   /** Uploads in progress by name, with the stat they started from. */
   private readonly uploading = new Map<string, { stat: SnapshotStat; promise: Promise<SnapshotOutcome | undefined> }>();
@@ -179,6 +183,7 @@ export class Agent {
     });
     this.watcher = new BackupWatcher({ backupDir: options.backupDir, log: log.child({ component: 'watch' }), onActivity: (name) => this.onActivity(name) });
     this.schedule = new SweepSchedule(options.schedule, () => this.sweep('scheduled'), log.child({ component: 'schedule' }));
+    this.sweepRetry = new SweepRetry(() => void this.sweep('retry').catch(() => undefined), options.sweepRetry);
   }
 
   get watching(): boolean {
@@ -218,6 +223,7 @@ export class Agent {
     await this.watcher.stop();
     this.settler.stop();
     for (const retry of this.retryTimers.values()) clearTimeout(retry.timer);
+    this.sweepRetry.stop();
     await this.jobs.stop(this.options.shutdownTimeoutMs);
     await this.options.state.flush();
     await this.options.hashCache.flush();
@@ -256,7 +262,13 @@ export class Agent {
       remoteListing.catch(() => undefined); // awaited below, after the local listing
       const listing = await listSnapshotEntries(this.options.backupDir);
       const stats = statAhead(this.options.backupDir, listing.names);
-      this.remote = await remoteListing;
+      try {
+        this.remote = await remoteListing;
+      } catch (error) {
+        // Status still lists what is here and not known to be remote, while the store is away.
+        await this.noteLocalWithoutRemote(listing.names, stats);
+        throw error;
+      }
       // As listed: uploads this sweep starts add to the live index while it goes on.
       const remoteListed = this.remote.snapshots.size;
       for (const rejected of listing.rejected) log.warn('skipping entry in backup directory', { entry: rejected.name, reason: rejected.reason });
@@ -299,13 +311,24 @@ export class Agent {
       this.options.metrics?.sweepFinished(reason, 'ok', summary.durationMs / 1000);
       log.info('sweep finished', { reason, local: summary.local, remote: summary.remote, queued: queued.length, inSync: inSync.length, settling: settling.length, durationMs: summary.durationMs });
       this.options.afterSweep?.({ summary, local: live, uploading: this.jobs.pendingNames() });
+      this.sweepRetry.succeeded();
       return summary;
     } catch (error) {
       const appError = isAppError(error) ? error : new AppError('local_io', describeError(error), { cause: error });
       this.outcomes.recordError(appError, undefined);
       this.options.metrics?.sweepFinished(reason, 'failed', (this.now() - startedMs) / 1000);
-      log.error('sweep failed', { reason, error: appError.message, hint: appError.hint });
+      // A failed sweep is tried again with backoff until one succeeds: what it missed must not wait for the cron sweep.
+      const retryInMs = this.stopping ? undefined : this.sweepRetry.failed();
+      log.error('sweep failed', { reason, error: appError.message, hint: appError.hint, retryInMs });
       throw appError;
+    }
+  }
+
+  /** Local snapshots entered as not known remotely, so status lists them as pending during an outage. */
+  private async noteLocalWithoutRemote(names: readonly string[], stats: readonly Promise<SnapshotStat | 'gone'>[]): Promise<void> {
+    for (const [index, name] of names.entries()) {
+      const stat = await (stats[index] as Promise<SnapshotStat | 'gone'>);
+      if (stat !== 'gone' && !this.localEntries.has(name)) this.localEntries.set(name, { name, timeMs: stat.timeMs, manifestEtag: undefined });
     }
   }
 

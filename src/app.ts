@@ -165,6 +165,9 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
     agent,
     operations,
     start: async ({ listen = true } = {}) => {
+      // Listening comes first: a store that hangs holds the probe below for a minute of timeouts,
+      // and a liveness probe must get /healthz meanwhile (/readyz says the watcher is not running yet).
+      if (listen) await listenOn(server, config, log);
       // A refusal (credentials, missing bucket) is fatal and said once; an unreachable store is retried.
       const reachable = await agent.health.track(store.checkAccess()).then(
         () => {
@@ -180,7 +183,6 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
       if (reachable) conditionalWrites.mode = await configureConditionalWrites(store, log.child({ component: 'remote' }));
       await restorer.cleanStaging();
       await agent.start();
-      if (listen) await listenOn(server, config, log);
       startupDownload = operations.autoDownloadIfEmpty(stopping.signal).catch((error: unknown) => {
         if (!stopping.signal.aborted) log.error('automatic download at start failed', { error: describeError(error) });
       });
