@@ -55,7 +55,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
   const http = { apiToken: config.http.apiToken, metrics, metricsOpen: config.http.metricsOpen, log: log.child({ component: 'http' }) };
   if (!config.enabled) {
     // Metrics still answer (memsync_enabled 0), so a scraper tells "switched off" from "down".
-    const server = await buildServer({ ...http, sync: undefined, readiness: () => ({ enabled: false, config: true, watcher: false, remote: true, state: true, localFiles: true }) });
+    const server = await buildServer({ ...http, sync: undefined, readiness: () => ({ enabled: false, config: true, watcher: false, remote: false, state: true, localFiles: true }) });
     return {
       server,
       agent: undefined,

@@ -80,12 +80,15 @@ const MIB = 1024 * 1024;
 /** S3's smallest allowed non-final multipart part. */
 const MIN_MULTIPART_THRESHOLD_MIB = 5;
 
+const TRUE_WORDS = ['true', '1', 'yes', 'on'];
+const FALSE_WORDS = ['false', '0', 'no', 'off', ''];
+/** Every spelling of a switch people write, case-insensitively: true/false, 1/0, yes/no, on/off. */
 const booleanText = z
   .string()
   .trim()
   .toLowerCase()
-  .refine((v) => ['true', 'false', '1', '0', 'yes', 'no', ''].includes(v), 'expected true or false')
-  .transform((v) => v === 'true' || v === '1' || v === 'yes');
+  .refine((v) => TRUE_WORDS.includes(v) || FALSE_WORDS.includes(v), 'expected true or false (also 1/0, yes/no, on/off)')
+  .transform((v) => TRUE_WORDS.includes(v));
 
 function integerText(min: number, max: number, unit: string) {
   return z
@@ -321,6 +324,39 @@ function checkCombinations(values: Partial<EnvValues>, raw: Record<string, strin
  * Reads and validates the whole configuration. Throws one AppError('config') listing every
  * problem; never returns a half-valid config.
  */
+/**
+ * CLOUD_SYNC_* variables memsync does not know, each with the known name nearest to it: a
+ * misspelt CLOUD_SYNC_ENABLE=true would otherwise be ignored in silence. Pure; the caller warns.
+ */
+export function unknownVariables(env: Env): { variable: string; nearest: string | undefined }[] {
+  const known = KNOWN_VARIABLES.filter((name) => name.startsWith('CLOUD_SYNC_'));
+  return Object.keys(env)
+    .filter((name) => name.startsWith('CLOUD_SYNC_') && !known.includes(name))
+    .sort()
+    .map((variable) => {
+      let nearest: string | undefined;
+      let best = Number.POSITIVE_INFINITY;
+      for (const candidate of known) {
+        const distance = editDistance(variable, candidate);
+        if (distance < best) [best, nearest] = [distance, candidate];
+      }
+      // Far from every known name: no suggestion is better than a wrong one.
+      return { variable, nearest: best <= Math.max(3, Math.floor(variable.length / 4)) ? nearest : undefined };
+    });
+}
+
+function editDistance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i += 1) {
+    const current = [i];
+    for (let j = 1; j <= b.length; j += 1) {
+      current[j] = Math.min((previous[j] ?? 0) + 1, (current[j - 1] ?? 0) + 1, (previous[j - 1] ?? 0) + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    previous = current;
+  }
+  return previous[b.length] ?? 0;
+}
+
 export function loadConfig(env: Env = process.env): Config {
   const problems: Problem[] = [];
   const raw = resolveSecretFiles(env, problems);

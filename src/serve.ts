@@ -1,5 +1,5 @@
 import { buildMemsync, type Memsync } from './app.js';
-import { loadConfig, redactedConfig, type Config } from './config.js';
+import { loadConfig, redactedConfig, unknownVariables, type Config } from './config.js';
 import { AppError, describeError } from './errors.js';
 import { createLogger, type Logger } from './log.js';
 
@@ -22,6 +22,9 @@ export async function serve(): Promise<void> {
   }
   const log = createLogger(config.log);
   log.info('memsync starting', { pid: process.pid, config: redactedConfig(config) });
+  for (const { variable, nearest } of unknownVariables(process.env)) {
+    log.warn('unknown configuration variable, ignored', { variable, hint: nearest === undefined ? 'see the README for the variables memsync reads' : `did you mean ${nearest}?` });
+  }
   let memsync: Memsync | undefined;
   try {
     memsync = await buildMemsync(config, log);

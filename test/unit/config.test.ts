@@ -1,7 +1,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { loadConfig, redactedConfig } from '../../src/config.js';
+import { loadConfig, redactedConfig, unknownVariables } from '../../src/config.js';
 import { isAppError } from '../../src/errors.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -115,5 +115,32 @@ describe('loadConfig', () => {
 
   it('rejects bucket names S3 would refuse', () => {
     expect(problemsOf({ CLOUD_SYNC_ENABLED: 'true', CLOUD_SYNC_BUCKET: 'My_Bucket' })).toContain('CLOUD_SYNC_BUCKET="My_Bucket": expected an S3 bucket name');
+  });
+});
+
+describe('unknownVariables', () => {
+  it('names every CLOUD_SYNC_ variable memsync does not read, with the nearest known name', () => {
+    expect(unknownVariables({ CLOUD_SYNC_ENABLE: 'true', CLOUD_SYNC_BUCKT: 'b', CLOUD_SYNC_BUCKET: 'b', CLOUD_SYNC_COMPLETELY_DIFFERENT_THING: 'x', HOME: '/root' })).toEqual([
+      { variable: 'CLOUD_SYNC_BUCKT', nearest: 'CLOUD_SYNC_BUCKET' },
+      { variable: 'CLOUD_SYNC_COMPLETELY_DIFFERENT_THING', nearest: undefined },
+      { variable: 'CLOUD_SYNC_ENABLE', nearest: 'CLOUD_SYNC_ENABLED' },
+    ]);
+  });
+
+  it('knows every variable of the schema, including the _FILE forms of secrets', () => {
+    expect(unknownVariables({ CLOUD_SYNC_ENABLED: 'true', CLOUD_SYNC_API_TOKEN_FILE: '/run/secrets/t', CLOUD_SYNC_DELTA_MIN_MB: '16' })).toEqual([]);
+  });
+});
+
+describe('switches', () => {
+  it.each([
+    ['on', true],
+    ['OFF', false],
+    ['Yes', true],
+    ['no', false],
+    ['TRUE', true],
+    ['0', false],
+  ])('reads %s as %s', (value, expected) => {
+    expect(loadConfig({ CLOUD_SYNC_ENABLED: 'false', CLOUD_SYNC_METRICS_OPEN: value }).http.metricsOpen).toBe(expected);
   });
 });

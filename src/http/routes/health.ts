@@ -6,7 +6,7 @@ export interface Readiness {
   enabled: boolean;
   config: boolean;
   watcher: boolean;
-  /** The last call to the store succeeded (true when disabled: nothing to reach). */
+  /** The last call to the store succeeded (false when disabled: no call is made). */
   remote: boolean;
   /** The last save to the state directory succeeded (true when disabled: nothing to save). */
   state: boolean;
