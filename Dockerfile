@@ -3,7 +3,7 @@
 # TypeScript with the dev dependencies; `runtime` holds only dist/ and the production
 # dependencies. Build from the repository root: docker build -t memsync:0.1.0 .
 
-FROM node:22.23.3-bookworm-slim AS build
+FROM node:24.22.3-bookworm-slim AS build
 WORKDIR /app
 # Manifests first, so the dependency layer is reused until they change. No install script
 # is needed to compile (and some dev dependencies' scripts would try to build native code).
@@ -13,7 +13,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
 RUN npm run build
 
-FROM node:22.23.3-bookworm-slim AS runtime
+FROM node:24.22.3-bookworm-slim AS runtime
 ENV NODE_ENV=production
 WORKDIR /app
 # No production dependency has an install script, so --ignore-scripts changes nothing but safety.

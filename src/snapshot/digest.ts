@@ -172,8 +172,10 @@ export async function digestFile(
   const digests = fileDigestAccumulator(expectedSizeBytes, multipartThresholdBytes);
   const file = await openLocalFile(absolutePath, opening);
   try {
-    // One buffer for the whole file: the hashes copy what they need from it.
-    const buffer = Buffer.allocUnsafe(MIB);
+    // One buffer for the whole file: the hashes copy what they need from it. No larger than the
+    // file (+1, so a file that grew still reads past its expected end): thousands of small files
+    // would otherwise each take a MiB, which Node 24 collects with costly full GCs.
+    const buffer = Buffer.allocUnsafe(Math.min(MIB, expectedSizeBytes + 1));
     for (let position = 0; ; ) {
       const bytesRead = await file.read(buffer, 0, buffer.length, position);
       if (bytesRead === 0) break;

@@ -77,7 +77,7 @@ function tsOptions(file: string): { outDir?: string; rootDir?: string } {
 }
 
 describe('Dockerfile', () => {
-  it('has a build stage and a runtime stage on one Node 22 LTS bookworm-slim image pinned to an exact version', () => {
+  it('has a build stage and a runtime stage on one Node 24 LTS bookworm-slim image pinned to an exact version', () => {
     expect(stages.length).toBeGreaterThanOrEqual(2);
     const stageNames = new Set<string>();
     const bases = new Set<string>();
@@ -91,11 +91,19 @@ describe('Dockerfile', () => {
     // The build output must run on the Node it was built with.
     expect([...bases]).toHaveLength(1);
     const [, major, minor] = PINNED_NODE_IMAGE.exec([...bases][0] as string) as RegExpExecArray;
-    expect(Number(major)).toBe(22);
+    expect(Number(major)).toBe(24);
     const engines = (JSON.parse(readFileSync(path.join(ROOT, 'package.json'), 'utf8')) as { engines: { node: string } }).engines.node;
     const [, minMajor, minMinor] = /^>=\s*(\d+)(?:\.(\d+))?/.exec(engines) ?? [];
     expect(minMajor, `engines.node ${engines} is not of the form >=X.Y`).toBeDefined();
     expect(Number(major) * 1000 + Number(minor)).toBeGreaterThanOrEqual(Number(minMajor) * 1000 + Number(minMinor ?? 0));
+  });
+
+  it('is on the Node release that CI fetches and tests with', () => {
+    const [base] = stages.map((s) => s.image).filter((image) => PINNED_NODE_IMAGE.test(image));
+    const imageVersion = /^node:(\d+\.\d+\.\d+)-/.exec(base ?? '')?.[1];
+    const ciVersion = /^NODE_VERSION=(\d+\.\d+\.\d+)$/m.exec(readFileSync(path.join(ROOT, '.ci/run'), 'utf8'))?.[1];
+    expect(ciVersion, '.ci/run sets NODE_VERSION=X.Y.Z').toBeDefined();
+    expect(imageVersion).toBe(ciVersion);
   });
 
   it('copies from the build context only files that exist and that .dockerignore lets through', () => {
