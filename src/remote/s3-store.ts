@@ -55,6 +55,11 @@ const unsignedPayload: BuildMiddleware<object, MetadataBearer> = (next, context)
 };
 
 /** Ceph RGW and others answer an empty ETag on CompleteMultipartUpload; HEAD is the reliable source. */
+/** A size that can be a file's: a whole number of bytes that floating point holds exactly. */
+function isByteCount(size: number): boolean {
+  return Number.isSafeInteger(size) && size >= 0;
+}
+
 export class S3RemoteStore implements RemoteStore {
   readonly location: string;
   private readonly client: S3Client;
@@ -108,6 +113,8 @@ export class S3RemoteStore implements RemoteStore {
 
   async *listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
     let continuationToken: string | undefined;
+    // A server that hands back a token it gave before would have memsync list for ever.
+    const tokensSent = new Set<string>();
     do {
       let page;
       try {
@@ -117,13 +124,23 @@ export class S3RemoteStore implements RemoteStore {
       } catch (error) {
         throw translateS3BucketError(error, `list ${this.fullKey(keyPrefix)}`);
       }
+      // An object whose listed size is no byte count (negative, fractional, not exact) is no file
+      // memsync can have written or can restore: left out, as a key it cannot use.
       const objects: RemoteObject[] = (page.Contents ?? []).flatMap((item) =>
-        item.Key === undefined
+        item.Key === undefined || !isByteCount(item.Size ?? 0)
           ? []
           : [{ key: this.relativeKey(item.Key), size: item.Size ?? 0, etag: item.ETag ?? '', lastModifiedMs: item.LastModified?.getTime() ?? 0 }],
       );
       yield objects;
       continuationToken = page.IsTruncated === true ? page.NextContinuationToken : undefined;
+      if (continuationToken !== undefined) {
+        if (tokensSent.has(continuationToken)) {
+          throw new AppError('remote_rejected', `list ${this.fullKey(keyPrefix)}: the server repeated a continuation token; the listing would never end`, {
+            hint: 'the endpoint is not a working S3 listing; check CLOUD_SYNC_ENDPOINT',
+          });
+        }
+        tokensSent.add(continuationToken);
+      }
     } while (continuationToken !== undefined);
   }
 

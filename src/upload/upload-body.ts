@@ -1,8 +1,12 @@
 import { pipeline, Transform, type Readable, type TransformCallback } from 'node:stream';
+import type { Encryption } from '../crypto/encryption.js';
 import { encryptedSize } from '../crypto/format.js';
 import type { WriteKey } from '../crypto/keys.js';
 import { EncryptStream } from '../crypto/streams.js';
-import { DigestAccumulator, partSizeFor, usesMultipart } from '../snapshot/digest.js';
+import { AppError } from '../errors.js';
+import type { FileBody } from '../remote/store.js';
+import { DigestAccumulator, partSizeFor, usesMultipart, type FileDigest } from '../snapshot/digest.js';
+import type { LocalFile } from '../snapshot/safe-open.js';
 
 /**
  * What is sent for a file, with the digests of exactly those bytes taken on the way: an
@@ -47,4 +51,36 @@ export function digestedBody(source: Readable, digest: DigestAccumulator): Reada
   });
   pipeline(source, tap, () => undefined);
   return tap;
+}
+
+/** How an encrypted object of this file is recognised in the bucket; undefined without encryption. */
+export function sealedIdentity(encryption: Encryption | undefined, digest: FileDigest, multipartThresholdBytes: number): { sizeBytes: number; contentTag: string } | undefined {
+  if (encryption === undefined) return undefined;
+  return { sizeBytes: sealedLayout(digest.size, multipartThresholdBytes).sizeBytes, contentTag: encryption.contentTag(digest.sha256) };
+}
+
+/** The file for a multipart upload, read part by part at its offsets; a file that ends early changed since it was settled. */
+export function fileBody(file: LocalFile, absolute: string): FileBody {
+  return {
+    kind: 'file',
+    async read(target: Buffer, position: number): Promise<void> {
+      for (let filled = 0; filled < target.length; ) {
+        const bytesRead = await file.read(target, filled, target.length - filled, position + filled);
+        if (bytesRead === 0) throw new AppError('snapshot_gone', `${absolute} ended at byte ${position + filled} while being sent`);
+        filled += bytesRead;
+      }
+    },
+  };
+}
+
+/**
+ * A stream of the file's `sizeBytes` (as hashed) from an open handle; one per upload attempt. The handle outlives
+ * the stream (closed by the caller), and a read error after the store gave up on the stream
+ * must not become an unhandled 'error' event: the store reports failures through put().
+ */
+export function readFrom(file: LocalFile, sizeBytes: number): Readable {
+  // Cut at the hashed size: bytes appended since are not part of this snapshot (the final stat check catches the change).
+  const stream = file.stream(sizeBytes);
+  stream.on('error', () => undefined);
+  return stream;
 }

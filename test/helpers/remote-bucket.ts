@@ -1,6 +1,7 @@
 // What a test reads of a bucket memsync writes to: listings, objects, open multipart uploads,
 // and whether a snapshot is there complete and byte-identical (as an assertion, or as a verdict
 // that reliability scenarios count instead of failing on the first one).
+import { isBookkeepingName } from '../../src/snapshot/reserved-names.js';
 import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
@@ -107,13 +108,14 @@ export class RemoteBucket {
 
   /**
    * The snapshot is complete remotely and byte-identical: exactly its files plus the manifest
-   * under `{prefix}{name}/`, every file equal to `files`, the manifest's sizes and SHA-256s right.
+   * under `{prefix}{name}/` (and memsync's signature bundle when it has large files), every file
+   * equal to `files`, the manifest's sizes and SHA-256s right.
    */
   async expectSnapshot(name: string, kind: 'directory' | 'file', files: readonly BackupFile[]): Promise<void> {
     const base = `${this.prefix}${name}/`;
     const listed = await this.list(base);
     const expectedKeys = [...files.map((f) => `${base}${f.name}`), `${base}${MANIFEST_FILE_NAME}`].sort();
-    expect(listed.map((o) => o.key).sort(), `keys under ${base}`).toEqual(expectedKeys);
+    expect(listed.map((o) => o.key).filter((key) => !isBookkeepingName(key.slice(base.length))).sort(), `keys under ${base}`).toEqual(expectedKeys);
     for (const file of files) {
       const remote = await this.get(`${base}${file.name}`);
       expect(remote.length, `${name}/${file.name} size`).toBe(file.bytes.length);
@@ -144,7 +146,7 @@ export class RemoteBucket {
     } catch (error) {
       return { name, verdict: 'corrupted', problems: [`manifest unreadable: ${String(error)}`] };
     }
-    const objects = new Map(listed.filter((o) => o !== manifestObject).map((o) => [o.key.slice(base.length), o]));
+    const objects = new Map(listed.filter((o) => o !== manifestObject && !isBookkeepingName(o.key.slice(base.length))).map((o) => [o.key.slice(base.length), o]));
     const partial: string[] = [];
     for (const file of manifest.files ?? []) {
       const object = objects.get(file.path);
