@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ComposePartSpec, FileBody, RemoteStore } from '../remote/store.js';
-import { withRetry, type RetryPolicy } from '../retry.js';
+import type { RetryPolicy } from '../retry.js';
+import { retryingWith, type Retrying } from './requests.js';
 import { Chunker, type Chunk } from '../delta/chunker.js';
 import { planComposition, type CompositionPlan } from '../delta/compose-plan.js';
 import { createSignature, type Signature } from '../delta/signature.js';
@@ -69,7 +70,11 @@ export class DeltaTransfer {
   /** Snapshots whose signature bundle is missing or unusable, by manifest identity: asked once. */
   private readonly noBundle = new Set<string>();
 
-  constructor(private readonly options: DeltaOptions) {}
+  private readonly retrying: Retrying;
+
+  constructor(private readonly options: DeltaOptions) {
+    this.retrying = retryingWith(options.retry, options.log, undefined);
+  }
 
   /** Whether a file of this size is worth asking about (no I/O): the uploader digests such files before sending them. */
   considers(sizeBytes: number): boolean {
@@ -209,14 +214,6 @@ export class DeltaTransfer {
     const signature = createSignature(chunks, local.digest.size, local.digest.sha256);
     await this.options.signatures.put(signature);
     return signature;
-  }
-
-  private retrying<T>(operation: () => Promise<T>, what: string, signal: AbortSignal): Promise<T> {
-    return withRetry(operation, {
-      policy: this.options.retry,
-      signal,
-      onRetry: (error, attempt, delayMs) => this.options.log.warn('retrying', { operation: what, attempt, delayMs, error: error.message }),
-    });
   }
 }
 

@@ -2,7 +2,8 @@ import { describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { RemoteIndex } from '../remote/remote-index.js';
 import type { RemoteStore } from '../remote/store.js';
-import { withRetry, type RetryPolicy } from '../retry.js';
+import type { RetryPolicy } from '../retry.js';
+import { retryingWith, type Retrying } from './requests.js';
 import { normalizeEtag, type FileDigest } from '../snapshot/digest.js';
 import type { Manifest } from '../snapshot/manifest.js';
 import { checkCopySource, copyFallback, copyPartSize, selectCopySources, verifyCopy, type CopySource, type KnownSnapshot } from './copy-plan.js';
@@ -39,7 +40,10 @@ export class ServerSideCopier {
   /** Fallback reasons already logged at warn: one line per reason per process, not one per file. */
   private readonly loggedReasons = new Set<string>();
 
+  private readonly retrying: Retrying;
+
   constructor(private readonly options: ServerSideCopyOptions) {
+    this.retrying = retryingWith(options.retry, options.log, undefined);
     this.sources = new CopySourceCache({
       store: options.store,
       remoteIndex: options.remoteIndex,
@@ -132,13 +136,5 @@ export class ServerSideCopier {
     const disabled = this.disabledReason === undefined ? {} : { copiesDisabled: true };
     if (first) log.warn('server-side copy not possible, uploading instead (logged once per reason)', { reason, ...fields, ...disabled });
     else log.debug('server-side copy not possible, uploading instead', { reason, ...fields });
-  }
-
-  private retrying<T>(operation: () => Promise<T>, what: string, signal: AbortSignal): Promise<T> {
-    return withRetry(operation, {
-      policy: this.options.retry,
-      signal,
-      onRetry: (error, attempt, delayMs) => this.options.log.warn('retrying', { operation: what, attempt, delayMs, error: error.message }),
-    });
   }
 }
