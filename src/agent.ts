@@ -58,6 +58,8 @@ export interface AgentOptions {
   serverSideCopy?: boolean;
   /** A local file open or read that takes longer fails its snapshot; default in the uploader (60 s). */
   localFileDeadlineMs?: number;
+  /** Remove signatures no cached digest names after each sweep (default true; false where the digest cache is partial). */
+  pruneSignatures?: boolean;
   /** Backoff between retries of a failed sweep; default SweepRetry's (5 s doubling to 5 min). */
   sweepRetry?: { baseDelayMs: number; maxDelayMs: number };
   /** Refuse backup files with more than one hard link. Default false. */
@@ -292,7 +294,7 @@ export class Agent {
       }
       this.options.hashCache.update((doc) => pruneDigests(doc, live));
       // Signatures of contents no cached digest names any more: their snapshots are gone locally.
-      await this.signatures?.prune(new Set(Object.values(this.options.hashCache.current.entries).map((entry) => entry.digest.sha256)));
+      if (this.options.pruneSignatures !== false) await this.signatures?.prune(new Set(Object.values(this.options.hashCache.current.entries).map((entry) => entry.digest.sha256)));
       await this.abortStaleMultipartUploads(log);
       const summary: SweepSummary = {
         reason,

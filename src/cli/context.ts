@@ -116,6 +116,9 @@ export function buildSyncGraph(context: CommandContext, files: AgentFiles): Sync
     // A running agent's multipart upload of a large file can be older than any threshold, and
     // this process cannot see the agent's jobs: it never aborts multipart uploads.
     staleMultipartMs: Number.POSITIVE_INFINITY,
+    // Its digest cache is the agent's file plus what this command read: too little to say which
+    // signatures are still needed, so only the agent prunes them.
+    pruneSignatures: false,
   });
   const memoryService = config.memoryService === undefined ? undefined : new MemoryServiceClient(config.memoryService);
   const operations = new SyncOperations({ agent, restorer, memoryService, state, backupDir: config.backupDir, settleMs: config.settleMs, log: log.child({ component: 'operations' }) });

@@ -178,6 +178,50 @@ describe(`memsync command line (${server.kind})`, () => {
     }
   });
 
+  it('upload NAME knows what the bucket holds: an unchanged large file is copied server-side, not sent again', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'memsync-cli-named-'));
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'memsync-cli-named-state-'));
+    try {
+      const files = memoryFileSet({ memories: 3, indexBytes: 6 * 1024 * 1024 });
+      const first = await writeBackup(dir, { prefix: 'named', time: new Date(Date.UTC(2026, 10, 27, 0, 0, 0)), files });
+      const second = await writeBackup(dir, { prefix: 'named', time: new Date(Date.UTC(2026, 10, 27, 0, 1, 0)), files });
+      const settings = env({ CLOUD_SYNC_BACKUP_DIR: dir, CLOUD_SYNC_STATE_DIR: stateDir, CLOUD_SYNC_PREFIX: 'named/' });
+      await expectRun(['upload', first.name], settings, 0);
+      const run = await expectRun(['upload', second.name], settings, 0);
+      const copied = Number(/copied server-side (\d+)/.exec(run.stdout)?.[1] ?? Number.NaN);
+      expect(copied, run.stdout).toBeGreaterThanOrEqual(6 * 1024 * 1024);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
+  it('across upload commands, a file composed from its previous version is copied whole when the next backup holds it unchanged', async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'memsync-cli-delta-'));
+    const stateDir = await mkdtemp(path.join(os.tmpdir(), 'memsync-cli-delta-state-'));
+    try {
+      const big = Buffer.alloc(20 * 1024 * 1024);
+      for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2_654_435_761) >>> 0, i);
+      const grown = Buffer.concat([big, Buffer.from('one more record')]);
+      const settings = env({ CLOUD_SYNC_BACKUP_DIR: dir, CLOUD_SYNC_STATE_DIR: stateDir, CLOUD_SYNC_PREFIX: 'delta/' });
+      const runs: string[] = [];
+      // The memory service prunes its folder: each command sees only the newest backup here.
+      let previous: string | undefined;
+      for (const [minute, bytes] of [big, grown, grown].entries()) {
+        if (previous !== undefined) await rm(path.join(dir, previous), { recursive: true });
+        const backup = await writeBackup(dir, { prefix: 'delta', time: new Date(Date.UTC(2026, 10, 28, 0, minute, 0)), files: [{ name: 'metadata.json', bytes }] });
+        runs.push((await expectRun(['upload'], settings, 0)).stdout);
+        previous = backup.name;
+      }
+      const figures = (stdout: string) => /bytes sent (\d+), copied server-side (\d+), composed from earlier versions (\d+)/.exec(stdout)?.slice(1).map(Number);
+      expect(figures(runs[1] ?? '')?.[2], runs[1]).toBeGreaterThan(10 * 1024 * 1024);
+      expect(figures(runs[2] ?? ''), runs[2]).toEqual([0, grown.length, 0]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+      await rm(stateDir, { recursive: true, force: true });
+    }
+  });
+
   it('status shows the snapshot in sync and the conflicts the agent recorded, and writes no state', async () => {
     const before = await fingerprint(stateDir);
     const run = await expectRun(['status', '--json'], env(), 0);

@@ -71,6 +71,8 @@ async function uploadOne(graph: SyncGraph, name: string, context: CommandContext
   const stat = await statSnapshotIfPresent(context.config.backupDir, name);
   if (stat === undefined) throw new AppError('not_found', `no local snapshot named ${name} in ${context.config.backupDir}`);
   const result: UploadResult = { uploaded: [], alreadyRemote: [], conflicts: [], failed: [], empty: [] };
+  // What the bucket holds decides copies and delta uploads: without a listing, every file would be sent whole.
+  await graph.agent.refreshRemoteIndex();
   await settleAndUpload(graph, stat, context, result);
   return result;
 }
