@@ -232,7 +232,8 @@ export interface ConfigResult {
 export async function runConfigCase(start: (options: StartOptions) => AgentProcess, env: Record<string, string | undefined>, c: ConfigCase, timeoutMs: number): Promise<ConfigResult> {
   const label = `${c.variable}=${JSON.stringify(c.env[c.variable] ?? null).slice(0, 60)}`;
   const agent = start({ env: { ...env, ...c.env }, label: `config case ${label}` });
-  const started = await agent.waitFor('HTTP API listening', {}, timeoutMs).then(
+  // The API listens before the store is probed; an accepted configuration ends with the watcher running.
+  const started = await agent.waitFor('watching for backups', {}, timeoutMs).then(
     () => true,
     () => false,
   );
