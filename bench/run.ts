@@ -3,7 +3,7 @@
 // the figures to bench/results/. Not part of the test suite: nothing here asserts a time.
 //
 // Environment: BENCH_SCALE=full|small (default full), BENCH_REPS (default 3), BENCH_CASES=1,2,...
-// (default all), BENCH_BURST_SNAPSHOTS / BENCH_SWEEP_SNAPSHOTS (override the scale's counts),
+// (default 1 to 6; case 7, delta uploads, runs only when named), BENCH_BURST_SNAPSHOTS / BENCH_SWEEP_SNAPSHOTS (override the scale's counts),
 // BENCH_SETTLE_MS (memsync's CLOUD_SYNC_SETTLE_MS, default 1000), BENCH_DIR (parent
 // of the temp work dir, default the OS temp dir), BENCH_KEEP=1 (keep the work dir and the server's
 // state), BENCH_CPU_PROF=DIR (run the agents with --cpu-prof into DIR), BENCH_RGW_STATE=DIR (use a
@@ -28,6 +28,7 @@ import { runBurst } from './cases/burst.js';
 import { runSweep } from './cases/sweep.js';
 import { runRestore } from './cases/restore.js';
 import { runIdle } from './cases/idle.js';
+import { runDelta } from './cases/delta.js';
 
 const BLUESTORE_BYTES = '60G'; // sparse: only what is written takes disk space
 
@@ -152,6 +153,7 @@ async function main(): Promise<void> {
     if (s.cases.has(4)) await ctx.timedCase('4. sweep', () => runSweep(ctx));
     if (s.cases.has(5) && large !== undefined) await ctx.timedCase('5. restore', () => runRestore(ctx, large, s.cases.has(1) ? 'c1/memsync/r1/' : undefined));
     if (s.cases.has(6)) await ctx.timedCase('6. idle', () => runIdle(ctx));
+    if (s.cases.has(7)) await ctx.timedCase('7. delta', () => runDelta(ctx));
 
     const header = ['case', 'tool', 'median wall', 'throughput', 'peak RSS', 'CPU s', 'memsync / best peer'];
     const table = markdownTable(header, tableRows(ctx.rows));
