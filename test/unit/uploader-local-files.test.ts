@@ -89,6 +89,15 @@ async function uploadSwappingBeforeSend(s: Setup, name: string, swap: () => Prom
   return upload;
 }
 
+/** The snapshot failed naming the swapped file, nothing of it is complete, and another snapshot still uploads. */
+async function expectRefusedAlone(s: Setup, error: AppError, swapped: string, why: RegExp): Promise<void> {
+  expect(error.kind).toBe('local_io');
+  expect(error.message).toContain(swapped);
+  expect(error.message).toMatch(why);
+  expect(s.store.objects.has(`${NAME}/.memsync-manifest.json`)).toBe(false);
+  expect((await uploadNow(s, OTHER)).outcome).toBe('uploaded');
+}
+
 describe('a file swapped for a FIFO', () => {
   it(
     'after the scan: the snapshot fails at once naming the file, and another snapshot still uploads',
@@ -102,12 +111,7 @@ describe('a file swapped for a FIFO', () => {
       await mkfifo(swapped);
 
       const error = await rejection(s.uploader.upload(stat, new AbortController().signal, () => undefined));
-      expect(error.kind).toBe('local_io');
-      expect(error.message).toContain(swapped);
-      expect(error.message).toMatch(/not a regular file/);
-      expect(s.store.objects.has(`${NAME}/.memsync-manifest.json`)).toBe(false);
-
-      expect((await uploadNow(s, OTHER)).outcome).toBe('uploaded');
+      await expectRefusedAlone(s, error, swapped, /not a regular file/);
     },
     BOUNDED_MS,
   );
@@ -126,12 +130,7 @@ describe('a file swapped for a FIFO', () => {
           await mkfifo(swapped);
         }),
       );
-      expect(error.kind).toBe('local_io');
-      expect(error.message).toContain(swapped);
-      expect(error.message).toMatch(/not a regular file/);
-      expect(s.store.objects.has(`${NAME}/.memsync-manifest.json`)).toBe(false);
-
-      expect((await uploadNow(s, OTHER)).outcome).toBe('uploaded');
+      await expectRefusedAlone(s, error, swapped, /not a regular file/);
     },
     BOUNDED_MS,
   );
