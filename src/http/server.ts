@@ -109,15 +109,16 @@ export async function buildServer(deps: HttpDeps): Promise<FastifyInstance> {
 
   app.server.maxConnections = limits.maxConnections;
   // No body is required, but a POST without a token must say JSON (see access.ts); an empty one is fine.
+  // The framework's parser stays in charge of the JSON itself (it refuses __proto__ and constructor keys).
+  const parseJson = app.getDefaultJsonParser('error', 'error');
   app.removeContentTypeParser('application/json');
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_request, body, done) => {
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
     const text = typeof body === 'string' ? body : body.toString('utf8');
-    if (text.trim() === '') return done(null, undefined);
-    try {
-      done(null, JSON.parse(text) as unknown);
-    } catch {
-      done(new AppError('bad_input', 'the request body is not valid JSON'), undefined);
+    if (text.trim() === '') {
+      done(null, undefined);
+      return;
     }
+    parseJson(request, text, done);
   });
 
   const routes: RegisteredRoute[] = [];

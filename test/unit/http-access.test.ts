@@ -287,3 +287,22 @@ describe('fuzzed requests', () => {
     }
   });
 });
+
+describe('request bodies', () => {
+  it('takes an empty JSON body, refuses malformed JSON and prototype keys with 400, before any handler runs', async () => {
+    const open = await harness({ token: undefined });
+    try {
+      const post = (payload: string | undefined) => send(open.app, { method: 'POST', url: '/sync/upload', headers: { host: 'localhost', 'content-type': 'application/json' }, ...(payload === undefined ? {} : { payload }) });
+      expect((await post(undefined)).body).toContain(REACHED);
+      expect((await post('   ')).body).toContain(REACHED);
+      open.calls.length = 0;
+      for (const payload of ['{"a":', '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{"x":1}}}']) {
+        const answer = await post(payload);
+        expect(answer.status, payload).toBe(400);
+      }
+      expect(open.calls).toEqual([]);
+    } finally {
+      await open.app.close();
+    }
+  });
+});
