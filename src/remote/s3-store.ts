@@ -124,12 +124,22 @@ export class S3RemoteStore implements RemoteStore {
       } catch (error) {
         throw translateS3BucketError(error, `list ${this.fullKey(keyPrefix)}`);
       }
-      // An object whose listed size is no byte count (negative, fractional, not exact) is no file
-      // memsync can have written or can restore: left out, as a key it cannot use.
+      // A listed size that is no byte count (negative, fractional, not exact) means the answer is
+      // not a listing memsync can trust (damaged on the way, or not S3's): the listing fails, as a
+      // transient failure is retried. Leaving the object out instead would make a snapshot look
+      // like it has fewer files than it has.
+      const absurd = (page.Contents ?? []).find((item) => item.Key !== undefined && !isByteCount(item.Size ?? 0));
+      if (absurd !== undefined) {
+        throw new AppError('remote_unavailable', `list ${this.fullKey(keyPrefix)}: the answer gives ${JSON.stringify(String(absurd.Key).slice(0, 120))} a size of ${String(absurd.Size)} bytes, which no object has`);
+      }
+      // The answer says how many keys it holds: a body damaged on the way can parse with entries
+      // missing, and a snapshot would look like it has fewer files (or no manifest).
+      const entries = (page.Contents ?? []).length + (page.CommonPrefixes ?? []).length;
+      if (page.KeyCount !== undefined && page.KeyCount !== entries) {
+        throw new AppError('remote_unavailable', `list ${this.fullKey(keyPrefix)}: the answer says it holds ${page.KeyCount} keys but carries ${entries}`);
+      }
       const objects: RemoteObject[] = (page.Contents ?? []).flatMap((item) =>
-        item.Key === undefined || !isByteCount(item.Size ?? 0)
-          ? []
-          : [{ key: this.relativeKey(item.Key), size: item.Size ?? 0, etag: item.ETag ?? '', lastModifiedMs: item.LastModified?.getTime() ?? 0 }],
+        item.Key === undefined ? [] : [{ key: this.relativeKey(item.Key), size: item.Size ?? 0, etag: item.ETag ?? '', lastModifiedMs: item.LastModified?.getTime() ?? 0 }],
       );
       yield objects;
       continuationToken = page.IsTruncated === true ? page.NextContinuationToken : undefined;

@@ -301,6 +301,15 @@ describe('continuation tokens that lead nowhere', () => {
   });
 });
 
+describe('a listing damaged on the way', () => {
+  it('fails when it carries fewer keys than its KeyCount says, instead of showing a snapshot with files missing', async () => {
+    const body = page([entry('auto_20250101_000000/.memsync-manifest.json', '10'), entry('auto_20250101_000000/config.json', '10')]).replace(/<KeyCount>\d+<\/KeyCount>/, '<KeyCount>4</KeyCount>');
+    const { store } = await storeAgainst(() => ({ body }));
+    const result = await listAll(store);
+    expect('error' in result && result.error instanceof AppError && result.error.kind === 'remote_unavailable', JSON.stringify(result)).toBe(true);
+  });
+});
+
 describe('object sizes in a listing', () => {
   it('are never negative, fractional, not a number or beyond exact integers: refused, or the listing fails as an AppError', async () => {
     const absurd = { negative: '-5', fractional: '1.5', 'not-a-number': 'abc', huge: '1e23', inexact: '9007199254740993' };
