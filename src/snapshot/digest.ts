@@ -1,6 +1,7 @@
 import { createHash, type Hash } from 'node:crypto';
 import { AppError } from '../errors.js';
-import { openLocalFile, type OpenOptions } from './safe-open.js';
+import { Md5Offload } from './md5-offload.js';
+import { openLocalFile, type LocalFile, type OpenOptions } from './safe-open.js';
 
 /**
  * Content digests of a file, computed in one streaming pass: SHA-256 for the manifest,
@@ -155,6 +156,12 @@ export function fileDigestAccumulator(sizeBytes: number, multipartThresholdBytes
   return new DigestAccumulator(partSizeFor(sizeBytes), usesMultipart(sizeBytes, multipartThresholdBytes), true, options.wholeMd5);
 }
 
+/** Files from this size on are digested with their MD5s on a second thread (see md5-offload.ts). */
+export const MD5_OFFLOAD_MIN_BYTES = 32 * MIB;
+/** Blocks read ahead of the MD5 thread, and their size: large enough that handing one over costs nothing next to hashing it. */
+const OFFLOAD_SLOTS = 4;
+const OFFLOAD_SLOT_BYTES = 4 * MIB;
+
 /**
  * Reads a file once and returns every digest memsync needs for it. `expectedSizeBytes` comes
  * from the stat that settled the snapshot; a file that reads to another length changed
@@ -168,26 +175,67 @@ export async function digestFile(
   opening: OpenOptions = {},
   /** Shown every block of the file in order, in the same read (chunking for delta uploads). */
   observe?: (bytes: Buffer) => void,
+  /** From this size on, MD5s are taken on a second thread. */
+  offloadFromBytes: number = MD5_OFFLOAD_MIN_BYTES,
 ): Promise<FileDigest> {
-  const digests = fileDigestAccumulator(expectedSizeBytes, multipartThresholdBytes);
   const file = await openLocalFile(absolutePath, opening);
   try {
-    // One buffer for the whole file: the hashes copy what they need from it. No larger than the
-    // file (+1, so a file that grew still reads past its expected end): thousands of small files
-    // would otherwise each take a MiB, which Node 24 collects with costly full GCs.
-    const buffer = Buffer.allocUnsafe(Math.min(MIB, expectedSizeBytes + 1));
-    for (let position = 0; ; ) {
-      const bytesRead = await file.read(buffer, 0, buffer.length, position);
-      if (bytesRead === 0) break;
-      digests.update(buffer.subarray(0, bytesRead));
-      observe?.(buffer.subarray(0, bytesRead));
-      position += bytesRead;
-    }
+    return expectedSizeBytes >= offloadFromBytes
+      ? await digestWithMd5Thread(file, absolutePath, expectedSizeBytes, multipartThresholdBytes, observe)
+      : await digestInline(file, absolutePath, expectedSizeBytes, multipartThresholdBytes, observe);
   } finally {
     await file.close();
   }
-  if (digests.size !== expectedSizeBytes) {
-    throw new AppError('snapshot_gone', `${absolutePath} changed size while being read (${expectedSizeBytes} -> ${digests.size} bytes)`);
+}
+
+async function digestInline(file: LocalFile, absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number, observe: ((bytes: Buffer) => void) | undefined): Promise<FileDigest> {
+  const digests = fileDigestAccumulator(expectedSizeBytes, multipartThresholdBytes);
+  // One buffer for the whole file: the hashes copy what they need from it. No larger than the
+  // file (+1, so a file that grew still reads past its expected end): thousands of small files
+  // would otherwise each take a MiB, which Node 24 collects with costly full GCs.
+  const buffer = Buffer.allocUnsafe(Math.min(MIB, expectedSizeBytes + 1));
+  for (let position = 0; ; ) {
+    const bytesRead = await file.read(buffer, 0, buffer.length, position);
+    if (bytesRead === 0) break;
+    digests.update(buffer.subarray(0, bytesRead));
+    observe?.(buffer.subarray(0, bytesRead));
+    position += bytesRead;
   }
+  requireExpectedSize(absolutePath, expectedSizeBytes, digests.size);
   return digests.digest();
+}
+
+/** The same digests, with the MD5s (whole and per part) taken on a second thread from the same reads. */
+async function digestWithMd5Thread(file: LocalFile, absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number, observe: ((bytes: Buffer) => void) | undefined): Promise<FileDigest> {
+  const partSizeBytes = partSizeFor(expectedSizeBytes);
+  const multipart = usesMultipart(expectedSizeBytes, multipartThresholdBytes);
+  const md5s = new Md5Offload({ partSizeBytes: multipart ? partSizeBytes : 0, wholeMd5: true, slotBytes: OFFLOAD_SLOT_BYTES, slotCount: OFFLOAD_SLOTS });
+  try {
+    const sha256 = createHash('sha256');
+    let size = 0;
+    for (;;) {
+      const slot = await md5s.slot();
+      const bytesRead = await file.read(slot.buffer, 0, slot.buffer.length, size);
+      if (bytesRead === 0) {
+        md5s.release(slot.index);
+        break;
+      }
+      const bytes = slot.buffer.subarray(0, bytesRead);
+      md5s.submit(slot.index, bytesRead);
+      sha256.update(bytes);
+      observe?.(bytes);
+      size += bytesRead;
+    }
+    requireExpectedSize(absolutePath, expectedSizeBytes, size);
+    const { md5, partMd5s } = await md5s.finish();
+    return { size, sha256: sha256.digest('hex'), md5, etag: multipart ? multipartEtag(partMd5s) : md5, partSizeBytes, multipart };
+  } finally {
+    await md5s.close();
+  }
+}
+
+function requireExpectedSize(absolutePath: string, expectedSizeBytes: number, actualBytes: number): void {
+  if (actualBytes !== expectedSizeBytes) {
+    throw new AppError('snapshot_gone', `${absolutePath} changed size while being read (${expectedSizeBytes} -> ${actualBytes} bytes)`);
+  }
 }
