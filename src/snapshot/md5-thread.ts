@@ -1,4 +1,4 @@
-// The body of the MD5 worker thread (see md5-offload.ts). Node runs this file as it is, from
+// The body of an MD5 worker thread (see md5-offload.ts). Node runs this file as it is, from
 // src/ (type stripping) or from dist/, so it imports only Node's own modules and uses only
 // syntax that erases to JavaScript.
 import { createHash, type Hash } from 'node:crypto';
