@@ -204,12 +204,7 @@ export class DeltaTransfer {
   private async signatureOf(local: NewFileVersion): Promise<Signature> {
     const chunker = new Chunker();
     const chunks: Chunk[] = [];
-    const buffer = Buffer.allocUnsafe(READ_BYTES);
-    for (let position = 0; position < local.digest.size; position += READ_BYTES) {
-      const view = buffer.subarray(0, Math.min(READ_BYTES, local.digest.size - position));
-      await local.body.read(view, position);
-      chunks.push(...chunker.push(view));
-    }
+    await readRange(local.body, 0, local.digest.size, Buffer.allocUnsafe(READ_BYTES), (bytes) => void chunks.push(...chunker.push(bytes)));
     chunks.push(...chunker.finish());
     const signature = createSignature(chunks, local.digest.size, local.digest.sha256);
     await this.options.signatures.put(signature);
@@ -223,13 +218,18 @@ async function partSpecs(plan: CompositionPlan, body: FileBody): Promise<Compose
   const buffer = Buffer.allocUnsafe(READ_BYTES);
   for (const part of plan.parts) {
     const md5 = createHash('md5');
-    for (let offset = 0; offset < part.length; offset += READ_BYTES) {
-      const view = buffer.subarray(0, Math.min(READ_BYTES, part.length - offset));
-      await body.read(view, part.targetStart + offset);
-      md5.update(view);
-    }
+    await readRange(body, part.targetStart, part.length, buffer, (bytes) => void md5.update(bytes));
     const md5Hex = md5.digest('hex');
     specs.push(part.kind === 'copy' ? { kind: 'copy', sourceStart: part.sourceStart, sourceEnd: part.sourceEnd, md5Hex } : { kind: 'send', targetStart: part.targetStart, length: part.length, md5Hex });
   }
   return specs;
+}
+
+/** Shows `onBlock` the `length` bytes of `body` from `start` on, in order, read through `buffer`. */
+async function readRange(body: FileBody, start: number, length: number, buffer: Buffer, onBlock: (bytes: Buffer) => void): Promise<void> {
+  for (let offset = 0; offset < length; offset += buffer.length) {
+    const view = buffer.subarray(0, Math.min(buffer.length, length - offset));
+    await body.read(view, start + offset);
+    onBlock(view);
+  }
 }
