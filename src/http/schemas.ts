@@ -77,8 +77,21 @@ export const snapshotsResponse = z.object({
 export const statusResponse = z.object({ enabled: z.literal(true) }).catchall(z.unknown());
 
 export const healthResponse = z.object({ status: z.literal('ok') });
+const readinessCheck = z.enum(['config', 'watcher', 'remote', 'state', 'localFiles']);
+export type ReadinessCheck = z.infer<typeof readinessCheck>;
+
+/** `exclude` names checks that still show in the answer but do not decide it (repeatable). */
+export const readyQuery = z.object({
+  exclude: z
+    .union([readinessCheck, z.array(readinessCheck)])
+    .optional()
+    .transform((v): ReadinessCheck[] => (v === undefined ? [] : Array.isArray(v) ? v : [v])),
+});
+
 export const readyResponse = z.object({
   ready: z.boolean(),
   enabled: z.boolean(),
   checks: z.object({ config: z.boolean(), watcher: z.boolean(), remote: z.boolean(), state: z.boolean(), localFiles: z.boolean() }),
+  /** Only when the request excluded checks: the plain /readyz answer keeps its documented shape. */
+  excluded: z.array(readinessCheck).optional(),
 });
