@@ -6,7 +6,7 @@ import { AppError, describeError, isAppError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import { listRemoteIndex, type RemoteIndex } from './remote/remote-index.js';
-import type { RemoteStore } from './remote/store.js';
+import { CANCEL_GRACE_MS, type RemoteStore } from './remote/store.js';
 import { listSnapshotEntries, sameFingerprint, statSnapshot, type SnapshotStat } from './snapshot/scan.js';
 import type { AgentState } from './state/agent-state.js';
 import { pruneDigests, type HashCacheDocument } from './state/hash-cache.js';
@@ -16,6 +16,7 @@ import { SweepSchedule } from './schedule/sweep-schedule.js';
 import { SweepRetry } from './schedule/sweep-retry.js';
 import { compareSides, type LocalEntry } from './upload/compare.js';
 import { UploadJobs } from './upload/jobs.js';
+import { AbandonedAttempts } from './upload/abandoned-attempts.js';
 import { DEFAULT_RETRY, backoffDelayMs, type RetryPolicy } from './retry.js';
 import { SnapshotUploader, type SnapshotOutcome } from './upload/snapshot-uploader.js';
 import { RemoteHealth } from './remote-health.js';
@@ -23,6 +24,7 @@ import { judgeSettle, type SettleState } from './watch/settle.js';
 import { Settler } from './watch/settler.js';
 import { BackupWatcher } from './watch/watcher.js';
 import { OutcomeRecorder } from './outcomes.js';
+import { OutageAfterPrune } from './outage-after-prune.js';
 import type { Notifier } from './alerts/notifier.js';
 import type { Encryption } from './crypto/encryption.js';
 import { buildStatus, type AgentStatus } from './status.js';
@@ -32,11 +34,11 @@ export function agentSettings(
   config: Config,
 ): Pick<
   AgentOptions,
-  'backupDir' | 'settleMs' | 'concurrency' | 'multipartThresholdBytes' | 'shutdownTimeoutMs' | 'schedule' | 'staleMultipartMs' | 'serverSideCopy' | 'localFileDeadlineMs' | 'refuseHardlinks' | 'delta'
+  'backupDir' | 'settleMs' | 'concurrency' | 'multipartThresholdBytes' | 'shutdownTimeoutMs' | 'schedule' | 'staleMultipartMs' | 'serverSideCopy' | 'localFileDeadlineMs' | 'refuseHardlinks' | 'delta' | 'claimLeaseMs'
 > {
-  const { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks, deltaMinFileBytes } = config;
+  const { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks, deltaMinFileBytes, claimLeaseMs } = config;
   const delta = deltaMinFileBytes === undefined ? undefined : { minFileBytes: deltaMinFileBytes, signaturesDir: path.join(config.stateDir, 'signatures') };
-  return { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks, delta };
+  return { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks, delta, claimLeaseMs };
 }
 
 export interface AgentOptions {
@@ -58,6 +60,8 @@ export interface AgentOptions {
   serverSideCopy?: boolean;
   /** A local file open or read that takes longer fails its snapshot; default in the uploader (60 s). */
   localFileDeadlineMs?: number;
+  /** Lease of this agent's claims on snapshot names; default in the uploader (10 min). */
+  claimLeaseMs?: number;
   /** Remove signatures no cached digest names after each sweep (default true; false where the digest cache is partial). */
   pruneSignatures?: boolean;
   /** Backoff between retries of a failed sweep; default SweepRetry's (5 s doubling to 5 min). */
@@ -74,6 +78,8 @@ export interface AgentOptions {
   encryption?: Encryption;
   /** Whether the store is known to refuse writes over an existing key (If-None-Match); omitted: not known. */
   conditionalWritesHonoured?: () => boolean;
+  /** Awaited before each upload: finds out what the upload relies on (the conditional-write probe); must not throw. */
+  beforeUpload?: () => Promise<unknown>;
   /** Called after each successful sweep (retention, heartbeat); must not throw. Not called for failed sweeps. */
   afterSweep?: (sweep: FinishedSweep) => void;
 }
@@ -129,12 +135,14 @@ export class Agent {
   private readonly sweepRetry: SweepRetry;
   private readonly localEntries = new Map<string, LocalEntry>();
   /** Uploads in progress by name, with the stat they started from. */
-  private readonly uploading = new Map<string, { stat: SnapshotStat; promise: Promise<SnapshotOutcome | undefined> }>();
+  private readonly uploading = new Map<string, { stat: SnapshotStat; promise: Promise<SnapshotOutcome | undefined>; startedMs: number }>();
   /** Remote manifests found to hold a local snapshot's content, by name: in memory, re-learnt after a restart. */
   private readonly confirmedManifests = new Map<string, { localEtag: string; remoteEtag: string }>();
   /** The last finished upload of each local snapshot (forgotten when it is removed): see uploadWhenSettled. */
   private readonly lastOutcomes = new Map<string, { stat: SnapshotStat; outcome: SnapshotOutcome; atMs: number }>();
   private readonly retryTimers = new Map<string, { attempt: number; timer: NodeJS.Timeout | undefined }>();
+  private readonly abandoned: AbandonedAttempts;
+  private readonly outageAfterPrune: OutageAfterPrune;
   private remote: RemoteIndex = { snapshots: new Map(), ignoredKeys: 0, listedAtMs: 0 };
   private runningSweep: Promise<SweepSummary> | undefined;
   private nextManualSweep: Promise<SweepSummary> | undefined;
@@ -148,6 +156,14 @@ export class Agent {
     this.signatures = options.delta === undefined ? undefined : new SignatureStore(options.delta.signaturesDir, log.child({ component: 'upload' }));
     this.outcomes = new OutcomeRecorder(options.state, log.child({ component: 'upload' }), this.now, options.metrics, options.notifier);
     const fileQueue = new PQueue({ concurrency: options.concurrency });
+    this.outageAfterPrune = new OutageAfterPrune({
+      health: this.health,
+      checkStore: () => options.store.checkAccess(),
+      onOutage: (snapshots, error) => {
+        for (const name of snapshots) this.outcomes.recordOutageHiddenByPrune(name, error);
+      },
+    });
+    this.abandoned = new AbandonedAttempts({ store: options.store, agentId: options.state.current.agentId, log: log.child({ component: 'upload' }) });
     this.uploader = new SnapshotUploader({
       store: options.store,
       hashCache: options.hashCache,
@@ -168,6 +184,7 @@ export class Agent {
       ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
       ...(options.conditionalWritesHonoured === undefined ? {} : { conditionalWritesHonoured: options.conditionalWritesHonoured }),
       ...(options.localFileDeadlineMs === undefined ? {} : { localFileDeadlineMs: options.localFileDeadlineMs }),
+      ...(options.claimLeaseMs === undefined ? {} : { claimLeaseMs: options.claimLeaseMs }),
       refuseHardlinks: options.refuseHardlinks ?? false,
       ...(this.signatures === undefined || options.delta === undefined ? {} : { delta: { minFileBytes: options.delta.minFileBytes, signatures: this.signatures } }),
     });
@@ -222,11 +239,13 @@ export class Agent {
     if (this.stopping) return;
     this.stopping = true;
     this.schedule.stop();
+    this.outageAfterPrune.stop();
     await this.watcher.stop();
     this.settler.stop();
     for (const retry of this.retryTimers.values()) clearTimeout(retry.timer);
     this.sweepRetry.stop();
     await this.jobs.stop(this.options.shutdownTimeoutMs);
+    await this.abandoned.stop(CANCEL_GRACE_MS);
     await this.options.state.flush();
     await this.options.hashCache.flush();
   }
@@ -275,6 +294,8 @@ export class Agent {
       const remoteListed = this.remote.snapshots.size;
       for (const rejected of listing.rejected) log.warn('skipping entry in backup directory', { entry: rejected.name, reason: rejected.reason });
       const live = new Set(listing.names);
+      // The store answers again: what failed attempts left of snapshots pruned since can go now.
+      this.abandoned.retry((name) => !live.has(name));
       for (const name of this.localEntries.keys()) if (!live.has(name)) this.localEntries.delete(name);
       for (const name of this.lastOutcomes.keys()) if (!live.has(name)) this.lastOutcomes.delete(name);
 
@@ -427,7 +448,7 @@ export class Agent {
     const promise = this.uploadAndRecord(stat).finally(() => {
       if (this.uploading.get(stat.name)?.promise === promise) this.uploading.delete(stat.name);
     });
-    this.uploading.set(stat.name, { stat, promise });
+    this.uploading.set(stat.name, { stat, promise, startedMs: this.now() });
     return promise;
   }
 
@@ -436,6 +457,8 @@ export class Agent {
     this.clearRetry(stat.name);
     this.localEntries.set(stat.name, { name: stat.name, timeMs: stat.timeMs, manifestEtag: this.localEntries.get(stat.name)?.manifestEtag });
     try {
+      await this.options.beforeUpload?.();
+      await this.abandoned.beforeUpload(stat.name);
       const outcome = await this.health.track(this.jobs.submit(stat));
       if (outcome.outcome !== 'conflict') {
         this.confirmedManifests.set(stat.name, { localEtag: this.uploader.manifestEtag(outcome.manifest), remoteEtag: outcome.manifestEtag });
@@ -481,22 +504,31 @@ export class Agent {
   }
 
   private onActivity(name: string): void {
-    if (this.jobs.has(name)) {
-      // The service rewrote or pruned a snapshot that is being uploaded: stop, let it settle again.
-      this.jobs.cancel(name, new AppError('snapshot_gone', `${name} changed while queued or uploading`));
-    }
+    // The service rewrote or pruned a snapshot that is being uploaded: stop, let it settle again.
+    this.cancelUpload(name, new AppError('snapshot_gone', `${name} changed while queued or uploading`));
     this.settler.touch(name);
   }
 
   private onGone(name: string): void {
     this.lastOutcomes.delete(name);
-    this.jobs.cancel(name, new AppError('snapshot_gone', `${name} was removed`));
+    this.cancelUpload(name, new AppError('snapshot_gone', `${name} was removed`));
     const retry = this.retryTimers.get(name);
-    if (retry !== undefined) clearTimeout(retry.timer);
+    if (retry !== undefined) {
+      clearTimeout(retry.timer);
+      // Failed attempts wrote objects the retry would have reused; no retry comes now.
+      this.abandoned.abandon(name, this.uploading.get(name)?.promise);
+    }
     this.retryTimers.delete(name);
     this.localEntries.delete(name);
     this.confirmedManifests.delete(name);
     this.outcomes.recordGone(name, this.remote);
+  }
+
+  /** Cancels the snapshot's upload, if there is one; the store may be checked then (see OutageAfterPrune). */
+  private cancelUpload(name: string, reason: AppError): void {
+    if (!this.jobs.cancel(name, reason)) return;
+    const startedMs = this.uploading.get(name)?.startedMs;
+    if (startedMs !== undefined) this.outageAfterPrune.uploadCancelled(name, startedMs);
   }
 
   private async abortStaleMultipartUploads(log: Logger): Promise<void> {

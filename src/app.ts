@@ -13,8 +13,9 @@ import { fileOperationsPastDeadline } from './snapshot/safe-open.js';
 import type { Logger } from './log.js';
 import { Metrics } from './metrics.js';
 import { SyncOperations } from './operations.js';
-import { configureConditionalWrites, type ConditionalWrites } from './remote/conditional-writes.js';
-import { S3RemoteStore } from './remote/s3-store.js';
+import type { ConditionalWrites } from './remote/conditional-writes.js';
+import { ConditionalWritesProbe } from './remote/conditional-writes-probe.js';
+import { createRemoteStore } from './remote/store-factory.js';
 import type { RemoteStore } from './remote/store.js';
 import { Restorer } from './restore/restorer.js';
 import { RetentionRunner, type RetentionStatus } from './retention/apply.js';
@@ -87,7 +88,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
   });
   await hashCache.load();
 
-  const store = options.store ?? new S3RemoteStore({ ...config.s3, partsInFlight: 4 });
+  const store = options.store ?? (await createRemoteStore(config));
   const retry = options.retry ?? DEFAULT_RETRY;
   // A passphrase is stretched here, once: a few hundred milliseconds and 128 MiB, then released.
   const encryption = config.encryption === undefined ? undefined : await openEncryption(config.encryption, config.stateDir);
@@ -116,11 +117,12 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
           isBusy: (name) => restorer.isRestoring(name) || state.current.conflicts[name] !== undefined,
           onDeleted: (count) => metrics.snapshotsDeletedByRetention(count),
         });
-  /** Found out at start (see conditional-writes.ts); unknown until the store has been reached. */
-  const conditionalWrites: { mode: ConditionalWrites | undefined } = { mode: undefined };
+  /** Found out at start, or before the first upload when the store was unreachable at start; unknown until then. */
+  const conditionalWrites = new ConditionalWritesProbe(store, log.child({ component: 'remote' }));
   const agent = new Agent({
     ...agentSettings(config),
     conditionalWritesHonoured: () => conditionalWrites.mode === 'honoured',
+    beforeUpload: () => conditionalWrites.ensure(),
     store,
     state,
     hashCache,
@@ -180,7 +182,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
           return false;
         },
       );
-      if (reachable) conditionalWrites.mode = await configureConditionalWrites(store, log.child({ component: 'remote' }));
+      if (reachable) await conditionalWrites.ensure();
       await restorer.cleanStaging();
       await agent.start();
       startupDownload = operations.autoDownloadIfEmpty(stopping.signal).catch((error: unknown) => {

@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Cron } from 'croner';
+import { azureOptionsProblems, type AzureCredentials } from './remote/azure-options.js';
 import { z } from 'zod';
 import { AppError } from './errors.js';
 import { formatPolicy, parseRetentionPolicy, type RetentionPolicy } from './retention/policy.js';
@@ -27,8 +28,19 @@ export interface S3Settings {
   forcePathStyle: boolean;
 }
 
+/**
+ * Where snapshots are stored (CLOUD_SYNC_PROVIDER). The S3 settings stay in Config.s3; a provider
+ * with settings of its own carries them here. See PROVIDERS for adding one.
+ */
+export type StorageTarget =
+  | { provider: 's3' }
+  | { provider: 'fs'; /** Absolute, existing. */ directory: string; /** '' or ending in '/'. */ prefix: string }
+  | { provider: 'azure'; container: string; /** '' or ending in '/'. */ prefix: string; endpoint: string | undefined; credentials: AzureCredentials };
+
 export interface Config {
   enabled: boolean;
+  storage: StorageTarget;
+  /** The S3 settings; `bucket` is '' unless the provider is s3. */
   s3: S3Settings;
   /** Cron expression of the scheduled sweep. */
   schedule: string;
@@ -44,6 +56,8 @@ export interface Config {
   staleMultipartMs: number;
   /** A local file open or read that takes longer fails its snapshot (a FIFO, a hung mount). */
   localFileDeadlineMs: number;
+  /** Lease of a claim on a snapshot name; its owner renews it every third of this (CLOUD_SYNC_CLAIM_LEASE_S). */
+  claimLeaseMs: number;
   /** Refuse backup files with more than one hard link (another name may lie outside the backup directory). */
   refuseHardlinks: boolean;
   /** Delta uploads of files at least this large (bytes); undefined: off (CLOUD_SYNC_DELTA=false). */
@@ -70,6 +84,7 @@ export const SECRET_VARIABLES = [
   'CLOUD_SYNC_NOTIFY_URL',
   'CLOUD_SYNC_HEARTBEAT_URL',
   'CLOUD_SYNC_ENCRYPTION_KEY',
+  'AZURE_STORAGE_CONNECTION_STRING',
   'CLOUD_SYNC_ENCRYPTION_PASSPHRASE',
 ] as const;
 
@@ -137,6 +152,96 @@ function httpUrlText(example: string) {
 
 const urlText = httpUrlText('http://minio:9000');
 
+/** CLOUD_SYNC_BUCKET for the fs provider: the mounted directory the snapshots are copied into. */
+const fsDirectoryText = z
+  .string()
+  .trim()
+  .refine((v) => path.isAbsolute(v), 'expected the absolute path of an existing directory (the fs provider stores snapshots there), e.g. /mnt/backup-share')
+  .transform((v) => path.resolve(v));
+
+/**
+ * The storage providers and what CLOUD_SYNC_BUCKET names for each. Adding a provider: an entry
+ * here, a member of StorageTarget (with loadConfig filling it in), and a case in
+ * remote/store-factory.ts.
+ */
+const PROVIDER_NAMES = ['s3', 'fs', 'azure'] as const;
+type ProviderName = (typeof PROVIDER_NAMES)[number];
+const PROVIDERS: Record<ProviderName, { bucket: z.ZodType<string, string>; bucketRequired: string }> = {
+  s3: { bucket: bucketText, bucketRequired: 'a bucket name (required when CLOUD_SYNC_ENABLED=true)' },
+  fs: { bucket: fsDirectoryText, bucketRequired: 'the absolute path of the directory to store snapshots in (required when CLOUD_SYNC_ENABLED=true with CLOUD_SYNC_PROVIDER=fs)' },
+  azure: { bucket: z.string().trim().min(1, 'expected a container name'), bucketRequired: 'the name of an existing container (required when CLOUD_SYNC_ENABLED=true with CLOUD_SYNC_PROVIDER=azure)' },
+};
+const quotedProviders = PROVIDER_NAMES.map((name) => `"${name}"`);
+const providerText = z.enum(PROVIDER_NAMES, `expected ${quotedProviders.slice(0, -1).join(', ')} or ${quotedProviders.at(-1)} (the storage providers memsync knows)`);
+
+/** CLOUD_SYNC_BUCKET as the provider reads it; undefined (and a problem) when it does not fit. */
+function checkBucket(provider: ProviderName, raw: Record<string, string | undefined>, enabled: boolean, problems: Problem[]): string | undefined {
+  const value = raw.CLOUD_SYNC_BUCKET;
+  if (value === undefined) {
+    if (enabled) problems.push({ variable: 'CLOUD_SYNC_BUCKET', value: undefined, expected: PROVIDERS[provider].bucketRequired });
+    return undefined;
+  }
+  const parsed = PROVIDERS[provider].bucket.safeParse(value);
+  if (!parsed.success) {
+    for (const issue of parsed.error.issues) problems.push({ variable: 'CLOUD_SYNC_BUCKET', value, expected: issue.message });
+    return undefined;
+  }
+  return parsed.data;
+}
+
+/**
+ * The fs provider's directory: it must exist (memsync never creates it: a missing directory is
+ * usually a share that is not mounted, and writing to the empty mount point would fill the local
+ * disk), and it must not overlap the backup directory, or the backups would be stored inside
+ * what they are backed up from, or scanned as backups themselves.
+ */
+function checkFsDirectory(directory: string, prefix: string, backupDir: string | undefined, enabled: boolean, problems: Problem[]): void {
+  const problem = (expected: string): void => void problems.push({ variable: 'CLOUD_SYNC_BUCKET', value: directory, expected });
+  if (backupDir !== undefined && isInside(directory, backupDir)) {
+    problem(`a directory outside the backup directory (CLOUD_SYNC_BACKUP_DIR=${backupDir}): snapshots stored inside it would be backed up again`);
+    return;
+  }
+  const root = path.join(directory, prefix);
+  if (backupDir !== undefined && isInside(backupDir, root)) {
+    problem(`a directory that does not hold the backup directory (CLOUD_SYNC_BACKUP_DIR=${backupDir}) under CLOUD_SYNC_PREFIX: the backups would be listed as stored snapshots`);
+    return;
+  }
+  if (!enabled) return;
+  try {
+    if (!statSync(directory).isDirectory()) problem('an existing directory (this is a file)');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code ?? 'unreadable';
+    problem(`an existing directory (${code === 'ENOENT' ? 'it does not exist; memsync does not create it: mount or create it first' : code})`);
+  }
+}
+
+/** The Azure credentials the variables give, or undefined when they give none. */
+function azureCredentials(values: Partial<EnvValues>): AzureCredentials | undefined {
+  if (values.AZURE_STORAGE_CONNECTION_STRING !== undefined) return { kind: 'connection-string', connectionString: values.AZURE_STORAGE_CONNECTION_STRING };
+  if (values.CLOUD_SYNC_ACCESS_KEY !== undefined && values.CLOUD_SYNC_SECRET_KEY !== undefined) {
+    return { kind: 'shared-key', accountName: values.CLOUD_SYNC_ACCESS_KEY, accountKey: values.CLOUD_SYNC_SECRET_KEY };
+  }
+  return undefined;
+}
+
+/** The azure provider's options, checked by the store's own rules (each names the variable to fix). */
+function checkAzure(container: string, values: Partial<EnvValues>, raw: Record<string, string | undefined>, problems: Problem[]): void {
+  const credentials = azureCredentials(values);
+  if (credentials === undefined) {
+    problems.push({
+      variable: 'CLOUD_SYNC_ACCESS_KEY',
+      value: raw.CLOUD_SYNC_ACCESS_KEY,
+      expected: 'the storage account name, with its key in CLOUD_SYNC_SECRET_KEY; or set AZURE_STORAGE_CONNECTION_STRING instead (CLOUD_SYNC_PROVIDER=azure)',
+    });
+    return;
+  }
+  for (const message of azureOptionsProblems({ container, endpoint: values.CLOUD_SYNC_ENDPOINT, credentials })) {
+    // Each message starts with the variable it is about.
+    const [variable = 'CLOUD_SYNC_PROVIDER', ...rest] = message.split(' ');
+    problems.push({ variable, value: raw[variable], expected: rest.join(' ') });
+  }
+}
+
 const prefixText = z
   .string()
   .trim()
@@ -175,12 +280,25 @@ const encryptionKeyText = z
 const logLevelText = z.enum(['error', 'warn', 'info', 'debug'], 'expected one of error, warn, info, debug');
 const logFormatText = z.enum(['json', 'pretty', 'auto'], 'expected json, pretty or auto');
 
+/**
+ * Values the examples write to be replaced ("REPLACE-with-...", "...-change-me"). Such a token
+ * is public, so it protects nothing: memsync refuses it instead of listening behind it.
+ */
+const PLACEHOLDER_TOKEN = /^replace|(?:^|[^a-z0-9])change[-_]?me(?:[^a-z0-9]|$)/i;
+const apiTokenText = z
+  .string()
+  .trim()
+  .min(16, 'expected a token of at least 16 characters')
+  .refine((v) => !PLACEHOLDER_TOKEN.test(v), 'expected a token of your own, not a placeholder from the examples: generate one, e.g. with `openssl rand -hex 32`');
+
 /** The shape of the raw environment after _FILE secrets are resolved. */
 const envSchema = z.object({
   CLOUD_SYNC_ENABLED: booleanText.default(false),
-  CLOUD_SYNC_PROVIDER: z.literal('s3', 'expected "s3" (the only provider)').default('s3'),
-  CLOUD_SYNC_BUCKET: bucketText.optional(),
+  CLOUD_SYNC_PROVIDER: providerText.default('s3'),
+  // Checked by the provider's own rule (PROVIDERS), in checkCombinations.
+  CLOUD_SYNC_BUCKET: z.string().trim().optional(),
   CLOUD_SYNC_ENDPOINT: urlText.optional(),
+  AZURE_STORAGE_CONNECTION_STRING: z.string().trim().min(1, 'expected a connection string from the storage account (Access keys, or a SAS)').optional(),
   CLOUD_SYNC_REGION: z.string().trim().regex(/^[a-z0-9-]{2,32}$/, 'expected a region like us-east-1').default('us-east-1'),
   CLOUD_SYNC_ACCESS_KEY: z.string().trim().min(1, 'expected a non-empty access key').optional(),
   CLOUD_SYNC_SECRET_KEY: z.string().trim().min(1, 'expected a non-empty secret key').optional(),
@@ -200,10 +318,11 @@ const envSchema = z.object({
   // Above any upload's duration: another memsync (or the CLI) may be sending parts of a younger one.
   CLOUD_SYNC_STALE_MULTIPART_MINUTES: integerText(1, 10_080, 'minutes').default(60),
   CLOUD_SYNC_FILE_DEADLINE_MS: integerText(1_000, 3_600_000, 'milliseconds').default(60_000),
+  CLOUD_SYNC_CLAIM_LEASE_S: integerText(30, 86_400, 'seconds').default(600),
   CLOUD_SYNC_REFUSE_HARDLINKS: booleanText.default(false),
   CLOUD_SYNC_HOST: z.string().trim().min(1, 'expected a host name or IP address').default('127.0.0.1'),
   CLOUD_SYNC_PORT: integerText(0, 65_535, 'port').default(8901),
-  CLOUD_SYNC_API_TOKEN: z.string().trim().min(16, 'expected a token of at least 16 characters').optional(),
+  CLOUD_SYNC_API_TOKEN: apiTokenText.optional(),
   CLOUD_SYNC_METRICS_OPEN: booleanText.default(false),
   MEMORY_SERVICE_URL: urlText.optional(),
   MEMORY_SERVICE_API_KEY: z.string().trim().min(1, 'expected a non-empty API key').optional(),
@@ -298,8 +417,12 @@ function checkCombinations(values: Partial<EnvValues>, raw: Record<string, strin
     const variable = values.CLOUD_SYNC_STATE_DIR === undefined ? 'CLOUD_SYNC_BACKUP_DIR' : 'CLOUD_SYNC_STATE_DIR';
     problems.push({ variable, value: raw[variable], expected: 'a state directory outside the backup directory (set CLOUD_SYNC_STATE_DIR elsewhere)' });
   }
-  if (values.CLOUD_SYNC_ENABLED === true && raw.CLOUD_SYNC_BUCKET === undefined) {
-    problems.push({ variable: 'CLOUD_SYNC_BUCKET', value: undefined, expected: 'a bucket name (required when CLOUD_SYNC_ENABLED=true)' });
+  // An unknown provider is reported already; its bucket cannot be judged.
+  const provider = values.CLOUD_SYNC_PROVIDER;
+  if (provider !== undefined) {
+    const bucket = checkBucket(provider, raw, values.CLOUD_SYNC_ENABLED === true, problems);
+    if (provider === 'fs' && bucket !== undefined) checkFsDirectory(bucket, values.CLOUD_SYNC_PREFIX ?? '', backupDir, values.CLOUD_SYNC_ENABLED === true, problems);
+    if (provider === 'azure' && bucket !== undefined && values.CLOUD_SYNC_ENABLED === true) checkAzure(bucket, values, raw, problems);
   }
   const hasAccess = raw.CLOUD_SYNC_ACCESS_KEY !== undefined;
   const hasSecret = raw.CLOUD_SYNC_SECRET_KEY !== undefined;
@@ -380,10 +503,13 @@ export function loadConfig(env: Env = process.env): Config {
   const format: LogFormat =
     values.LOG_FORMAT === 'auto' ? (env.NODE_ENV === 'production' || !process.stdout.isTTY ? 'json' : 'pretty') : values.LOG_FORMAT;
 
+  const storage = storageTarget(values);
+
   return {
     enabled: values.CLOUD_SYNC_ENABLED,
+    storage,
     s3: {
-      bucket: values.CLOUD_SYNC_BUCKET ?? '',
+      bucket: storage.provider === 's3' ? (values.CLOUD_SYNC_BUCKET ?? '') : '',
       endpoint: values.CLOUD_SYNC_ENDPOINT,
       region: values.CLOUD_SYNC_REGION,
       credentials,
@@ -401,6 +527,7 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: values.CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS,
     staleMultipartMs: values.CLOUD_SYNC_STALE_MULTIPART_MINUTES * 60_000,
     localFileDeadlineMs: values.CLOUD_SYNC_FILE_DEADLINE_MS,
+    claimLeaseMs: values.CLOUD_SYNC_CLAIM_LEASE_S * 1000,
     refuseHardlinks: values.CLOUD_SYNC_REFUSE_HARDLINKS,
     // Composition copies ranges server-side, so it needs copies on (and plain objects: encryption off).
     deltaMinFileBytes:
@@ -427,16 +554,47 @@ export function loadConfig(env: Env = process.env): Config {
   };
 }
 
+function storageTarget(values: EnvValues): StorageTarget {
+  switch (values.CLOUD_SYNC_PROVIDER) {
+    case 's3':
+      return { provider: 's3' };
+    case 'fs':
+      return { provider: 'fs', directory: path.resolve(values.CLOUD_SYNC_BUCKET ?? '/'), prefix: values.CLOUD_SYNC_PREFIX };
+    case 'azure': {
+      // Checked in checkAzure when enabled; a disabled agent never builds the store.
+      const credentials = azureCredentials(values) ?? { kind: 'shared-key', accountName: '', accountKey: '' };
+      const endpoint = credentials.kind === 'connection-string' ? undefined : values.CLOUD_SYNC_ENDPOINT;
+      return { provider: 'azure', container: values.CLOUD_SYNC_BUCKET ?? '', prefix: values.CLOUD_SYNC_PREFIX, endpoint, credentials };
+    }
+  }
+}
+
 /** The configuration as it may be logged or shown: secrets replaced by a marker. */
 export function redactedConfig(config: Config): Record<string, unknown> {
+  const target = config.storage;
+  const storage =
+    target.provider === 'fs'
+      ? { provider: 'fs', directory: target.directory, prefix: target.prefix }
+      : target.provider === 'azure'
+        ? {
+            provider: 'azure',
+            container: target.container,
+            endpoint: target.endpoint ?? '(from the connection string)',
+            prefix: target.prefix,
+            credentials: target.credentials.kind === 'connection-string' ? 'connection string (redacted)' : 'account key (redacted)',
+          }
+        : {
+          provider: config.storage.provider,
+          bucket: config.s3.bucket,
+          endpoint: config.s3.endpoint ?? '(AWS)',
+          region: config.s3.region,
+          prefix: config.s3.prefix,
+          credentials: config.s3.credentials === undefined ? 'AWS default chain' : 'static (redacted)',
+          forcePathStyle: config.s3.forcePathStyle,
+        };
   return {
     enabled: config.enabled,
-    bucket: config.s3.bucket,
-    endpoint: config.s3.endpoint ?? '(AWS)',
-    region: config.s3.region,
-    prefix: config.s3.prefix,
-    credentials: config.s3.credentials === undefined ? 'AWS default chain' : 'static (redacted)',
-    forcePathStyle: config.s3.forcePathStyle,
+    ...storage,
     schedule: config.schedule,
     backupDir: config.backupDir,
     stateDir: config.stateDir,

@@ -44,7 +44,7 @@ export class AppError extends Error {
     this.name = 'AppError';
     this.kind = kind;
     this.retryable = options.retryable ?? RETRYABLE_BY_DEFAULT.has(kind);
-    this.hint = options.hint;
+    this.hint = options.hint === undefined ? undefined : asHintSentence(options.hint);
     this.details = options.details;
   }
 }
@@ -53,21 +53,52 @@ export function isAppError(error: unknown, kind?: ErrorKind): error is AppError 
   return error instanceof AppError && (kind === undefined || error.kind === kind);
 }
 
-/** A one-line description of any thrown value, including the chain of causes. */
+/**
+ * A hint is a sentence of its own, wherever it is shown (CLI, HTTP body, log field): text built
+ * to be appended to a message (" (check the bucket)") loses its leading punctuation and brackets.
+ */
+export function asHintSentence(raw: string): string | undefined {
+  let text = raw.trim();
+  const bracketed = text.startsWith('(') && text.endsWith(')');
+  if (bracketed) text = text.slice(1, -1);
+  text = text.replace(/^[\s(:;,.\-\u2013\u2014]+/, '').trim();
+  return text === '' ? undefined : text;
+}
+
+/** What the SDK says when the server sent no message: nothing the code has not said. */
+const SAYS_NOTHING: ReadonlySet<string> = new Set(['UnknownError', 'Unknown']);
+
+/** One error's own words: its message, with its code when the message does not carry it. */
+function ownText(error: Error): string {
+  const code = (error as { code?: unknown }).code;
+  return typeof code === 'string' && code !== '' && !error.message.includes(code) ? `${error.message} (${code})` : error.message;
+}
+
+/**
+ * What a cause adds to the text so far: nothing when the text already says it (a wrapper that
+ * quoted its cause, an SDK placeholder), and never its code again when the wrapper ended with it
+ * ("ENOTDIR" then "ENOTDIR: not a directory").
+ */
+function addedBy(text: string, said: string): string {
+  if (said === '') return text;
+  if (said.includes(text) || SAYS_NOTHING.has(text)) return '';
+  const leadingCode = /^([A-Za-z][\w.]*): /.exec(text)?.[1];
+  if (leadingCode !== undefined && said.endsWith(leadingCode)) return text.slice(leadingCode.length + 2);
+  return text;
+}
+
+/** A one-line description of any thrown value, including the chain of causes, each thing said once. */
 export function describeError(error: unknown): string {
-  const parts: string[] = [];
+  let said = '';
   let current: unknown = error;
   for (let depth = 0; current !== undefined && current !== null && depth < 5; depth += 1) {
-    if (current instanceof Error) {
-      const code = (current as { code?: unknown }).code;
-      parts.push(typeof code === 'string' && !current.message.includes(code) ? `${current.message} (${code})` : current.message);
-      current = current.cause;
-    } else {
-      parts.push(String(current));
-      break;
-    }
+    const own = current instanceof Error ? ownText(current) : String(current);
+    const added = addedBy(own, said);
+    if (added !== '') said = said === '' ? added : `${said}: ${added}`;
+    if (!(current instanceof Error)) break;
+    current = current.cause;
   }
-  return parts.filter((part) => part.length > 0).join(': ');
+  return said;
 }
 
 /** Wraps anything thrown into an AppError of the given kind, keeping AppErrors as they are. */

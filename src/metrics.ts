@@ -6,14 +6,16 @@ import type { Counters } from './state/agent-state.js';
  * Prometheus metrics of one memsync instance, in a registry of its own: the global default
  * registry would make two instances in one process (tests, an embedding app) collide.
  *
- * What memsync already counts in its persisted state (snapshots and bytes uploaded,
- * conflicts, snapshots pruned before upload, the last success) is read from that state at
- * scrape time rather than counted twice; those counters therefore survive restarts.
+ * What memsync also counts in its persisted state (snapshots and bytes uploaded, conflicts,
+ * snapshots pruned before upload) resumes from that state's totals once, when the source is
+ * set, so those counters survive restarts; from then on they count what the process records,
+ * like any counter: a scrape only reads them, and within a process they never go down.
  * Everything else (durations, failures by kind, restores) counts from process start.
  */
 
 /** Live values read at scrape time; the running agent and its state provide them. */
 export interface MetricsSource {
+  /** The persisted totals the counters resume from: read once, when the source is set. */
   counters(): Counters;
   lastSuccessAtMs(): number | undefined;
   /** Snapshots waiting for an upload slot, and being uploaded. */
@@ -54,6 +56,11 @@ export class Metrics {
   private readonly restores: Counter<'result'>;
   private readonly copiedBytes: Counter;
   private readonly retentionDeleted: Counter;
+  private readonly snapshotsUploaded: Counter;
+  private readonly uploadedBytes: Counter;
+  private readonly deltaBytes: Counter;
+  private readonly conflicts: Counter;
+  private readonly prunedBeforeUpload: Counter;
 
   constructor(options: MetricsOptions) {
     const registers = [this.registry];
@@ -71,11 +78,11 @@ export class Metrics {
     this.copiedBytes = new Counter({ name: 'memsync_copied_bytes_total', help: 'Bytes of files created by server-side copy of identical objects already in the bucket, instead of being sent (since process start)', registers });
     this.retentionDeleted = new Counter({ name: 'memsync_retention_deleted_total', help: 'Remote snapshots deleted by the retention policy (CLOUD_SYNC_RETENTION); 0 in a dry run', registers });
 
-    this.persistedCounter('memsync_snapshots_uploaded_total', 'Snapshots uploaded (persisted across restarts)', (c) => c.snapshotsUploaded);
-    this.persistedCounter('memsync_delta_bytes_total', 'Bytes of files composed server-side from ranges of their previous version instead of being sent (persisted across restarts)', (c) => c.bytesDelta);
-    this.persistedCounter('memsync_uploaded_bytes_total', 'Bytes actually sent to the store; files already there are not counted (persisted across restarts)', (c) => c.bytesUploaded);
-    this.persistedCounter('memsync_conflicts_total', 'Snapshots found remotely under the same name with different content (persisted across restarts)', (c) => c.conflicts);
-    this.persistedCounter('memsync_pruned_before_upload_total', 'Snapshots the memory service removed before memsync could upload them (persisted across restarts)', (c) => c.prunedBeforeUpload);
+    this.snapshotsUploaded = new Counter({ name: 'memsync_snapshots_uploaded_total', help: 'Snapshots uploaded (persisted across restarts)', registers });
+    this.deltaBytes = new Counter({ name: 'memsync_delta_bytes_total', help: 'Bytes of files composed server-side from ranges of their previous version instead of being sent (persisted across restarts)', registers });
+    this.uploadedBytes = new Counter({ name: 'memsync_uploaded_bytes_total', help: 'Bytes actually sent to the store; files already there are not counted (persisted across restarts)', registers });
+    this.conflicts = new Counter({ name: 'memsync_conflicts_total', help: 'Snapshots found remotely under the same name with different content (persisted across restarts)', registers });
+    this.prunedBeforeUpload = new Counter({ name: 'memsync_pruned_before_upload_total', help: 'Snapshots the memory service removed before memsync could upload them (persisted across restarts)', registers });
     this.liveGauge('memsync_last_success_timestamp_seconds', 'When the last snapshot upload succeeded, seconds since the epoch; 0 before the first', (s) => (s.lastSuccessAtMs() ?? 0) / 1000);
     this.liveGauge('memsync_upload_queue_depth', 'Snapshots waiting for an upload slot', (s) => s.uploadQueue().waiting);
     this.liveGauge('memsync_uploads_in_flight', 'Snapshots being uploaded now', (s) => s.uploadQueue().uploading);
@@ -88,19 +95,39 @@ export class Metrics {
     return this.registry.contentType;
   }
 
-  /** Where scrape-time values come from; until set (and when sync is disabled) they read 0. */
+  /**
+   * Where scrape-time values come from; until set (and when sync is disabled) they read 0. The
+   * first source also gives the persisted totals the counters resume from: set it before
+   * anything is recorded, or what was recorded would be counted twice.
+   */
   readFrom(source: MetricsSource): void {
+    const first = this.source === undefined;
     this.source = source;
+    if (!first) return;
+    const persisted = source.counters();
+    this.snapshotsUploaded.inc(persisted.snapshotsUploaded);
+    this.uploadedBytes.inc(persisted.bytesUploaded);
+    this.deltaBytes.inc(persisted.bytesDelta);
+    this.conflicts.inc(persisted.conflicts);
+    this.prunedBeforeUpload.inc(persisted.prunedBeforeUpload);
   }
 
-  /** The count and bytes of uploads come from the persisted state; only the duration is recorded here. */
-  uploadSucceeded(seconds: number): void {
-    this.uploadSeconds.observe(seconds);
+  /** One snapshot uploaded; `bytesCopied` counts from process start, the others resume from the persisted totals. */
+  snapshotUploaded(upload: { seconds: number; bytesSent: number; bytesCopied: number; bytesDelta: number }): void {
+    this.uploadSeconds.observe(upload.seconds);
+    this.snapshotsUploaded.inc();
+    this.uploadedBytes.inc(upload.bytesSent);
+    this.copiedBytes.inc(upload.bytesCopied);
+    this.deltaBytes.inc(upload.bytesDelta);
   }
 
-  /** Bytes stored by server-side copy for one uploaded snapshot; memsync_uploaded_bytes_total has what was sent. */
-  bytesCopied(bytes: number): void {
-    this.copiedBytes.inc(bytes);
+  /** A new conflict (the same one found again is not counted again). */
+  conflictFound(): void {
+    this.conflicts.inc();
+  }
+
+  snapshotPrunedBeforeUpload(): void {
+    this.prunedBeforeUpload.inc();
   }
 
   uploadFailed(kind: ErrorKind): void {
@@ -122,21 +149,6 @@ export class Metrics {
   /** The exposition text, in the format named by contentType. */
   render(): Promise<string> {
     return this.registry.metrics();
-  }
-
-  private persistedCounter(name: string, help: string, read: (counters: Counters) => number): void {
-    const source = (): MetricsSource | undefined => this.source;
-    new Counter({
-      name,
-      help,
-      registers: [this.registry],
-      collect() {
-        // prom-client counters only go up; the persisted value is the truth, so start from it each scrape.
-        this.reset();
-        const current = source();
-        if (current !== undefined) this.inc(read(current.counters()));
-      },
-    });
   }
 
   private liveGauge(name: string, help: string, read: (source: MetricsSource) => number, unsetValue = 0): void {

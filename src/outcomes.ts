@@ -1,4 +1,5 @@
 import type { Notifier } from './alerts/notifier.js';
+import { FailureRun } from './alerts/recovery.js';
 import type { AppError } from './errors.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -11,8 +12,8 @@ import type { SnapshotOutcome } from './upload/snapshot-uploader.js';
 
 /** Turns upload outcomes into one log line each, persisted state, metrics, and the in-memory remote index. */
 export class OutcomeRecorder {
-  /** Snapshots that failed since the last successful upload: the next success is a recovery. In memory only. */
-  private readonly failing = new Set<string>();
+  /** Snapshots failing now and since the last recovery: a success that leaves none failing is a recovery. */
+  private readonly failures = new FailureRun();
 
   constructor(
     private readonly state: PersistedJson<AgentState>,
@@ -46,6 +47,9 @@ export class OutcomeRecorder {
         state.conflicts[name] = { snapshot: name, detectedAtMs: previous?.detectedAtMs ?? this.now(), operation: 'upload', ...outcome.conflict };
         if (changed) state.counters.conflicts += 1;
       });
+      if (changed) this.metrics?.conflictFound();
+      // Reported as a conflict, not as a failing upload.
+      this.failures.dropped(name);
       return;
     }
     remote.snapshots.set(name, {
@@ -75,8 +79,7 @@ export class OutcomeRecorder {
     if (outcome.outcome === 'already-remote') {
       this.log.debug('snapshot already remote', { snapshot: name });
     } else {
-      this.metrics?.uploadSucceeded(outcome.durationMs / 1000);
-      this.metrics?.bytesCopied(outcome.bytesCopied);
+      this.metrics?.snapshotUploaded({ seconds: outcome.durationMs / 1000, bytesSent: outcome.bytesSent, bytesCopied: outcome.bytesCopied, bytesDelta: outcome.bytesDelta });
       this.log.info('snapshot uploaded', {
         snapshot: name,
         files: outcome.manifest.files.length,
@@ -101,14 +104,31 @@ export class OutcomeRecorder {
     const fields = { snapshot: name, kind: error.kind, error: error.message, hint: error.hint, willRetry: true };
     if (firstFailure) this.log.error('upload failed', fields);
     else this.log.debug('upload failed again', fields);
-    this.failing.add(name);
+    this.failures.failed(name);
     if (firstFailure) this.notifier?.notify({ event: 'upload_failed', snapshot: name, message: error.message, details: { kind: error.kind, hint: error.hint ?? null, willRetry: true } });
   }
 
+  /**
+   * The store did not answer while this snapshot's upload was waiting on it, and the service
+   * pruned the snapshot before a request failed: reported like a failed upload, without a retry.
+   */
+  recordOutageHiddenByPrune(name: string, error: AppError): void {
+    this.recordError(error, name);
+    this.state.update((state) => {
+      state.counters.uploadFailures += 1;
+    });
+    this.metrics?.uploadFailed(error.kind);
+    this.log.error('upload failed: the store did not answer, and the snapshot was pruned before a request timed out', { snapshot: name, kind: error.kind, error: error.message, hint: error.hint, willRetry: false });
+    // Part of the run of failures the next success ends, though this snapshot is gone.
+    this.failures.failed(name);
+    this.failures.dropped(name);
+    const message = `${error.message} (the snapshot was pruned while its upload waited for the store)`;
+    this.notifier?.notify({ event: 'upload_failed', snapshot: name, message, details: { kind: error.kind, hint: error.hint ?? null, willRetry: false } });
+  }
+
   private noteRecovery(name: string): void {
-    if (this.failing.size === 0) return;
-    const failed = [...this.failing];
-    this.failing.clear();
+    const failed = this.failures.succeeded(name);
+    if (failed === undefined) return;
     this.log.info('uploads recovered after failures', { snapshot: name, failedBefore: failed.slice(0, 20) });
     this.notifier?.notify({ event: 'recovered', snapshot: name, message: `upload succeeded after earlier failures of ${failed.length} snapshot(s)`, details: { failedBefore: failed.slice(0, 20) } });
   }
@@ -121,6 +141,7 @@ export class OutcomeRecorder {
 
   /** A snapshot pruned by the service before memsync could upload it is counted, never silently lost. */
   recordGone(name: string, remote: RemoteIndex): void {
+    this.failures.dropped(name);
     if (remote.snapshots.get(name)?.complete === true) {
       this.log.debug('snapshot removed locally; the remote copy stays', { snapshot: name });
       return;
@@ -128,6 +149,7 @@ export class OutcomeRecorder {
     this.state.update((state) => {
       state.counters.prunedBeforeUpload += 1;
     });
+    this.metrics?.snapshotPrunedBeforeUpload();
     this.log.warn('snapshot removed before it could be uploaded', { snapshot: name });
   }
 }

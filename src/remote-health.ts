@@ -25,7 +25,8 @@ export class RemoteHealth {
       this.succeeded();
       return value;
     } catch (error) {
-      if (isAppError(error, 'remote_unavailable') || isAppError(error, 'remote_rejected')) this.failed(describeError(error));
+      if (isAppError(error, 'remote_unavailable')) this.failed(describeError(error));
+      else if (isAppError(error, 'remote_rejected')) this.failed(describeError(error), 'refused');
       else if (!isAppError(error, 'cancelled') && !isAppError(error, 'snapshot_gone')) this.succeededIfStoreAnswered(error);
       throw error;
     }
@@ -38,8 +39,9 @@ export class RemoteHealth {
     this.failuresSinceOk = 0;
   }
 
-  failed(message: string): void {
-    if (this.ok !== false) this.log.error('remote store unavailable', { error: message });
+  /** A refusal (credentials, bucket) is logged as one: the operator's fix differs from an outage's. */
+  failed(message: string, how: 'unavailable' | 'refused' = 'unavailable'): void {
+    if (this.ok !== false) this.log.error(how === 'refused' ? 'remote store refused memsync' : 'remote store unavailable', { error: message });
     this.ok = false;
     this.failuresSinceOk += 1;
     this.lastFailure = { atMs: this.now(), message };

@@ -1,6 +1,7 @@
 import { buildMemsync, type Memsync } from './app.js';
 import { loadConfig, redactedConfig, unknownVariables, type Config } from './config.js';
 import { AppError, describeError } from './errors.js';
+import { errorText, hintFor } from './cli/error-text.js';
 import { createLogger, type Logger } from './log.js';
 
 /**
@@ -32,10 +33,10 @@ export async function serve(): Promise<void> {
     await memsync.start();
   } catch (error) {
     const code = error instanceof AppError && error.kind === 'remote_rejected' ? EXIT_REMOTE_REJECTED : error instanceof AppError && error.kind === 'config' ? EXIT_CONFIG : 1;
-    const hint = error instanceof AppError && error.hint !== undefined ? ` (${error.hint})` : '';
-    log.error('cannot start', { error: describeError(error), hint });
+    log.error('cannot start', { error: describeError(error), hint: hintFor(error) });
     await memsync?.stop().catch(() => undefined);
-    fail(code, `${describeError(error)}${hint}`);
+    process.stderr.write(errorText(error));
+    process.exit(code);
   }
 }
 

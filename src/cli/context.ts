@@ -6,7 +6,7 @@ import type { Encryption } from '../crypto/encryption.js';
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { SyncOperations } from '../operations.js';
-import { S3RemoteStore } from '../remote/s3-store.js';
+import { createRemoteStore } from '../remote/store-factory.js';
 import type { RemoteStore } from '../remote/store.js';
 import { Restorer } from '../restore/restorer.js';
 import { DEFAULT_RETRY } from '../retry.js';
@@ -39,8 +39,8 @@ export interface CommandContext {
   encryption: Encryption | undefined;
 }
 
-export function openStore(config: Config): RemoteStore {
-  return new S3RemoteStore({ ...config.s3, partsInFlight: 4 });
+export function openStore(config: Config): Promise<RemoteStore> {
+  return createRemoteStore(config);
 }
 
 export const STATE_FILE = 'state.json';

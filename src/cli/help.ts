@@ -47,7 +47,8 @@ ${HELP_HELP}`,
 Compares the backup directory with the bucket now: snapshots in sync, pending upload, still
 being written, only remote, newer remote; the conflicts and last upload/error the agent has
 recorded in its state directory; whether the store is reachable. Reads only: it writes no
-state and no object. Exits 0 when the store answered, 3 or 4 when it did not.
+state and no object. Exits 0 when the store answered, 3 when it refused memsync (the store
+line says REFUSED), 4 when it could not be reached (UNREACHABLE).
 
 Options:
       --json     print JSON
@@ -119,9 +120,10 @@ ${HELP_HELP}`,
 export const EXIT_CODES_HELP = `Exit codes:
   0    done
   1    failed (local disk, unknown snapshot, an upload that failed for another reason)
-  2    usage error, invalid configuration, or confirmation needed (--yes)
-  3    the store refused memsync (credentials, bucket)
-  4    the store is unreachable
+  2    usage error, invalid configuration (a backup directory that is a file),
+       or confirmation needed (--yes)
+  3    the store refused memsync (credentials, bucket): "REFUSED" on stderr
+  4    the store is unreachable: "UNREACHABLE" on stderr
   5    conflict: a snapshot of that name exists with different content; nothing was overwritten
   6    verification failed: a remote object does not match its manifest or ETag
   130  interrupted`;

@@ -1,5 +1,5 @@
 import { loadConfig, type Config } from '../config.js';
-import { AppError, describeError, isAppError } from '../errors.js';
+import { AppError } from '../errors.js';
 import { openEncryption, type Encryption } from '../crypto/encryption.js';
 import { serve } from '../serve.js';
 import { parseCommandLine, type Command } from './args.js';
@@ -8,7 +8,9 @@ import { runSnapshots } from './commands/snapshots.js';
 import { runStatus } from './commands/status.js';
 import { runUpload } from './commands/upload.js';
 import { runVerify } from './commands/verify.js';
+import { requireBackupDirectory } from './backup-dir.js';
 import { openStore, type CommandContext } from './context.js';
+import { errorText } from './error-text.js';
 import { EXIT, exitCodeFor } from './exit-codes.js';
 import { cliLogLevel, createCliLogger } from './log.js';
 import { createProgressDisplay, type ProgressDisplay } from './progress.js';
@@ -21,6 +23,9 @@ import { createProgressDisplay, type ProgressDisplay } from './progress.js';
 
 /** Once the answer is written the process ends by itself; this only ends one kept alive by a stray handle. */
 const EXIT_BACKSTOP_MS = 2000;
+
+/** Commands that read or write the backup directory: it must be one before they start. */
+const USES_BACKUP_DIR: ReadonlySet<string> = new Set(['status', 'upload', 'download', 'restore']);
 
 export async function runCli(argv: readonly string[]): Promise<void> {
   const parsed = parseCommandLine(argv);
@@ -41,8 +46,9 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     if (!config.enabled) {
       throw new AppError('disabled', `cloud sync is disabled (CLOUD_SYNC_ENABLED is not true); set it and CLOUD_SYNC_BUCKET to use \`memsync ${command.name}\``);
     }
+    if (USES_BACKUP_DIR.has(command.name)) await requireBackupDirectory(config.backupDir);
   } catch (error) {
-    process.stderr.write(`memsync: ${describeError(error)}\n`);
+    process.stderr.write(errorText(error));
     return finish(exitCodeFor(error));
   }
 
@@ -56,10 +62,10 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     // The agent's salt is used when present; a command never creates files in its state directory.
     encryption = config.encryption === undefined ? undefined : await openEncryption(config.encryption, config.stateDir, false);
   } catch (error) {
-    process.stderr.write(`memsync: ${describeError(error)}\n`);
+    process.stderr.write(errorText(error));
     return finish(exitCodeFor(error));
   }
-  const store = openStore(config);
+  const store = await openStore(config);
   const context: CommandContext = { config, store, log, progress, out: (text) => process.stdout.write(`${text}\n`), signal: controller.signal, now: Date.now, encryption };
   installInterruptHandler(command, controller, progress);
   let code: number;
@@ -67,7 +73,7 @@ export async function runCli(argv: readonly string[]): Promise<void> {
     code = await runCommand(command, context);
   } catch (error) {
     progress.stop();
-    process.stderr.write(errorText(error));
+    process.stderr.write(errorText(error, { storeLocation: store.location }));
     code = controller.signal.aborted ? EXIT.interrupted : exitCodeFor(error);
   } finally {
     progress.stop();
@@ -113,19 +119,6 @@ function installInterruptHandler(command: Command, controller: AbortController, 
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-}
-
-function errorText(error: unknown): string {
-  const lines = [`memsync: ${describeError(error)}`];
-  if (isAppError(error)) {
-    if (error.hint !== undefined) lines.push(`  hint: ${error.hint}`);
-    const differing = error.details?.differingFiles;
-    if (Array.isArray(differing) && differing.length > 0) {
-      const paths = differing.map((d: unknown) => (typeof d === 'object' && d !== null && typeof (d as { path?: unknown }).path === 'string' ? (d as { path: string }).path : String(d)));
-      lines.push(`  differing files: ${paths.slice(0, 10).join(', ')}${paths.length > 10 ? ` and ${paths.length - 10} more` : ''}`);
-    }
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 function finish(code: number): void {

@@ -12,7 +12,7 @@ export interface StatusInputs {
   location: string;
   backupDir: string;
   stateDir: string;
-  remote: { reachable: true; index: RemoteIndex } | { reachable: false; error: string };
+  remote: { reachable: true; index: RemoteIndex } | { reachable: false; state: UnusableStoreState; error: string; hint: string | undefined };
   /** Settled local snapshots with their manifest identity. */
   local: LocalEntry[];
   /** Local snapshots still being written (or empty): not compared. */
@@ -20,6 +20,9 @@ export interface StatusInputs {
   /** The agent's state file; undefined when there is none (no agent ran with this state directory). */
   agentState: AgentState | undefined;
 }
+
+/** A store that refused memsync (credentials, bucket) needs a fix; one that did not answer may come back. */
+export type UnusableStoreState = 'refused' | 'unreachable';
 
 export interface NamedTime {
   name: string;
@@ -30,7 +33,16 @@ export interface StatusReport {
   location: string;
   backupDir: string;
   stateDir: string;
-  remote: { reachable: boolean; error: string | null; count: number | null; complete: number | null; latest: NamedTime | null };
+  remote: {
+    reachable: boolean;
+    state: 'reachable' | UnusableStoreState;
+    error: string | null;
+    /** What to do about the error. */
+    hint: string | null;
+    count: number | null;
+    complete: number | null;
+    latest: NamedTime | null;
+  };
   local: { count: number; latest: NamedTime | null; settling: string[] };
   /** Null when the store could not be listed: nothing can be said about either side's difference. */
   inSync: string[] | null;
@@ -56,15 +68,11 @@ export function buildStatusReport(inputs: StatusInputs): StatusReport {
   const recordedConflicts = Object.values(state?.conflicts ?? {});
   const remote = inputs.remote.reachable ? inputs.remote.index : undefined;
   const picture = remote === undefined ? undefined : compareSides(inputs.local, remote, new Set(recordedConflicts.map((c) => c.snapshot)));
-  const withContent = remote === undefined ? [] : [...remote.snapshots.values()].filter((s) => s.complete || s.fileCount > 0);
   return {
     location: inputs.location,
     backupDir: inputs.backupDir,
     stateDir: inputs.stateDir,
-    remote:
-      remote === undefined
-        ? { reachable: false, error: inputs.remote.reachable ? null : inputs.remote.error, count: null, complete: null, latest: null }
-        : { reachable: true, error: null, count: remote.snapshots.size, complete: withContent.filter((s) => s.complete).length, latest: named(chooseLatestRestorable(remote)) },
+    remote: remoteSummary(inputs.remote),
     local: { count: inputs.local.length + inputs.settling.length, latest: named(latestLocal), settling: inputs.settling.map((s) => s.name).sort() },
     inSync: picture === undefined ? null : picture.inSync.sort(),
     pending: picture?.pending ?? null,
@@ -81,4 +89,11 @@ export function buildStatusReport(inputs: StatusInputs): StatusReport {
       lastSweepAt: state?.lastSweep === undefined ? null : iso(state.lastSweep.atMs),
     },
   };
+}
+
+function remoteSummary(remote: StatusInputs['remote']): StatusReport['remote'] {
+  if (!remote.reachable) return { reachable: false, state: remote.state, error: remote.error, hint: remote.hint ?? null, count: null, complete: null, latest: null };
+  const { index } = remote;
+  const complete = [...index.snapshots.values()].filter((s) => s.complete).length;
+  return { reachable: true, state: 'reachable', error: null, hint: null, count: index.snapshots.size, complete, latest: named(chooseLatestRestorable(index)) };
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { describeError, isAppError } from '../errors.js';
+import { AppError, describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { PutOptions, RemoteStore } from './store.js';
 
@@ -64,4 +64,61 @@ export async function configureConditionalWrites(store: RemoteStore, log: Logger
   };
   log.info('conditional writes', { mode, guard: guard[mode] });
   return mode;
+}
+
+/**
+ * Whether the server checks If-Match on PUT (PutOptions.ifMatchEtag): 'honoured' when it refuses
+ * a write conditional on an ETag the object does not have and accepts one on the ETag it has;
+ * 'ignored' when it writes whatever the ETag; 'refused' when it refuses such writes altogether.
+ * Only 'honoured' lets two agents compete for one object safely (see upload/name-claim.ts).
+ */
+export type ConditionalReplace = 'honoured' | 'ignored' | 'refused';
+
+/** An ETag no probe object has: its MD5 is not this. */
+const FOREIGN_ETAG = `"${'0'.repeat(32)}"`;
+
+/** Writes a probe object, replaces it on a wrong and then on its own ETag, and deletes it. Throws when the store cannot be written. */
+export async function probeConditionalReplace(store: RemoteStore): Promise<ConditionalReplace> {
+  const key = `${PROBE_KEY_PREFIX}${randomBytes(8).toString('hex')}`;
+  const bytes = Buffer.from('memsync conditional replace probe\n');
+  try {
+    let etag: string | undefined;
+    await store.put(key, () => bytes, { ...probeOptions(bytes, false), onStored: (stored) => (etag = stored) });
+    etag ??= (await store.head(key))?.etag;
+    if (etag === undefined) throw new AppError('remote_unavailable', `probe ${key}: written, but the store shows no ETag for it`);
+    try {
+      await store.put(key, () => bytes, { ...probeOptions(bytes, false), ifMatchEtag: FOREIGN_ETAG });
+      return 'ignored';
+    } catch (error) {
+      if (isAppError(error, 'remote_rejected')) return 'refused';
+      if (!isAppError(error, 'conflict')) throw error;
+    }
+    try {
+      await store.put(key, () => bytes, { ...probeOptions(bytes, false), ifMatchEtag: etag });
+      return 'honoured';
+    } catch (error) {
+      if (isAppError(error, 'conflict') || isAppError(error, 'remote_rejected')) return 'refused';
+      throw error;
+    }
+  } finally {
+    await store.delete(key).catch(() => undefined);
+  }
+}
+
+/**
+ * probeConditionalReplace, run when first needed and remembered for the store's life (the server
+ * does not change its mind); a probe that failed is run again next time.
+ */
+export class ConditionalReplaceProbe {
+  private found: Promise<ConditionalReplace> | undefined;
+
+  constructor(private readonly store: RemoteStore) {}
+
+  mode(): Promise<ConditionalReplace> {
+    this.found ??= probeConditionalReplace(this.store).catch((error: unknown) => {
+      this.found = undefined;
+      throw error;
+    });
+    return this.found;
+  }
 }

@@ -17,6 +17,10 @@ export interface MemoryStoreOptions {
   honourIfNoneMatch?: boolean;
   /** Behave like servers that refuse any request carrying If-None-Match (501 NotImplemented). */
   refuseIfNoneMatch?: boolean;
+  /** How a PUT with ifMatchEtag is treated: checked (S3, Ceph RGW), ignored (written anyway) or refused (501). Default 'honour'. */
+  ifMatch?: 'honour' | 'ignore' | 'refuse';
+  /** The store's own clock: Last-Modified of what it writes and the time head() reports. Default Date.now. */
+  now?: () => number;
   pageSize?: number;
   /** Fault injection for tests of paths a real server cannot produce on demand. */
   transformStoredBytes?: (key: string, bytes: Buffer) => Buffer;
@@ -72,7 +76,12 @@ export class MemoryRemoteStore implements RemoteStore {
 
   async head(key: string): Promise<RemoteHead | undefined> {
     const stored = this.objects.get(key);
-    return stored === undefined ? undefined : { size: stored.bytes.length, etag: `"${stored.etag}"`, metadata: { ...stored.metadata } };
+    if (stored === undefined) return undefined;
+    return { size: stored.bytes.length, etag: `"${stored.etag}"`, metadata: { ...stored.metadata }, lastModifiedMs: stored.lastModifiedMs, storeTimeMs: this.now() };
+  }
+
+  private now(): number {
+    return (this.options.now ?? Date.now)();
   }
 
   async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
@@ -82,6 +91,7 @@ export class MemoryRemoteStore implements RemoteStore {
     if (ifNoneMatch && this.options.honourIfNoneMatch !== false && this.objects.has(key)) {
       throw new AppError('conflict', `upload ${key}: PreconditionFailed (HTTP 412)`);
     }
+    if (options.ifMatchEtag !== undefined && this.options.ifMatch === 'refuse') throw new AppError('remote_rejected', `upload ${key}: NotImplemented (HTTP 501)`, { details: { code: 'NotImplemented' } });
     const source = body();
     const received = Buffer.isBuffer(source) ? source : isFileBody(source) ? await readFileBody(key, source, options) : await collect(source);
     if (options.md5Hex !== undefined && createHash('md5').update(received).digest('hex') !== options.md5Hex) {
@@ -99,7 +109,11 @@ export class MemoryRemoteStore implements RemoteStore {
     }
     // S3 keeps user metadata keys lower-case.
     const metadata = Object.fromEntries(Object.entries(options.metadata).map(([name, value]) => [name.toLowerCase(), value]));
-    this.objects.set(key, { bytes, etag, metadata, lastModifiedMs: Date.now() });
+    // Checked with the write, no await between them: as atomic as the server's check.
+    if (options.ifMatchEtag !== undefined && this.options.ifMatch !== 'ignore' && this.objects.get(key)?.etag !== options.ifMatchEtag.replace(/"/g, '')) {
+      throw new AppError('conflict', `upload ${key}: PreconditionFailed (HTTP 412)`);
+    }
+    this.objects.set(key, { bytes, etag, metadata, lastModifiedMs: this.now() });
     this.putLog.push(key);
     options.onProgress?.(bytes.length);
     options.onStored?.(`"${etag}"`);

@@ -10,6 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { AppError, asAppError, isAppError } from '../errors.js';
 import { checkComposeParts, composePartBytes, normalizedPartMd5, partMd5Mismatch } from './compose-parts.js';
+import { retryInUpload } from './part-retry.js';
 import { copySource, quoted, withServerCode } from './s3-copy.js';
 import { errorCodeOf } from './s3-errors.js';
 import { CANCEL_GRACE_MS, type ComposeOptions, type ComposePartSpec } from './store.js';
@@ -80,10 +81,12 @@ export async function composeS3Object(context: S3ComposeContext, sourceFullKey: 
 }
 
 /**
- * The parts of one composition, started in order, up to `partsInFlight` at a time. A failure
- * or a cancellation stops new parts; parts already on the wire are let finish, since S3 may
- * store a part whose request was cut after the abort (they are cut after CANCEL_GRACE_MS, so a
- * shutdown is not held up by a slow link).
+ * The parts of one composition, started in order, up to `partsInFlight` at a time. A part that
+ * fails in transit is copied or sent again in place (part-retry.ts; a sent part is read from the
+ * file again, into the same buffer, with the planned MD5). A failure for good or a cancellation
+ * stops new parts and the waits of parts being retried; parts already on the wire are let
+ * finish, since S3 may store a part whose request was cut after the abort (they are cut after
+ * CANCEL_GRACE_MS, so a shutdown is not held up by a slow link).
  */
 class ComposeInFlight {
   cancelled = false;
@@ -92,6 +95,8 @@ class ComposeInFlight {
   private failure: unknown;
   private nextIndex = 0;
   private readonly requests = new AbortController();
+  /** Aborted on a cancellation or a failure for good: parts waiting to be sent again give up. */
+  private readonly stopping = new AbortController();
   private graceTimer: NodeJS.Timeout | undefined;
   private readonly onCancel = (): void => {
     this.cancelled = true;
@@ -127,6 +132,7 @@ class ComposeInFlight {
   }
 
   private windDown(): void {
+    this.stopping.abort();
     this.graceTimer ??= setTimeout(() => this.requests.abort(), CANCEL_GRACE_MS);
   }
 
@@ -138,12 +144,15 @@ class ComposeInFlight {
       this.nextIndex += 1;
       const part = this.options.parts[index] as ComposePartSpec;
       try {
-        if (part.kind === 'copy') {
-          completed[index] = await this.copyPart(index + 1, part);
-        } else {
-          if (buffer.length < part.length) buffer = Buffer.allocUnsafe(part.length);
-          completed[index] = await this.sendPart(index + 1, part, buffer.subarray(0, part.length));
-        }
+        if (part.kind === 'send' && buffer.length < part.length) buffer = Buffer.allocUnsafe(part.length);
+        const data = buffer;
+        const what = `${this.target.what}: part ${index + 1} of ${this.options.parts.length}`;
+        completed[index] = await retryInUpload(
+          () => (part.kind === 'copy' ? this.copyPart(index + 1, part) : this.sendPart(index + 1, part, data.subarray(0, part.length))),
+          what,
+          this.options.partRetry,
+          this.stopping.signal,
+        );
       } catch (error) {
         if (this.failure === undefined) {
           this.failure = error;

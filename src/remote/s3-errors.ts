@@ -68,7 +68,10 @@ export function translateS3Error(error: unknown, operation: string): AppError {
   const message = asSdkError(error).message;
   // The SDK's placeholder when the server sent no <Message> (Ceph RGW) says nothing more than the code.
   const saysMore = message !== undefined && message !== '' && message !== code && message !== 'UnknownError';
-  const detail = `${code}${status === undefined ? '' : ` (HTTP ${status})`}${saysMore ? `: ${message}` : ''}`;
+  // A HEAD answer has no body, so no code either: the status is then all there is to say.
+  const namesNothing = code === 'Unknown' || code === 'UnknownError';
+  const head = status === undefined ? code : namesNothing ? `HTTP ${status}` : `${code} (HTTP ${status})`;
+  const detail = `${head}${saysMore ? `: ${message}` : ''}`;
   const context = `${operation}: ${detail}`;
 
   if (isAbort(error)) return new AppError('cancelled', `${operation}: aborted`, { cause: error });
@@ -101,7 +104,7 @@ export function translateS3Error(error: unknown, operation: string): AppError {
     NETWORK_CODES.has(code) ||
     (networkCode !== undefined && NETWORK_CODES.has(networkCode))
   ) {
-    return new AppError('remote_unavailable', context, { cause: error, hint: 'the store is unreachable or overloaded; memsync retries with backoff' });
+    return new AppError('remote_unavailable', context, { cause: error, hint: 'check CLOUD_SYNC_ENDPOINT, the network, and that the store is running and not overloaded' });
   }
   if (status >= 400 && status < 500) return objectRefused(code, status, context, error);
   return new AppError('remote_rejected', context, { cause: error });

@@ -6,7 +6,8 @@ import {
   type CompletedPart,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { AppError } from '../errors.js';
+import { AppError, asAppError } from '../errors.js';
+import { retryInUpload } from './part-retry.js';
 import { CANCEL_GRACE_MS, type FileBody, type PutOptions } from './store.js';
 
 /**
@@ -36,9 +37,17 @@ export async function uploadFileInParts(context: S3FilePartsContext, fullKey: st
   const upload = new PartsInFlight(context, fullKey, uploadId, body, partSizeBytes, options);
   try {
     const parts = await upload.sendAll();
-    // Not cancellable: cut short, the server might complete it anyway without memsync knowing.
-    const answer = await client.send(
-      new CompleteMultipartUploadCommand({ Bucket: bucket, Key: fullKey, UploadId: uploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: context.ifNoneMatch ? '*' : undefined }),
+    // The request is not cancellable: cut short, the server might complete it anyway without
+    // memsync knowing. A completion lost in transit and sent again finds the upload gone (the
+    // caller starts over and finds its own object) or the key taken (a conflict it resolves).
+    const answer = await retryInUpload(
+      () =>
+        client.send(
+          new CompleteMultipartUploadCommand({ Bucket: bucket, Key: fullKey, UploadId: uploadId, MultipartUpload: { Parts: parts }, IfNoneMatch: context.ifNoneMatch ? '*' : undefined }),
+        ),
+      `upload ${fullKey}: complete`,
+      options.partRetry,
+      options.signal,
     );
     return answer.ETag;
   } catch (error) {
@@ -52,9 +61,11 @@ export async function uploadFileInParts(context: S3FilePartsContext, fullKey: st
 
 /**
  * The parts of one upload: read in order (so `onPart` sees the file front to back), sent up to
- * `partsInFlight` at a time. A failure or a cancellation stops new parts; parts already on the
- * wire are let finish, since S3 may store a part whose request was cut after the abort (they
- * are cut after CANCEL_GRACE_MS when cancelled, so a shutdown is not held up by a slow link).
+ * `partsInFlight` at a time. A part that fails in transit is sent again in place (part-retry.ts)
+ * while its slot waits: no more buffers than slots. A failure for good or a cancellation stops
+ * new parts and the waits of parts being retried; parts already on the wire are let finish,
+ * since S3 may store a part whose request was cut after the abort (they are cut after
+ * CANCEL_GRACE_MS when cancelled, so a shutdown is not held up by a slow link).
  */
 class PartsInFlight {
   cancelled = false;
@@ -65,9 +76,12 @@ class PartsInFlight {
   private reading: Promise<unknown> = Promise.resolve();
   private readonly partCount: number;
   private readonly requests = new AbortController();
+  /** Aborted on a cancellation or a failure for good: parts waiting to be sent again give up. */
+  private readonly stopping = new AbortController();
   private graceTimer: NodeJS.Timeout | undefined;
   private readonly onCancel = (): void => {
     this.cancelled = true;
+    this.stopping.abort();
     this.graceTimer = setTimeout(() => this.requests.abort(), CANCEL_GRACE_MS);
   };
 
@@ -108,13 +122,35 @@ class PartsInFlight {
       try {
         const read = this.reading.then(async () => {
           if (this.stopped()) return undefined;
-          await this.body.read(data, offset);
+          await this.readPart(data, offset, index);
           return { md5: this.options.onPart?.(data) };
         });
         this.reading = read.catch(() => undefined);
         const prepared = await read;
         if (prepared === undefined) return;
-        const answer = await this.context.client.send(
+        const etag = await this.sendPart(index, data, prepared.md5);
+        parts[index] = { PartNumber: index + 1, ETag: etag };
+        this.sentBytes += data.length;
+        this.options.onProgress?.(this.sentBytes);
+      } catch (error) {
+        this.failure ??= error;
+        this.stopping.abort();
+        return;
+      }
+    }
+  }
+
+  /**
+   * Sends part `index` from `data`, and again in place when it fails in transit. A retry reads
+   * the part from the file again and sends the Content-MD5 of the first read: a file changed
+   * meanwhile is refused by the server (BadDigest) instead of stored under the first digest.
+   */
+  private async sendPart(index: number, data: Buffer, md5: Buffer | undefined): Promise<string | undefined> {
+    const what = `upload ${this.fullKey}: part ${index + 1} of ${this.partCount}`;
+    const answer = await retryInUpload(
+      async (attempt) => {
+        if (attempt > 0) await this.readPart(data, index * this.partSizeBytes, index);
+        return this.context.client.send(
           new UploadPartCommand({
             Bucket: this.context.bucket,
             Key: this.fullKey,
@@ -122,17 +158,24 @@ class PartsInFlight {
             PartNumber: index + 1,
             Body: data,
             ContentLength: data.length,
-            ContentMD5: prepared.md5?.toString('base64'),
+            ContentMD5: md5?.toString('base64'),
           }),
           { abortSignal: this.requests.signal },
         );
-        parts[index] = { PartNumber: index + 1, ETag: answer.ETag };
-        this.sentBytes += data.length;
-        this.options.onProgress?.(this.sentBytes);
-      } catch (error) {
-        this.failure ??= error;
-        return;
-      }
+      },
+      what,
+      this.options.partRetry,
+      this.stopping.signal,
+    );
+    return answer.ETag;
+  }
+
+  /** A failed read of the local file is the file's problem, never one to send again for. */
+  private async readPart(data: Buffer, offset: number, index: number): Promise<void> {
+    try {
+      await this.body.read(data, offset);
+    } catch (error) {
+      throw asAppError(error, 'local_io', `upload ${this.fullKey}: read part ${index + 1} at ${offset}`);
     }
   }
 

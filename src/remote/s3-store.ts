@@ -17,6 +17,8 @@ import { composeS3Object } from './s3-compose.js';
 import { copyS3Object } from './s3-copy.js';
 import { isNotFound, translateS3BucketError, translateS3Error } from './s3-errors.js';
 import { uploadFileInParts } from './s3-file-parts.js';
+import { IfMatchForm } from './s3-if-match.js';
+import { keepServerDate } from './s3-server-clock.js';
 import { CANCEL_GRACE_MS, isFileBody, type BodySource, type ComposeOptions, type FileBody, type CopyOptions, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
 
 export interface S3StoreOptions {
@@ -64,6 +66,7 @@ export class S3RemoteStore implements RemoteStore {
   readonly location: string;
   private readonly client: S3Client;
   private conditionalWrites = true;
+  private readonly ifMatchForm = new IfMatchForm();
 
   constructor(private readonly options: S3StoreOptions) {
     this.location = `s3://${options.bucket}/${options.prefix}${options.endpoint === undefined ? '' : ` at ${options.endpoint}`}`;
@@ -156,8 +159,16 @@ export class S3RemoteStore implements RemoteStore {
 
   async head(key: string): Promise<RemoteHead | undefined> {
     try {
-      const answer = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.fullKey(key) }));
-      return { size: answer.ContentLength ?? 0, etag: answer.ETag ?? '', metadata: lowerCaseKeys(answer.Metadata ?? {}) };
+      const command = new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.fullKey(key) });
+      const answeredAt = keepServerDate(command);
+      const answer = await this.client.send(command);
+      return {
+        size: answer.ContentLength ?? 0,
+        etag: answer.ETag ?? '',
+        metadata: lowerCaseKeys(answer.Metadata ?? {}),
+        lastModifiedMs: answer.LastModified?.getTime(),
+        storeTimeMs: answeredAt(),
+      };
     } catch (error) {
       if (isNotFound(error)) return undefined;
       throw translateS3Error(error, `head ${this.fullKey(key)}`);
@@ -167,14 +178,24 @@ export class S3RemoteStore implements RemoteStore {
   async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
     const fullKey = this.fullKey(key);
     try {
-      if (options.partSizeBytes === undefined) await this.putSingle(fullKey, body, options);
+      if (options.ifMatchEtag !== undefined) await this.putReplacing(fullKey, body, options, options.ifMatchEtag);
+      else if (options.partSizeBytes === undefined) await this.putSingle(fullKey, body, options, undefined);
       else await this.putMultipart(fullKey, body, options.partSizeBytes, options);
     } catch (error) {
-      throw translateS3Error(error, `upload ${fullKey}`);
+      const translated = translateS3Error(error, `upload ${fullKey}`);
+      // AWS S3 answers an If-Match PUT on a missing key with 404: for the caller, the ETag it expected is gone.
+      if (options.ifMatchEtag !== undefined && translated.kind === 'not_found') throw new AppError('conflict', translated.message, { cause: error });
+      throw translated;
     }
   }
 
-  private async putSingle(fullKey: string, body: BodySource, options: PutOptions): Promise<void> {
+  /** A single PUT conditional on the object's ETag (If-Match). */
+  private async putReplacing(fullKey: string, body: BodySource, options: PutOptions, etag: string): Promise<void> {
+    if (options.partSizeBytes !== undefined) throw new AppError('remote_rejected', `upload ${fullKey}: a conditional replace is one request, not a multipart upload`);
+    await this.ifMatchForm.send(etag, (ifMatch) => this.putSingle(fullKey, body, options, ifMatch));
+  }
+
+  private async putSingle(fullKey: string, body: BodySource, options: PutOptions, ifMatch: string | undefined): Promise<void> {
     const source = body();
     // Single PUTs are at most the multipart threshold: a file given as a FileBody is read whole.
     const payload = isFileBody(source) ? await readWhole(source, options.sizeBytes) : source;
@@ -185,7 +206,8 @@ export class S3RemoteStore implements RemoteStore {
         Body: payload,
         ContentLength: options.sizeBytes,
         ContentMD5: options.md5Hex === undefined ? undefined : Buffer.from(options.md5Hex, 'hex').toString('base64'),
-        IfNoneMatch: options.ifNoneMatch && this.conditionalWrites ? '*' : undefined,
+        IfNoneMatch: options.ifNoneMatch && this.conditionalWrites && ifMatch === undefined ? '*' : undefined,
+        IfMatch: ifMatch,
         Metadata: options.metadata,
       }),
       { abortSignal: options.signal },

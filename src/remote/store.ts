@@ -1,4 +1,6 @@
 import type { Readable } from 'node:stream';
+import type { AppError } from '../errors.js';
+import type { RetryPolicy } from '../retry.js';
 
 /**
  * The one interface between memsync and object storage. Keys are relative to the
@@ -19,6 +21,18 @@ export interface RemoteHead {
   etag: string;
   /** User metadata, lower-case keys without the x-amz-meta- prefix. */
   metadata: Record<string, string>;
+  /**
+   * When the object was last written, by the store's own clock (S3: Last-Modified, whole
+   * seconds). Undefined when the store does not say.
+   */
+  lastModifiedMs?: number;
+  /**
+   * The store's own clock when it answered this request (S3: the Date header, whole seconds).
+   * With lastModifiedMs it gives the object's age without trusting this host's clock (see
+   * upload/claim-lease.ts). Undefined when the store does not say; a store that has no clock of
+   * its own (a directory) leaves both undefined rather than report this host's.
+   */
+  storeTimeMs?: number;
 }
 
 export interface PutOptions {
@@ -29,6 +43,18 @@ export interface PutOptions {
   partSizeBytes: number | undefined;
   /** Refuse to replace an existing key (If-None-Match: *), where the server honours it. */
   ifNoneMatch: boolean;
+  /**
+   * Replace the object only while it still has this ETag (If-Match), given as this store's
+   * head(), listObjects() or onStored reported it. The check and the write are one atomic step:
+   * of two writers conditional on the same ETag, at most one succeeds. When the object has
+   * another ETag, or no longer exists, nothing is written and the put fails with AppError
+   * 'conflict'. Only for single-request writes (partSizeBytes undefined) and never together
+   * with ifNoneMatch. A store that cannot check it atomically fails with 'remote_rejected'
+   * (details.code 'NotImplemented') and never writes unconditionally; memsync finds out at
+   * run time (probeConditionalReplace in conditional-writes.ts) and then does without.
+   * Undefined: no such condition.
+   */
+  ifMatchEtag?: string;
   metadata: Record<string, string>;
   signal: AbortSignal | undefined;
   onProgress: ((loadedBytes: number) => void) | undefined;
@@ -43,6 +69,17 @@ export interface PutOptions {
    * as Content-MD5, so the server checks every part as it arrives.
    */
   onPart?: (part: Buffer) => Buffer | undefined;
+  /** Retries of a multipart upload's parts, in place; default: partRetryPolicy(DEFAULT_RETRY), unreported. */
+  partRetry?: PartRetryOptions;
+}
+
+/**
+ * A part of a multipart upload (or its completion) that failed in transit is sent again within
+ * the same upload, up to `policy.attempts` tries; `onRetry` is told before each wait.
+ */
+export interface PartRetryOptions {
+  policy: RetryPolicy;
+  onRetry?: (retry: { what: string; attempt: number; delayMs: number; error: AppError }) => void;
 }
 
 export interface CopyOptions {
@@ -81,6 +118,8 @@ export interface ComposeOptions {
   signal: AbortSignal | undefined;
   /** Told each finished part, with its size and kind, for progress. */
   onPartDone?: (part: { index: number; bytes: number; kind: 'copy' | 'send' }) => void;
+  /** Retries of the parts, in place; default: partRetryPolicy(DEFAULT_RETRY), unreported. */
+  partRetry?: PartRetryOptions;
 }
 
 export interface MultipartUpload {

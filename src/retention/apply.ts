@@ -3,6 +3,7 @@ import type { Logger } from '../log.js';
 import { listAllObjects, type RemoteIndex } from '../remote/remote-index.js';
 import type { RemoteStore } from '../remote/store.js';
 import { manifestFormatOf } from '../snapshot/manifest-codec.js';
+import { notedDeletions, removeDeletionNote, writeDeletionNote } from './deletion-notes.js';
 import { decideRetention, formatPolicy, type DeletedSnapshot, type ProtectionReason, type RetentionPolicy } from './policy.js';
 
 /**
@@ -10,6 +11,8 @@ import { decideRetention, formatPolicy, type DeletedSnapshot, type ProtectionRea
  * dropped snapshot manifest first. Without its manifest a snapshot is listed as incomplete,
  * which retention, restores and sweeps all leave alone, so a deletion cut short (crash,
  * outage) never leaves something that looks like a complete snapshot with files missing.
+ * A note written before the manifest goes (deletion-notes.ts) lets the next pass, in this
+ * process or after a restart, finish such a deletion.
  */
 
 export interface RetentionSettings {
@@ -53,12 +56,6 @@ const STATUS_LIST_LIMIT = 100;
 export class RetentionRunner {
   private running: Promise<RetentionReport> | undefined;
   private last: { atMs: number; report: RetentionReport | undefined; error: string | undefined } | undefined;
-  /**
-   * Snapshots whose manifest this process deleted but not every file: they list as
-   * incomplete, which the rules never delete, so they are finished here. Kept in memory
-   * only; after a restart such leftovers stay (incomplete, visible in listings).
-   */
-  private readonly unfinished = new Set<string>();
 
   constructor(
     private readonly settings: RetentionSettings,
@@ -109,7 +106,7 @@ export class RetentionRunner {
       for (const snapshot of decision.delete) log.info('retention dry run: would delete snapshot', { snapshot: snapshot.name, policy, reason: snapshot.reason });
       return { deleted: [], wouldDelete: decision.delete.map((s) => s.name), kept };
     }
-    await this.finishInterrupted(index);
+    await this.finishInterrupted(index, protectedNames);
     const deleted: string[] = [];
     const failed: string[] = [];
     for (const snapshot of decision.delete) {
@@ -137,34 +134,41 @@ export class RetentionRunner {
     return { deleted, wouldDelete: failed, kept };
   }
 
-  /** Manifest first, then the files; returns how many objects went. */
+  /** A note first, then the manifest, then the files, then the note; returns how many objects of the snapshot went. */
   private async deleteSnapshot(snapshot: DeletedSnapshot): Promise<number> {
     const all = await this.keysOf(snapshot.name);
-    const isManifest = (key: string): boolean => manifestFormatOf(key.slice(snapshot.name.length + 1)) !== undefined;
-    const manifests = all.filter(isManifest);
-    const files = all.filter((key) => !isManifest(key));
+    const manifests = all.filter((key) => isManifestOf(snapshot.name, key));
+    const files = all.filter((key) => !isManifestOf(snapshot.name, key));
+    await writeDeletionNote(this.options.store, snapshot.name, this.options.now());
     for (const key of manifests) await this.options.store.delete(key);
-    this.unfinished.add(snapshot.name);
     for (const key of files) await this.options.store.delete(key);
-    this.unfinished.delete(snapshot.name);
+    await removeDeletionNote(this.options.store, snapshot.name);
     return all.length;
   }
 
-  private async finishInterrupted(index: RemoteIndex): Promise<void> {
-    for (const name of [...this.unfinished]) {
-      const listed = index.snapshots.get(name);
-      // Complete again means someone uploaded it anew since: it is no longer ours to finish.
-      if (listed?.complete === true) {
-        this.unfinished.delete(name);
-        continue;
-      }
+  /** Deletions an earlier pass (of this process or one before a restart) noted and did not finish. */
+  private async finishInterrupted(index: RemoteIndex, protectedNames: ReadonlyMap<string, ProtectionReason>): Promise<void> {
+    const { log } = this.options;
+    for (const name of await notedDeletions(this.options.store)) {
       try {
-        for (const key of await this.keysOf(name)) await this.options.store.delete(key);
-        this.unfinished.delete(name);
+        const keys = await this.keysOf(name);
+        if (keys.some((key) => isManifestOf(name, key))) {
+          // Cut short before its manifest went, or uploaded anew since: a complete snapshot is
+          // only ever deleted by a decision of the rules, so the note goes and the rules decide again.
+          await removeDeletionNote(this.options.store, name);
+          continue;
+        }
+        if (protectedNames.has(name) || this.options.isBusy?.(name) === true) {
+          // Local again (being uploaded anew) or being restored: its files are not leftovers now.
+          log.info('retention leaves an unfinished deletion for later: the snapshot is in use', { snapshot: name });
+          continue;
+        }
+        for (const key of keys) await this.options.store.delete(key);
+        await removeDeletionNote(this.options.store, name);
         index.snapshots.delete(name);
-        this.options.log.info('retention finished deleting snapshot', { snapshot: name });
+        log.info('retention finished deleting snapshot', { snapshot: name, objects: keys.length });
       } catch (error) {
-        this.options.log.warn('retention could not finish deleting snapshot; next run retries', { snapshot: name, error: describeError(error) });
+        log.warn('retention could not finish deleting snapshot; next run retries', { snapshot: name, error: describeError(error) });
       }
     }
   }
@@ -172,4 +176,8 @@ export class RetentionRunner {
   private async keysOf(name: string): Promise<string[]> {
     return (await listAllObjects(this.options.store, `${name}/`)).map((object) => object.key);
   }
+}
+
+function isManifestOf(name: string, key: string): boolean {
+  return manifestFormatOf(key.slice(name.length + 1)) !== undefined;
 }

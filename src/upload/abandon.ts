@@ -1,6 +1,8 @@
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { listAllObjects } from '../remote/remote-index.js';
 import type { RemoteStore } from '../remote/store.js';
+import { manifestFormatOf } from '../snapshot/manifest-codec.js';
 import { claimKey, fileKey } from '../snapshot/manifest.js';
 import type { FilePlan } from './file-plans.js';
 import { signaturesKey } from './manifest-commit.js';
@@ -26,4 +28,23 @@ export async function abandonUpload(store: RemoteStore, agentId: string, name: s
     }
   }
   if (removed > 0) log.info('abandoned partial upload', { objectsRemoved: removed });
+}
+
+/**
+ * Removes what earlier, failed attempts at a snapshot left under its name, once the snapshot is
+ * gone locally and will not be retried. Only objects carrying this agent's id go, and nothing at
+ * all while the name holds a manifest: a complete snapshot is never touched. Throws when the
+ * store cannot be listed or an object cannot be removed (the caller tries again later).
+ */
+export async function removeAbandonedAttempt(store: RemoteStore, agentId: string, name: string, log: Logger): Promise<number> {
+  const objects = await listAllObjects(store, `${name}/`);
+  if (objects.some((object) => manifestFormatOf(object.key.slice(name.length + 1)) !== undefined)) return 0;
+  let removed = 0;
+  for (const { key } of objects) {
+    if ((await store.head(key))?.metadata[METADATA_AGENT] !== agentId) continue;
+    await store.delete(key);
+    removed += 1;
+  }
+  if (removed > 0) log.info('removed what failed upload attempts left of a pruned snapshot', { snapshot: name, objectsRemoved: removed });
+  return removed;
 }

@@ -118,6 +118,7 @@ export class DeltaTransfer {
             body: local.body,
             metadata: { [METADATA_AGENT]: this.options.agentId, [METADATA_SHA256]: local.digest.sha256 },
             signal,
+            partRetry: this.retrying.inParts,
           }),
         `compose ${targetKey}`,
         signal,

@@ -95,6 +95,11 @@ export class FileUpload implements FinalTransfer {
           onStored: (etag) => {
             attempt.storedEtag = etag === '' ? undefined : etag;
           },
+          // Parts read from the file are sent again by the store within the upload when cut in
+          // transit; one that used up those tries fails as not retryable, so the retry around this
+          // call does not send the whole file again into the same outage (the snapshot's own
+          // retry comes later). An encrypted stream cannot be read again at a part's offset.
+          partRetry: multipart && sealed === undefined ? this.options.retrying.inParts : undefined,
         });
       } catch (error) {
         // Awaited here: the finally below must not close the file while it is still pending.

@@ -17,7 +17,7 @@ import { DeltaTransfer } from './delta-transfer.js';
 import { FilePlanner, listSnapshot, type FilePlan } from './file-plans.js';
 import { FileUpload } from './file-upload.js';
 import { incompleteConflict, ManifestCommit, replacedConflict, type ConflictReport, type StoredManifest } from './manifest-commit.js';
-import { claimName, type NameClaimOptions } from './name-claim.js';
+import { NameClaims, type HeldClaim } from './name-claim.js';
 import { requireUploadablePaths } from './plan.js';
 import { retryingWith, type Retrying } from './requests.js';
 import { ServerSideCopier } from './server-side-copy.js';
@@ -104,6 +104,8 @@ export interface UploaderOptions {
    * is stored is composed from ranges of it plus the changed bytes. Omitted: off.
    */
   delta?: { minFileBytes: number; signatures: SignatureStore };
+  /** Lease of this agent's claims on snapshot names, renewed every third of it (see claim-lease.ts). Default 10 min. */
+  claimLeaseMs?: number;
 }
 
 export class SnapshotUploader {
@@ -113,7 +115,7 @@ export class SnapshotUploader {
   private readonly files: SnapshotFiles;
   private readonly planner: FilePlanner;
   private readonly manifests: ManifestCommit;
-  private readonly claims: NameClaimOptions;
+  private readonly claims: NameClaims;
   /** Delta uploads' transfer, tried after a copy and before the upload; undefined when off. */
   private readonly compose: ComposeTransfer | undefined;
   private readonly fileUpload: FileUpload;
@@ -163,7 +165,7 @@ export class SnapshotUploader {
     });
     this.planner = new FilePlanner({ store, files: this.files, agentId, multipartThresholdBytes, encryption, copier, delta, retrying });
     this.manifests = new ManifestCommit({ store, codec: this.codec, encryption, agentId, conditionalWritesHonoured: options.conditionalWritesHonoured, delta, retrying });
-    this.claims = { store, agentId, now: options.now, retrying };
+    this.claims = new NameClaims({ store, agentId, now: options.now, retrying, leaseMs: options.claimLeaseMs });
     this.compose = delta === undefined ? undefined : new ComposeTransfer(delta, this.files);
     this.fileUpload = new FileUpload({ store, files: this.files, agentId, multipartThresholdBytes, encryption, retrying, now: options.now });
   }
@@ -227,15 +229,21 @@ export class SnapshotUploader {
       },
     };
     const created: string[] = [];
+    let claim: HeldClaim | undefined;
     try {
       // Inside the try: a claim cancelled by a prune ends as snapshot_gone and is removed with the rest.
-      if (plans.some((plan) => plan.action.action === 'upload' && this.sendsInParts(plan.file.size))) await claimName(stat.name, listed, signal, this.claims);
-      const totals = await this.transferFiles(plans, context, progress, onProgress, created);
+      if (plans.some((plan) => plan.action.action === 'upload' && this.sendsInParts(plan.file.size))) claim = await this.claims.claim(stat.name, listed, signal, log);
+      // Under a claim, its signal: a claim lost (taken over, or not renewed in time) stops the upload.
+      const claimed = claim === undefined ? context : { ...context, signal: claim.signal };
+      const totals = await this.transferFiles(plans, claimed, progress, onProgress, created);
       // Files changed while they were being sent: what was sent is not a consistent snapshot.
       await this.files.requireUnchanged(stat);
-      return await this.commit(plans, context, { bytes: progress.totalBytes, totals, startedAtMs });
+      const outcome = await this.commit(plans, claimed, { bytes: progress.totalBytes, totals, startedAtMs });
+      await claim?.release();
+      return outcome;
     } catch (error) {
-      const translated = cancelledOr(error, signal);
+      await claim?.stop();
+      const translated = cancelledOr(error, claim?.signal ?? signal);
       // A snapshot that vanished or changed leaves nothing half-written under its name. On
       // shutdown, files already sent are kept: they are reused when the upload resumes.
       if (translated.kind === 'snapshot_gone') await abandonUpload(this.options.store, this.options.agentId, stat.name, plans, created, log);

@@ -35,6 +35,10 @@ export class FaultProxy {
   private connections = 0;
   private server: Server | undefined;
   private choose: (connection: number) => Fault;
+  /** Request bytes (heads and bodies) passed on to the server, resets and retries included. */
+  private forwardedBytes = 0;
+  private readonly byteWaiters: { bytes: number; resolve: () => void }[] = [];
+  private outageTimer: NodeJS.Timeout | undefined;
 
   constructor(private readonly options: FaultProxyOptions) {
     this.choose = options.choose;
@@ -57,6 +61,41 @@ export class FaultProxy {
     this.choose = choose;
   }
 
+  /** Request bytes passed on to the server so far: what went over the wire, resent bytes included. */
+  get upstreamBytes(): number {
+    return this.forwardedBytes;
+  }
+
+  /** Resolves once at least `bytes` request bytes have been passed on to the server. */
+  whenUpstreamBytes(bytes: number): Promise<void> {
+    if (this.forwardedBytes >= bytes) return Promise.resolve();
+    return new Promise((resolve) => this.byteWaiters.push({ bytes, resolve }));
+  }
+
+  /**
+   * A link outage: every open connection is reset at once, and connections made during the next
+   * `durationMs` are reset as soon as they are accepted. `onEnd` is told when the link is back.
+   */
+  cutFor(durationMs: number, onEnd?: () => void): void {
+    for (const socket of this.sockets) socket.resetAndDestroy();
+    clearTimeout(this.outageTimer);
+    this.outageTimer = setTimeout(() => {
+      this.outageTimer = undefined;
+      onEnd?.();
+    }, durationMs);
+  }
+
+  private countForwarded(bytes: number): void {
+    this.forwardedBytes += bytes;
+    for (let i = this.byteWaiters.length - 1; i >= 0; i -= 1) {
+      const waiter = this.byteWaiters[i];
+      if (waiter !== undefined && this.forwardedBytes >= waiter.bytes) {
+        this.byteWaiters.splice(i, 1);
+        waiter.resolve();
+      }
+    }
+  }
+
   summary(): string {
     return FAULTS.filter((f) => f !== 'none' && this.chosen[f] > 0)
       .map((f) => `${f} ${this.applied[f]}/${this.chosen[f]}`)
@@ -72,6 +111,7 @@ export class FaultProxy {
   }
 
   async stop(): Promise<void> {
+    clearTimeout(this.outageTimer);
     for (const socket of this.sockets) socket.destroy();
     await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
   }
@@ -90,6 +130,10 @@ export class FaultProxy {
    */
   private onConnection(client: Socket): void {
     this.track(client);
+    if (this.outageTimer !== undefined) {
+      client.resetAndDestroy();
+      return;
+    }
     const { random } = this.options;
     const upstream = this.track(connect(this.options.target.port, this.options.target.host));
     let answeredHere = false; // an injected answer: the client connection outlives the upstream one
@@ -152,11 +196,13 @@ export class FaultProxy {
           this.applied['corrupt-request-body'] += 1;
         }
         if (request.offset + piece.length > request.cutAt) {
+          if (!upstream.destroyed) this.countForwarded(request.cutAt - request.offset);
           await write(piece.subarray(0, request.cutAt - request.offset));
           this.applied['reset-request'] += 1;
           closeBoth();
           return;
         }
+        if (!upstream.destroyed) this.countForwarded(piece.length);
         await write(piece);
         request.offset += piece.length;
         if (bodyLeft === 0) request = undefined;

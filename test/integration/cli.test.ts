@@ -1,13 +1,11 @@
 // The memsync command line as real processes (node --import tsx src/main.ts <command>) against
 // the real S3 server of the test run. The tests share one bucket and run in order: upload,
 // list, status, verify, restore, conflicts, and last the corruption of a remote object.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { MANIFEST_FILE_NAME } from '../../src/snapshot/manifest.js';
@@ -15,57 +13,22 @@ import { freshAgentState } from '../../src/state/agent-state.js';
 import { memoryFileSet, writeBackup, type WrittenBackup } from '../helpers/memory-service-sim.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
 import { s3Env, testServer } from '../helpers/s3.js';
+import { killRunningCommands, runMemsync, type CommandRun } from '../helpers/memsync-command.js';
 
 const server = testServer();
 const PREFIX = 'memories/';
 const MIB = 1024 * 1024;
-const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-/** Variables memsync reads: never inherited from the environment the tests run in. */
-const OWN_VARIABLES = /^(CLOUD_SYNC_|MEMORY_SERVICE_|LOG_LEVEL$|LOG_FORMAT$|NODE_ENV$)/;
-const COMMAND_TIMEOUT_MS = 90_000;
 const NAME = 'auto_20261125_020000';
 const OLD_CONFLICT = 'old_20200101_000000';
 
-interface Run {
-  code: number | null;
-  stdout: string;
-  stderr: string;
-}
 
-const running = new Set<ChildProcess>();
-
-/** Runs one command to its end (bounded); output as text. */
-function memsync(args: string[], env: Record<string, string | undefined>): Promise<Run> {
-  const childEnv: NodeJS.ProcessEnv = {};
-  for (const [key, value] of Object.entries(process.env)) if (!OWN_VARIABLES.test(key)) childEnv[key] = value;
-  for (const [key, value] of Object.entries(env)) if (value !== undefined) childEnv[key] = value;
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/main.ts', ...args], { cwd: PROJECT_DIR, env: childEnv, stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  let stdout = '';
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (chunk: string) => (stdout += chunk));
-  child.stderr.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  return new Promise<Run>((resolve, reject) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`memsync ${args.join(' ')} did not end within ${COMMAND_TIMEOUT_MS} ms\nstdout:\n${stdout}\nstderr:\n${stderr}`));
-    }, COMMAND_TIMEOUT_MS);
-    child.once('error', reject);
-    child.once('close', (code) => {
-      clearTimeout(timer);
-      running.delete(child);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
-
-function describeRun(args: string[], run: Run): string {
+function describeRun(args: string[], run: CommandRun): string {
   return `memsync ${args.join(' ')} -> ${run.code}\n--- stdout:\n${run.stdout}\n--- stderr:\n${run.stderr}`;
 }
 
 /** Runs and expects an exit code, showing the output when it differs. */
-async function expectRun(args: string[], env: Record<string, string | undefined>, code: number): Promise<Run> {
-  const run = await memsync(args, env);
+async function expectRun(args: string[], env: Record<string, string | undefined>, code: number): Promise<CommandRun> {
+  const run = await runMemsync(args, env);
   expect(run.code, describeRun(args, run)).toBe(code);
   return run;
 }
@@ -131,7 +94,7 @@ beforeAll(async () => {
 });
 
 afterEach(() => {
-  for (const child of running) child.kill('SIGKILL');
+  killRunningCommands();
 });
 
 afterAll(async () => {
@@ -145,8 +108,8 @@ describe(`memsync command line (${server.kind})`, () => {
     const upload = await expectRun(['upload'], env(), 0);
     expect(upload.stdout).toMatch(new RegExp(`^uploaded +${NAME}$`, 'm'));
     expect(upload.stdout).toMatch(/1 uploaded, 0 already remote, 0 conflicts, 0 failed/);
-    // The claim on the name: index.faiss went up in parts.
-    expect(await remoteKeys()).toEqual([...backup.files.map((f) => `${PREFIX}${NAME}/${f.name}`), `${PREFIX}${NAME}/${MANIFEST_FILE_NAME}`, `${PREFIX}${NAME}/.memsync-claim`].sort());
+    // No claim on the name: index.faiss went up in parts under one, removed once the manifest was written.
+    expect(await remoteKeys()).toEqual([...backup.files.map((f) => `${PREFIX}${NAME}/${f.name}`), `${PREFIX}${NAME}/${MANIFEST_FILE_NAME}`].sort());
     for (const file of backup.files) expect(sha256(await getRemote(`${PREFIX}${NAME}/${file.name}`)), file.name).toBe(sha256(file.bytes));
 
     const json = await expectRun(['snapshots', '--json'], env(), 0);
@@ -326,7 +289,7 @@ describe(`memsync command line (${server.kind})`, () => {
   it('a store that refuses the credentials exits 3; one that does not answer exits 4', async () => {
     const refused = await expectRun(['snapshots'], env({ CLOUD_SYNC_SECRET_KEY: 'wrong-secret-key' }), 3);
     // (The AWS SDK may print its own Node version notice on stderr first.)
-    expect(refused.stderr).toMatch(/^memsync: list memories\/: .*\n {2}hint: check CLOUD_SYNC_ACCESS_KEY/m);
+    expect(refused.stderr).toMatch(/^memsync: REFUSED: list memories\/: .*\n {2}store: .*\n {2}hint: check CLOUD_SYNC_ACCESS_KEY/m);
     const down = await expectRun(['status', '--json'], env({ CLOUD_SYNC_ENDPOINT: 'http://127.0.0.1:9' }), 4);
     expect(JSON.parse(down.stdout)).toMatchObject({ remote: { reachable: false }, inSync: null, local: { count: 1 } });
   });

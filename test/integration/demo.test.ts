@@ -1,9 +1,10 @@
 // `npm run demo` as a newcomer runs it: the command the npm script runs, in a process group of
-// its own, stopped with SIGINT as Ctrl-C in a terminal would. It uses its own in-process S3
-// endpoint, not the test run's server.
+// its own, stopped with SIGINT as Ctrl-C in a terminal would. memsync runs as its own process
+// and stores into a directory under the demo's, not on the test run's S3 server.
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { MANIFEST_FILE_NAME } from '../../src/snapshot/manifest.js';
 import { startAgent } from '../helpers/agent-process.js';
 import { tempDir } from '../helpers/tmp.js';
 
@@ -17,17 +18,25 @@ async function demoCommand(): Promise<string[]> {
 }
 
 describe('npm run demo', () => {
-  it('starts S3, the stand-in service and memsync; backups arrive in the bucket; Ctrl-C stops everything with exit 0', async () => {
+  it('starts the stand-in service and memsync as its own process; backups arrive in the storage directory; Ctrl-C stops everything with exit 0', async () => {
     const dir = await tempDir('memsync-demo');
     const demo = startAgent({
       label: 'demo',
       nodeArgs: await demoCommand(),
       detached: true,
-      env: { DEMO_DIR: dir, DEMO_S3_PORT: '0', CLOUD_SYNC_PORT: '0', DEMO_BACKUP_EVERY_MS: '700', LOG_FORMAT: 'json' },
+      env: { DEMO_DIR: dir, CLOUD_SYNC_PORT: '0', DEMO_BACKUP_EVERY_MS: '700', LOG_FORMAT: 'json' },
     });
     const ready = await demo.waitFor('demo ready', {}, 60_000);
     const api = String(ready.api);
-    expect(demo.otherStdout.join('\n')).toContain(`curl -s ${api}/sync/status`);
+    const storage = path.join(dir, 'storage', 'memories');
+    expect(ready).toMatchObject({ provider: 'fs', storage: `${storage}${path.sep}` });
+    // memsync is a process of its own, and the banner says plainly where the snapshots go.
+    expect(ready.memsyncPid).not.toBe(demo.pid);
+    expect(demo.find('memsync starting')[0]?.pid).toBe(ready.memsyncPid);
+    const banner = demo.otherStdout.join('\n');
+    expect(banner).toContain(`curl -s ${api}/sync/status`);
+    expect(banner).toContain(`stores each backup in a plain directory on this disk:\n    ${storage}${path.sep}`);
+    expect(banner).toContain('CLOUD_SYNC_PROVIDER=fs');
 
     const first = await demo.waitFor('snapshot uploaded', {}, 30_000);
     await demo.waitFor('snapshot uploaded', {}, 30_000, demo.logs.indexOf(first) + 1);
@@ -36,15 +45,20 @@ describe('npm run demo', () => {
     expect(status.remoteSnapshots.count).toBeGreaterThanOrEqual(2);
     expect(status.lastSuccess?.snapshot).toMatch(/^auto_\d{8}_\d{6}$/);
 
-    // The bucket as s3rver keeps it on disk: each uploaded snapshot with its manifest.
-    const inBucket = await readdir(path.join(dir, 's3', 'memsync-demo', 'memories'));
-    expect(inBucket).toContain(String(first.snapshot));
-    const files = await readdir(path.join(dir, 's3', 'memsync-demo', 'memories', String(first.snapshot)));
-    expect(files.some((f) => f.startsWith('.memsync-manifest.json'))).toBe(true);
+    // The storage directory holds each uploaded snapshot as plain files, with its manifest.
+    expect(await readdir(storage)).toContain(String(first.snapshot));
+    const files = await readdir(path.join(storage, String(first.snapshot)));
+    expect(files).toEqual(expect.arrayContaining([MANIFEST_FILE_NAME, 'metadata.json', 'config.json']));
+    const backupCopy = path.join(dir, 'backups', String(first.snapshot), 'config.json');
+    const stored = await readFile(path.join(storage, String(first.snapshot), 'config.json'));
+    // The service prunes to 10; a pruned backup is no longer there to compare with.
+    const local = await readFile(backupCopy).catch(() => undefined);
+    if (local !== undefined) expect(stored.equals(local)).toBe(true);
 
-    const exit = await demo.stop(15_000, 'SIGINT');
+    const exit = await demo.stop(30_000, 'SIGINT');
     expect(exit, demo.tail()).toMatchObject({ code: 0, signal: null });
     expect(demo.find('demo stopped')).toHaveLength(1);
+    expect(demo.find('stopped').length, 'memsync stopped gracefully').toBe(1);
     expect(demo.logs.filter((e) => e.level === 'error')).toEqual([]);
     await expect(fetch(`${api}/healthz`)).rejects.toThrow();
   });

@@ -15,6 +15,7 @@ import { Readable } from 'node:stream';
 import { startMemoryService, type MemoryService } from '../../demo/memory-service.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
 import { s3Env, testServer } from '../helpers/s3.js';
+import { recordingLogger, type LogLine } from '../helpers/recording-logger.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const TOKEN = 'test-token-0123456789abcdef';
@@ -28,10 +29,13 @@ interface Setup {
 }
 
 let setup: Setup;
+/** What the memsync of the running test logged: waits watch it for the events they need. */
+let logLines: LogLine[] = [];
 const running: Memsync[] = [];
 const standIns: MemoryService[] = [];
 
 beforeEach(async () => {
+  logLines = [];
   const server = testServer();
   const bucket = await createTestBucket(server, 'http');
   const root = await tempDir('memsync-http');
@@ -61,10 +65,33 @@ afterEach(async () => {
 async function start(extraEnv: Record<string, string> = {}, store?: (real: RemoteStore) => RemoteStore): Promise<Memsync> {
   const config = loadConfig({ ...setup.env, ...extraEnv });
   const real = new S3RemoteStore({ ...config.s3, partsInFlight: 2 });
-  const memsync = await buildMemsync(config, silentLogger, { retry: FAST_RETRY, store: store?.(real) ?? real });
+  const memsync = await buildMemsync(config, recordingLogger(logLines), { retry: FAST_RETRY, store: store?.(real) ?? real });
   running.push(memsync);
   await memsync.start({ listen: false });
   return memsync;
+}
+
+interface UploadAnswer {
+  uploaded: string[];
+  skipped: string[];
+  conflicts: string[];
+  failed: string[];
+  settling: string[];
+}
+
+/**
+ * POST /sync/upload, again while it answers that `name` is still settling (written moments
+ * ago), until it decides about it: the wait ends on memsync's own verdict, not after a time.
+ */
+async function uploadOnceSettled(memsync: Memsync, name: string): Promise<UploadAnswer> {
+  let answer: UploadAnswer | undefined;
+  await waitFor(async () => {
+    const response = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' });
+    expect(response.statusCode, response.body).toBe(200);
+    answer = response.json() as UploadAnswer;
+    return !answer.settling.includes(name);
+  }, 15_000);
+  return answer as UploadAnswer;
 }
 
 async function writeSnapshot(name: string, files: Record<string, string>): Promise<void> {
@@ -98,11 +125,8 @@ describe('HTTP API', () => {
   it('uploads on demand, skips what is already remote, and reports it in status', async () => {
     await writeSnapshot('auto_20260101_000000', { 'metadata.json': '{"m":1}', 'config.json': '{}' });
     const memsync = await start();
-    // Let the start sweep's settle window pass so the manual sync sees a settled snapshot.
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    const first = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' });
-    expect(first.statusCode).toBe(200);
-    const firstBody = first.json() as { uploaded: string[]; skipped: string[] };
+    // The snapshot was written just now: the first sync that decides about it uploads it (or finds the watcher did).
+    const firstBody = await uploadOnceSettled(memsync, 'auto_20260101_000000');
     expect([...firstBody.uploaded, ...firstBody.skipped]).toEqual(['auto_20260101_000000']);
     const second = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { uploaded: string[]; skipped: string[] };
     expect(second).toMatchObject({ uploaded: [], skipped: ['auto_20260101_000000'], conflicts: [], failed: [] });
@@ -189,9 +213,8 @@ describe('HTTP API', () => {
     const again = await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/download?confirm=true&name=auto_20250105_000000' });
     expect(again.json()).toMatchObject({ outcome: 'already-present' });
 
-    // The watcher sees the restored directory; it must be recognised as already remote.
-    await new Promise((resolve) => setTimeout(resolve, 800));
-    const report = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { uploaded: string[]; conflicts: string[]; skipped: string[] };
+    // The restored directory is new to the watcher too; once settled it must be recognised as already remote.
+    const report = await uploadOnceSettled(memsync, 'auto_20250105_000000');
     // The local-only snapshot may already have gone up through the watcher; the restored one never does.
     expect(report.uploaded.filter((name) => name !== 'manual_20250101_000000')).toEqual([]);
     expect(report.skipped).toContain('auto_20250105_000000');
@@ -228,8 +251,7 @@ describe('HTTP API', () => {
     await seedRemote('auto_20250105_000000', { 'metadata.json': 'remote' });
     await writeSnapshot('auto_20250105_000000', { 'metadata.json': 'local!' });
     const memsync = await start();
-    await new Promise((resolve) => setTimeout(resolve, 400));
-    const report = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { conflicts: string[] };
+    const report = await uploadOnceSettled(memsync, 'auto_20250105_000000');
     expect(report.conflicts).toEqual(['auto_20250105_000000']);
     const status = (await memsync.server.inject({ url: '/sync/status' })).json() as { conflicts: { snapshot: string; localDigest: string; remoteDigest: string }[] };
     expect(status.conflicts).toHaveLength(1);
@@ -307,7 +329,10 @@ describe('HTTP API', () => {
     await seedRemote('auto_20250102_000000', { 'metadata.json': 'newest' });
     await writeSnapshot('auto_20240101_000000', { 'metadata.json': 'old local' });
     const memsync = await start();
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // The decision at start, whichever it is: after it, nothing more is done automatically.
+    const decided = ['the bucket has snapshots newer than any local one; not downloading automatically', 'backup directory is empty: downloading the latest remote snapshot'];
+    await waitFor(async () => logLines.some((line) => decided.includes(line.message)), 15_000);
+    expect(logLines.map((line) => line.message)).not.toContain(decided[1]);
     expect(await readdir(setup.backupDir)).toEqual(['auto_20240101_000000']);
     const status = (await memsync.server.inject({ url: '/sync/status' })).json() as { remoteSnapshots: { newerThanLocal: string[] } };
     expect(status.remoteSnapshots.newerThanLocal).toContain('auto_20250102_000000');

@@ -8,16 +8,17 @@ import { AppError } from '../../src/errors.js';
 import type { ComposeOptions, ComposePartSpec, FileBody, RemoteStore } from '../../src/remote/store.js';
 import { multipartEtag, normalizeEtag } from '../../src/snapshot/digest.js';
 import { pseudoRandomBytes } from '../helpers/delta-data.js';
+import type { Capability } from './remote-store-contract-probes.js';
 
 export interface ComposeContractContext {
   name: string;
   store: () => RemoteStore;
   /** A fresh key namespace ('label-N/'). */
   ns: (label: string) => string;
-  /** Multipart uploads can be listed: "none left open" is then asserted. */
-  multipartHousekeeping: boolean;
-  /** The server refuses a sent part whose Content-MD5 does not match. */
-  contentMd5Check: boolean;
+  /** Whether the probes found the store to have a capability ("none left open" is asserted with multipartHousekeeping). */
+  has: (capability: Capability) => boolean;
+  /** Skips the running test, with the probe's reason, unless the store has every capability named. */
+  need: (skip: (note: string) => never, ...capabilities: Capability[]) => void;
   /** The object's bytes as read by a client other than the store, or why there is none. */
   readIndependently?: (key: string) => Promise<Buffer | { skipped: string }>;
 }
@@ -146,10 +147,12 @@ export function composeContract(context: ComposeContractContext): void {
     async function expectNothingLeft(keyPrefix: string, targetKey: string): Promise<void> {
       const store = context.store();
       expect(await store.head(targetKey)).toBeUndefined();
-      if (context.multipartHousekeeping) expect(await store.listMultipartUploads(keyPrefix)).toEqual([]);
+      if (context.has('multipartHousekeeping')) expect(await store.listMultipartUploads(keyPrefix)).toEqual([]);
     }
 
     beforeAll(async () => {
+      // Every compose test needs ranged copies; without them they skip and need no base.
+      if (!context.has('partCopy')) return;
       base = pseudoRandomBytes(100, BASE_BYTES);
       baseKey = `${context.ns('compose-base')}index.faiss`;
       // The previous version as memsync writes a large file: in parts, so its ETag is of the -N form.
@@ -157,7 +160,8 @@ export function composeContract(context: ComposeContractContext): void {
     });
 
     for (const [caseIndex, composeCase] of CASES.entries()) {
-      it(`a file ${composeCase.label}: byte-identical, ETag md5-of-part-md5s-N of the planned parts, metadata stored, every part reported`, async () => {
+      it(`a file ${composeCase.label}: byte-identical, ETag md5-of-part-md5s-N of the planned parts, metadata stored, every part reported`, async ({ skip }) => {
+        context.need(skip, 'partCopy');
         const store = context.store();
         const keyPrefix = context.ns('compose');
         const targetKey = `${keyPrefix}index.faiss`;
@@ -172,7 +176,7 @@ export function composeContract(context: ComposeContractContext): void {
         expect(head?.metadata).toEqual(METADATA);
         expect((await readAll(await store.get(targetKey))).equals(local), 'composed bytes differ from the local file').toBe(true);
         expect(done.sort((a, b) => a.index - b.index)).toEqual(parts.map((part, index) => ({ index, bytes: part.kind === 'copy' ? part.sourceEnd - part.sourceStart : part.length, kind: part.kind })));
-        if (context.multipartHousekeeping) expect(await store.listMultipartUploads(keyPrefix)).toEqual([]);
+        if (context.has('multipartHousekeeping')) expect(await store.listMultipartUploads(keyPrefix)).toEqual([]);
         // The source is untouched.
         expect((await store.head(baseKey))?.etag).toBe(baseEtag);
 
@@ -184,7 +188,8 @@ export function composeContract(context: ComposeContractContext): void {
       });
     }
 
-    it('a source replaced since the plan was made: AppError conflict naming the source; no object, no open upload', async () => {
+    it('a source replaced since the plan was made: AppError conflict naming the source; no object, no open upload', async ({ skip }) => {
+      context.need(skip, 'partCopy');
       const store = context.store();
       const keyPrefix = context.ns('compose-replaced');
       const sourceKey = `${keyPrefix}old/index.faiss`;
@@ -202,7 +207,8 @@ export function composeContract(context: ComposeContractContext): void {
       await expectNothingLeft(keyPrefix, targetKey);
     });
 
-    it('a copied part whose bytes do not have the planned MD5: AppError integrity (not retryable) naming the part and both MD5s; no object, no open upload', async () => {
+    it('a copied part whose bytes do not have the planned MD5: AppError integrity (not retryable) naming the part and both MD5s; no object, no open upload', async ({ skip }) => {
+      context.need(skip, 'partCopy');
       const store = context.store();
       const keyPrefix = context.ns('compose-wrong-md5');
       const targetKey = `${keyPrefix}index.faiss`;
@@ -222,7 +228,8 @@ export function composeContract(context: ComposeContractContext): void {
       await expectNothingLeft(keyPrefix, targetKey);
     });
 
-    it.skipIf(!context.contentMd5Check)('a sent part that is not what was planned (the file changed since): AppError integrity; no object, no open upload', async () => {
+    it('a sent part that is not what was planned (the file changed since): AppError integrity; no object, no open upload', async ({ skip }) => {
+      context.need(skip, 'partCopy', 'contentMd5Check');
       const store = context.store();
       const keyPrefix = context.ns('compose-changed-file');
       const targetKey = `${keyPrefix}index.faiss`;
@@ -235,7 +242,8 @@ export function composeContract(context: ComposeContractContext): void {
       await expectNothingLeft(keyPrefix, targetKey);
     });
 
-    it('cancelled after the first part: AppError cancelled, no further part started, no object, no open upload', async () => {
+    it('cancelled after the first part: AppError cancelled, no further part started, no object, no open upload', async ({ skip }) => {
+      context.need(skip, 'partCopy');
       const store = context.store();
       const keyPrefix = context.ns('compose-cancel');
       const targetKey = `${keyPrefix}index.faiss`;
@@ -261,7 +269,8 @@ export function composeContract(context: ComposeContractContext): void {
       await expectNothingLeft(keyPrefix, targetKey);
     });
 
-    it('a signal already aborted: AppError cancelled, nothing created', async () => {
+    it('a signal already aborted: AppError cancelled, nothing created', async ({ skip }) => {
+      context.need(skip, 'partCopy');
       const store = context.store();
       const keyPrefix = context.ns('compose-aborted');
       const targetKey = `${keyPrefix}index.faiss`;
@@ -271,7 +280,8 @@ export function composeContract(context: ComposeContractContext): void {
       await expectNothingLeft(keyPrefix, targetKey);
     });
 
-    it('a part but the last under 5 MiB is refused at completion: AppError object_refused EntityTooSmall; no object, no open upload', async () => {
+    it('a part but the last under 5 MiB is refused at completion: AppError object_refused EntityTooSmall; no object, no open upload', async ({ skip }) => {
+      context.need(skip, 'partCopy');
       const store = context.store();
       const keyPrefix = context.ns('compose-small-part');
       const targetKey = `${keyPrefix}index.faiss`;

@@ -1,6 +1,22 @@
 // The RemoteStore contract: one suite that every implementation must pass, so the in-memory
-// store unit tests rely on behaves like the real S3 store where it matters (ETags, conditional
-// writes, integrity, pagination, not-found, metadata, multipart housekeeping).
+// store unit tests rely on behaves like the real stores where it matters (ETags, conditional
+// writes, integrity, pagination, not-found, metadata, multipart housekeeping, compose).
+//
+// How to run it against a store, from an entry file of its own (*.test.ts):
+//
+//   remoteStoreContract('MyStore on my server', async () => ({
+//     store: new MyStore(...),                       // a fresh, empty namespace for this run
+//     cleanup: async () => { /* remove what the run wrote (the bucket, the directory) */ },
+//     startMultipartUpload: async (key) => ...,      // optional: leave one unfinished, return its id
+//     readIndependently: async (key) => ...,         // optional: the bytes as another client reads them
+//   }), { requires: ['conditionalWrites'] });        // optional: fail unless the probes find these
+//
+// Capabilities are not declared by the caller: before the tests, probes ask the store itself
+// (remote-store-contract-probes.ts) whether it honours If-None-Match, checks Content-MD5,
+// lists and aborts unfinished multipart uploads, and copies byte ranges in parts. A test that
+// needs a capability the store lacks is reported as skipped, with the probe's reason. A
+// capability listed in `requires` that the probes do not find fails the run, so a regression
+// of a server known to have it cannot hide as a skip.
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,27 +25,27 @@ import type { BodySource, CopyOptions, PutOptions, RemoteObject, RemoteStore } f
 import { normalizeEtag, PartHasher } from '../../src/snapshot/digest.js';
 import { mapConcurrent } from '../helpers/concurrent.js';
 import { composeContract } from './remote-store-contract-compose.js';
+import { CAPABILITIES, describeCapabilities, probeCapabilities, type Capability, type ContractCapabilities, type ProbedCapabilities } from './remote-store-contract-probes.js';
+
+export type { Capability, ContractCapabilities } from './remote-store-contract-probes.js';
 
 export interface ContractSubject {
   store: RemoteStore;
-  /** Starts a multipart upload at `key` (relative to the store's prefix) and leaves it unfinished; returns its upload id. */
-  startMultipartUpload(key: string): Promise<string>;
+  /** Starts a multipart upload at `key` (relative to the store's prefix) and leaves it unfinished; returns its upload id. Omitted: no multipart housekeeping. */
+  startMultipartUpload?: (key: string) => Promise<string>;
   /** An object's bytes as a client other than the store reads them (S3: the AWS CLI), or why it cannot. */
   readIndependently?: (key: string) => Promise<Buffer | { skipped: string }>;
   /** Removes everything the suite created (the bucket). The store is closed before. */
   cleanup(): Promise<void>;
 }
 
-export interface ContractCapabilities {
-  /** If-None-Match: * is honoured on single-request uploads. */
-  conditionalWrites: boolean;
-  /** ListMultipartUploads and AbortMultipartUpload work. */
-  multipartHousekeeping: boolean;
-  /** A body not matching its Content-MD5 is refused by the server. */
-  contentMd5Check: boolean;
-  /** UploadPartCopy and S3's error codes for copies; compose (ranged UploadPartCopy) is tested only then. */
-  partCopy: boolean;
+export interface ContractOptions {
+  /** Capabilities this store is known to have: the run fails when a probe does not find one. */
+  requires?: readonly Capability[];
 }
+
+/** vitest's `skip` from the test context: ends the test as skipped, with the reason. */
+type Skip = (note: string) => never;
 
 const MIB = 1024 * 1024;
 /** S3's smallest non-final part. */
@@ -107,21 +123,56 @@ async function appErrorOf(promise: Promise<unknown>): Promise<AppError> {
   return error as AppError;
 }
 
-export function remoteStoreContract(name: string, capabilities: ContractCapabilities, factory: () => Promise<ContractSubject>): void {
+/**
+ * Runs the contract against the store `factory` makes. The older form, with a capabilities
+ * object before the factory, still works: the capabilities it marks true become `requires`.
+ */
+export function remoteStoreContract(name: string, factory: () => Promise<ContractSubject>, options?: ContractOptions): void;
+export function remoteStoreContract(name: string, capabilities: Partial<ContractCapabilities>, factory: () => Promise<ContractSubject>): void;
+export function remoteStoreContract(
+  name: string,
+  second: (() => Promise<ContractSubject>) | Partial<ContractCapabilities>,
+  third?: (() => Promise<ContractSubject>) | ContractOptions,
+): void {
+  if (typeof second === 'function') defineContract(name, second, (third as ContractOptions | undefined) ?? {});
+  else defineContract(name, third as () => Promise<ContractSubject>, { requires: CAPABILITIES.filter((c) => second[c] === true) });
+}
+
+function defineContract(name: string, factory: () => Promise<ContractSubject>, options: ContractOptions): void {
   describe(`RemoteStore contract: ${name}`, () => {
     let subject: ContractSubject;
     let store: RemoteStore;
+    let probed: ProbedCapabilities | undefined;
     let namespaceCounter = 0;
     /** A key namespace of its own for each test. */
     const ns = (label: string): string => `${label}-${(namespaceCounter += 1)}/`;
+    const has = (capability: Capability): boolean => probed?.[capability].present === true;
+    /** Skips the running test, with the probe's reason, unless the store has every capability named. */
+    const need = (skip: Skip, ...capabilities: Capability[]): void => {
+      for (const capability of capabilities) {
+        const result = probed?.[capability];
+        if (result === undefined) skip(`${capability}: not probed (the store could not be set up)`);
+        else if (!result.present) skip(`${name} lacks ${capability}: ${result.reason}`);
+      }
+    };
 
     beforeAll(async () => {
       subject = await factory();
       store = subject.store;
+      probed = await probeCapabilities(subject, ns('capability-probe'));
+      console.info(`[contract ${name}] probed capabilities: ${describeCapabilities(probed)}`);
     });
     afterAll(async () => {
       store?.close();
       await subject?.cleanup();
+    });
+
+    it(`has the capabilities it is known to have${options.requires?.length ? ` (${options.requires.join(', ')})` : ' (none required)'}`, () => {
+      const lacking = (options.requires ?? []).flatMap((c) => {
+        const result = probed?.[c];
+        return result?.present === true ? [] : [`${c}: ${result === undefined ? 'not probed' : result.reason}`];
+      });
+      expect(lacking).toEqual([]);
     });
 
     it('checkAccess resolves for a usable store', async () => {
@@ -197,7 +248,8 @@ export function remoteStoreContract(name: string, capabilities: ContractCapabili
       expect(Math.max(...progress)).toBe(bytes.length);
     });
 
-    it.skipIf(!capabilities.contentMd5Check)('a FileBody part that does not match the MD5 onPart gave is refused as AppError integrity; nothing is stored or left unfinished', async () => {
+    it('a FileBody part that does not match the MD5 onPart gave is refused as AppError integrity; nothing is stored or left unfinished', async ({ skip }) => {
+      need(skip, 'contentMd5Check');
       const base = ns('file-parts-corrupt');
       const key = `${base}index.faiss`;
       const bytes = randomBytes(2 * PART_BYTES + 99);
@@ -215,7 +267,7 @@ export function remoteStoreContract(name: string, capabilities: ContractCapabili
       );
       expect(error.kind).toBe('integrity');
       expect(await store.head(key)).toBeUndefined();
-      if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
+      if (has('multipartHousekeeping')) expect(await store.listMultipartUploads(base)).toEqual([]);
     });
 
     it('a FileBody whose read fails part-way: that error surfaces as it is; nothing is stored or left unfinished', async () => {
@@ -233,7 +285,7 @@ export function remoteStoreContract(name: string, capabilities: ContractCapabili
       const error = await appErrorOf(store.put(key, body, putOptions(bytes, { md5Hex: undefined, partSizeBytes: PART_BYTES })));
       expect(error).toBe(readError);
       expect(await store.head(key)).toBeUndefined();
-      if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
+      if (has('multipartHousekeeping')) expect(await store.listMultipartUploads(base)).toEqual([]);
     });
 
     it('a FileBody upload cancelled part-way fails with AppError cancelled; nothing is stored or left unfinished', async () => {
@@ -255,10 +307,11 @@ export function remoteStoreContract(name: string, capabilities: ContractCapabili
       expect(error.kind).toBe('cancelled');
       expect(parts).toBeLessThan(4);
       expect(await store.head(key)).toBeUndefined();
-      if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
+      if (has('multipartHousekeeping')) expect(await store.listMultipartUploads(base)).toEqual([]);
     });
 
-    it.skipIf(!capabilities.conditionalWrites)('ifNoneMatch refuses to replace an existing key: AppError conflict, the first object stays', async () => {
+    it('ifNoneMatch refuses to replace an existing key: AppError conflict, the first object stays', async ({ skip }) => {
+      need(skip, 'conditionalWrites');
       const key = `${ns('conditional')}manifest.json`;
       const first = Buffer.from('first');
       const second = Buffer.from('second');
@@ -271,7 +324,8 @@ export function remoteStoreContract(name: string, capabilities: ContractCapabili
       expect((await readAll(await store.get(key))).toString()).toBe('second');
     });
 
-    it.skipIf(!capabilities.contentMd5Check)('a body that does not match md5Hex is refused as AppError integrity, and nothing is stored', async () => {
+    it('a body that does not match md5Hex is refused as AppError integrity, and nothing is stored', async ({ skip }) => {
+      need(skip, 'contentMd5Check');
       const key = `${ns('integrity')}corrupt.bin`;
       const bytes = randomBytes(4096);
       const other = Buffer.from(bytes);
@@ -357,7 +411,7 @@ export function remoteStoreContract(name: string, capabilities: ContractCapabili
       );
       expect(multipart.kind).toBe('cancelled');
       expect((await listAll(store, base)).objects).toEqual([]);
-      if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
+      if (has('multipartHousekeeping')) expect(await store.listMultipartUploads(base)).toEqual([]);
     });
 
     it('copy (one request) makes a byte-identical object with the plain MD5 ETag and only the metadata given (REPLACE)', async () => {
@@ -390,7 +444,8 @@ export function remoteStoreContract(name: string, capabilities: ContractCapabili
       expect(sha256Hex(await readAll(await store.get(`${base}b/big.bin`)))).toBe(sha256Hex(bytes));
     });
 
-    it.skipIf(!capabilities.partCopy)('copy in parts (UploadPartCopy) gives the multipart ETag of that part size, predicted by PartHasher', async () => {
+    it('copy in parts (UploadPartCopy) gives the multipart ETag of that part size, predicted by PartHasher', async ({ skip }) => {
+      need(skip, 'partCopy');
       const base = ns('copy-parts');
       const bytes = randomBytes(2 * PART_BYTES + 777);
       await store.put(`${base}a/big.bin`, () => bytes, putOptions(bytes));
@@ -403,20 +458,22 @@ export function remoteStoreContract(name: string, capabilities: ContractCapabili
       expect(normalizeEtag(head?.etag)).toBe(expected.etag());
       expect(head?.metadata).toEqual({ 'memsync-agent': 'target-agent' });
       expect(sha256Hex(await readAll(await store.get(`${base}b/big.bin`)))).toBe(sha256Hex(bytes));
-      if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
+      if (has('multipartHousekeeping')) expect(await store.listMultipartUploads(base)).toEqual([]);
     });
 
-    it.skipIf(!capabilities.partCopy)('copy of a missing source fails with AppError not_found and creates nothing, in one request or in parts', async () => {
+    it('copy of a missing source fails with AppError not_found and creates nothing, in one request or in parts', async ({ skip }) => {
+      need(skip, 'partCopy');
       const base = ns('copy-missing');
       for (const partSizeBytes of [undefined, PART_BYTES]) {
         const error = await appErrorOf(store.copy(`${base}a/none.bin`, `${base}b/none.bin`, { ...copyOptions(10, md5Hex(Buffer.from('x')), {}), partSizeBytes }));
         expect(error.kind).toBe('not_found');
       }
       expect((await listAll(store, base)).objects).toEqual([]);
-      if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
+      if (has('multipartHousekeeping')) expect(await store.listMultipartUploads(base)).toEqual([]);
     });
 
-    it.skipIf(!capabilities.partCopy)('copy with a stale sourceEtag: refused as AppError conflict where the server honours the precondition, else a copy of the source as it is', async () => {
+    it('copy with a stale sourceEtag: refused as AppError conflict where the server honours the precondition, else a copy of the source as it is', async ({ skip }) => {
+      need(skip, 'partCopy');
       // Ceph RGW 16 ignores x-amz-copy-source-if-match (it reads x-amz-copy-if-match): memsync does
       // not rely on the precondition, it checks the copy against its own digest afterwards.
       const base = ns('copy-stale');
@@ -437,26 +494,26 @@ export function remoteStoreContract(name: string, capabilities: ContractCapabili
         }
       }
       console.info(`[contract ${name}] copy-source-if-match ${seen.join(', ')}`);
-      if (capabilities.multipartHousekeeping) expect(await store.listMultipartUploads(base)).toEqual([]);
+      if (has('multipartHousekeeping')) expect(await store.listMultipartUploads(base)).toEqual([]);
     });
 
-    if (capabilities.partCopy) {
-      composeContract({
-        name,
-        store: () => store,
-        ns,
-        multipartHousekeeping: capabilities.multipartHousekeeping,
-        contentMd5Check: capabilities.contentMd5Check,
-        readIndependently: (key) => subject.readIndependently?.(key) ?? Promise.resolve({ skipped: 'the store has no independent reader' }),
-      });
-    }
+    composeContract({
+      name,
+      store: () => store,
+      ns,
+      has,
+      need,
+      readIndependently: (key) => subject.readIndependently?.(key) ?? Promise.resolve({ skipped: 'the store has no independent reader' }),
+    });
 
-    it.skipIf(!capabilities.multipartHousekeeping)('listMultipartUploads lists an unfinished upload relative to the prefix; abortMultipartUpload removes it', async () => {
+    it('listMultipartUploads lists an unfinished upload relative to the prefix; abortMultipartUpload removes it', async ({ skip }) => {
+      need(skip, 'multipartHousekeeping');
       const base = ns('mpu');
       const key = `${base}big/index.faiss`;
       const startedMs = Date.now();
-      const uploadId = await subject.startMultipartUpload(key);
-      const elsewhere = await subject.startMultipartUpload(`${ns('mpu-other')}x.bin`);
+      const start = subject.startMultipartUpload as (key: string) => Promise<string>;
+      const uploadId = await start(key);
+      const elsewhere = await start(`${ns('mpu-other')}x.bin`);
 
       const listed = await store.listMultipartUploads(base);
       expect(listed.map((u) => ({ key: u.key, uploadId: u.uploadId }))).toEqual([{ key, uploadId }]);

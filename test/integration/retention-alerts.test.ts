@@ -15,6 +15,8 @@ import { silentLogger } from '../../src/log.js';
 import { S3RemoteStore } from '../../src/remote/s3-store.js';
 import type { RemoteStore } from '../../src/remote/store.js';
 import { buildManifest, serializeManifest } from '../../src/snapshot/manifest.js';
+import { statSnapshotIfPresent } from '../../src/snapshot/scan.js';
+import { judgeSettle } from '../../src/watch/settle.js';
 import { mapConcurrent } from '../helpers/concurrent.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
 import { s3Env, testServer } from '../helpers/s3.js';
@@ -25,6 +27,7 @@ const MANIFEST = '.memsync-manifest.json';
 const FAST_RETRY = { attempts: 2, baseDelayMs: 10, maxDelayMs: 20 };
 /** A cron expression that never fires during a test run. */
 const NEVER_SOON = '0 0 1 1 *';
+const SETTLE_MS = 200;
 
 interface Setup {
   bucket: string;
@@ -56,7 +59,7 @@ beforeEach(async () => {
       CLOUD_SYNC_PREFIX: PREFIX,
       CLOUD_SYNC_BACKUP_DIR: backupDir,
       CLOUD_SYNC_STATE_DIR: path.join(root, 'state'),
-      CLOUD_SYNC_SETTLE_MS: '200',
+      CLOUD_SYNC_SETTLE_MS: String(SETTLE_MS),
       CLOUD_SYNC_SHUTDOWN_TIMEOUT_MS: '2000',
       CLOUD_SYNC_SCHEDULE: NEVER_SOON,
     },
@@ -108,8 +111,21 @@ async function writeLocal(name: string, files: Record<string, string>): Promise<
   const dir = path.join(setup.backupDir, name);
   await mkdir(dir, { recursive: true });
   for (const [file, content] of Object.entries(files)) await writeFile(path.join(dir, file), content);
-  // Settled before memsync starts, so the start sweep uploads it rather than leaving it to the watcher.
-  await new Promise((resolve) => setTimeout(resolve, 500));
+  // Settled by memsync's own rule before it starts, so the start sweep uploads it rather than leaving it to the watcher.
+  await waitFor(`${name} settled`, async () => {
+    const stat = await statSnapshotIfPresent(setup.backupDir, name);
+    return stat !== undefined && judgeSettle(undefined, stat, Date.now(), SETTLE_MS).verdict.verdict === 'settled' ? true : undefined;
+  });
+}
+
+/** The start sweep has finished (status records it): what it found is known to memsync. */
+async function startSweepDone(memsync: Memsync): Promise<void> {
+  await waitFor('the start sweep', async () => ((await memsync.server.inject({ url: '/sync/status' })).json() as { lastSweep?: unknown }).lastSweep ?? undefined);
+}
+
+/** Until the clock reaches `ms`: for a rate limit measured from a moment the test has observed. */
+async function clockPast(ms: number): Promise<void> {
+  await waitFor(`the clock past ${new Date(ms).toISOString()}`, () => (Date.now() >= ms ? true : undefined));
 }
 
 /** Every key in the bucket, grouped: snapshot name to its file names. */
@@ -227,8 +243,10 @@ describe('retention', () => {
     const memsync = await start({});
     const report = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { failed: string[] };
     expect(report.failed).toEqual([]);
-    await new Promise((resolve) => setTimeout(resolve, 500));
     expect(await retentionStatus(memsync)).toMatchObject({ policy: null, lastRunAt: null });
+    // Stopping waits for the work that follows sweeps: whatever retention would have deleted is gone by then.
+    running.splice(running.indexOf(memsync), 1);
+    await memsync.stop();
     expect([...(await listBucket()).keys()].sort()).toEqual(SEEDED.slice(0, 5));
   });
 });
@@ -289,8 +307,9 @@ describe('alerts', () => {
     await seedRemote('auto_20250101_000000', { 'metadata.json': 'to restore' });
     await writeLocal('auto_20250105_000000', { 'metadata.json': 'local!' });
     await writeLocal('auto_20250106_000000', { 'metadata.json': 'local!' });
-    const memsync = await start({ CLOUD_SYNC_NOTIFY_URL: `${hook.url}/hook?token=abc` }, undefined, { alertIntervalMs: 3000 });
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    const alertIntervalMs = 3000;
+    const memsync = await start({ CLOUD_SYNC_NOTIFY_URL: `${hook.url}/hook?token=abc` }, undefined, { alertIntervalMs });
+    await startSweepDone(memsync);
     const first = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { conflicts: string[] };
     expect(first.conflicts.sort()).toEqual(['auto_20250105_000000', 'auto_20250106_000000']);
     const [conflict] = await waitFor('a conflict alert', () => {
@@ -302,11 +321,10 @@ describe('alerts', () => {
     expect(conflict?.content).toBe(conflict?.text);
     expect(hook.requests[0]?.url).toBe('/hook?token=abc');
 
-    // After the interval, the next conflict carries the count of the one held back.
-    await new Promise((resolve) => setTimeout(resolve, 3000));
+    // After the interval (counted from the first alert's own time), the next conflict carries the count of the one held back.
+    await clockPast(Date.parse(String(conflict?.at)) + alertIntervalMs);
     expect(alertsOf(hook.requests, 'conflict')).toHaveLength(1);
     await writeLocal('auto_20250107_000000', { 'metadata.json': 'local!' });
-    await new Promise((resolve) => setTimeout(resolve, 400));
     await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' });
     const conflicts = await waitFor('a second conflict alert', () => {
       const found = alertsOf(hook.requests, 'conflict');
@@ -347,8 +365,8 @@ describe('alerts', () => {
     // Sent after the uploader's retries, not per attempt.
     expect(failedPuts).toBeGreaterThanOrEqual(FAST_RETRY.attempts);
     expect(failure).toMatchObject({ event: 'upload_failed', snapshot: name, kind: 'remote_unavailable', message: expect.stringContaining('simulated outage') });
-    // A sweep with a failed upload does not ping.
-    await new Promise((resolve) => setTimeout(resolve, 500));
+    // A sweep with a failed upload does not ping: the first ping comes only after the recovery below.
+    await startSweepDone(memsync);
     expect(hook.requests.filter((r) => r.url === '/ping/uuid')).toEqual([]);
 
     failing = false;
@@ -361,6 +379,8 @@ describe('alerts', () => {
     expect(recovered).toMatchObject({ snapshot: name, failedBefore: [name] });
     const ping = await waitFor('a heartbeat', () => hook.requests.find((r) => r.url === '/ping/uuid'));
     expect(ping.method).toBe('GET');
+    const recoveredAt = hook.requests.findIndex((r) => r.method === 'POST' && r.body?.event === 'recovered');
+    expect(hook.requests.findIndex((r) => r.url === '/ping/uuid'), 'no ping before the recovery').toBeGreaterThan(recoveredAt);
     // One failure alert for the run of failures, however many attempts it took.
     expect(alertsOf(hook.requests, 'upload_failed')).toHaveLength(1);
   });
@@ -372,7 +392,7 @@ describe('alerts', () => {
     await writeLocal('auto_20250301_000000', { 'metadata.json': '{"a":1}' });
     await writeLocal('auto_20250302_000000', { 'metadata.json': '{"b":2}' });
     const memsync = await start({ CLOUD_SYNC_NOTIFY_URL: dead, CLOUD_SYNC_HEARTBEAT_URL: dead });
-    await new Promise((resolve) => setTimeout(resolve, 400));
+    await startSweepDone(memsync);
     const began = Date.now();
     const report = (await memsync.server.inject({ method: 'POST', headers: { 'content-type': 'application/json' }, url: '/sync/upload' })).json() as { uploaded: string[]; alreadyRemote?: string[]; skipped?: string[]; conflicts: string[]; failed: string[] };
     expect(Date.now() - began).toBeLessThan(10_000);

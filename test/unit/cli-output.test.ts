@@ -107,7 +107,7 @@ describe('status report', () => {
   });
 
   it('says nothing about differences when the store could not be listed', () => {
-    const report = buildStatusReport({ location: 's3://b/', backupDir: '/b', stateDir: '/s', remote: { reachable: false, error: 'ECONNREFUSED' }, local, settling: [], agentState: undefined });
+    const report = buildStatusReport({ location: 's3://b/', backupDir: '/b', stateDir: '/s', remote: { reachable: false, state: 'unreachable', error: 'ECONNREFUSED', hint: undefined }, local, settling: [], agentState: undefined });
     expect(report).toMatchObject({ inSync: null, pending: null, onlyRemote: null, newerRemote: null, remote: { reachable: false, error: 'ECONNREFUSED' }, agent: { stateFound: false } });
     expect(report.local.count).toBe(3);
   });

@@ -2,20 +2,10 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, redactedConfig, unknownVariables } from '../../src/config.js';
-import { isAppError } from '../../src/errors.js';
 import { tempDir } from '../helpers/tmp.js';
+import { configProblems } from '../helpers/config-problems.js';
 
 const enabled = { CLOUD_SYNC_ENABLED: 'true', CLOUD_SYNC_BUCKET: 'my-memories' };
-
-function problemsOf(env: Record<string, string>): string {
-  try {
-    loadConfig(env);
-  } catch (error) {
-    if (isAppError(error, 'config')) return error.message;
-    throw error;
-  }
-  throw new Error('expected a configuration error');
-}
 
 describe('loadConfig', () => {
   it('applies the documented defaults', () => {
@@ -35,11 +25,11 @@ describe('loadConfig', () => {
   it('is disabled unless CLOUD_SYNC_ENABLED is true, and then needs no bucket', () => {
     expect(loadConfig({}).enabled).toBe(false);
     expect(loadConfig({ CLOUD_SYNC_ENABLED: 'false' }).enabled).toBe(false);
-    expect(problemsOf({ CLOUD_SYNC_ENABLED: 'true' })).toContain('CLOUD_SYNC_BUCKET=(unset): a bucket name (required when CLOUD_SYNC_ENABLED=true)');
+    expect(configProblems({ CLOUD_SYNC_ENABLED: 'true' })).toContain('CLOUD_SYNC_BUCKET=(unset): a bucket name (required when CLOUD_SYNC_ENABLED=true)');
   });
 
   it('reports every problem at once, one line each, naming variable, value and expectation', () => {
-    const message = problemsOf({
+    const message = configProblems({
       ...enabled,
       CLOUD_SYNC_SETTLE_MS: 'soon',
       CLOUD_SYNC_CONCURRENCY: '0',
@@ -57,7 +47,7 @@ describe('loadConfig', () => {
 
   it('never shows a secret value, even when it is the invalid one', () => {
     const secret = 'short-token';
-    const message = problemsOf({ ...enabled, CLOUD_SYNC_API_TOKEN: secret, CLOUD_SYNC_ACCESS_KEY: 'AKIAEXAMPLE' });
+    const message = configProblems({ ...enabled, CLOUD_SYNC_API_TOKEN: secret, CLOUD_SYNC_ACCESS_KEY: 'AKIAEXAMPLE' });
     expect(message).toContain('CLOUD_SYNC_API_TOKEN=(secret, 11 characters): expected a token of at least 16 characters');
     expect(message).toContain('CLOUD_SYNC_SECRET_KEY=(unset): set together with CLOUD_SYNC_ACCESS_KEY');
     expect(message).not.toContain(secret);
@@ -71,26 +61,26 @@ describe('loadConfig', () => {
     const config = loadConfig({ ...enabled, CLOUD_SYNC_ACCESS_KEY: 'AKIA1', CLOUD_SYNC_SECRET_KEY_FILE: file });
     expect(config.s3.credentials).toEqual({ accessKeyId: 'AKIA1', secretAccessKey: 'wJalrXUtnFEMI/K7MDENG' });
     expect(JSON.stringify(redactedConfig(config))).not.toContain('wJalr');
-    expect(problemsOf({ ...enabled, CLOUD_SYNC_SECRET_KEY: 'x', CLOUD_SYNC_SECRET_KEY_FILE: file })).toContain('set either CLOUD_SYNC_SECRET_KEY or CLOUD_SYNC_SECRET_KEY_FILE, not both');
-    expect(problemsOf({ ...enabled, CLOUD_SYNC_SECRET_KEY_FILE: path.join(dir, 'missing') })).toContain('a readable file holding the secret (ENOENT)');
+    expect(configProblems({ ...enabled, CLOUD_SYNC_SECRET_KEY: 'x', CLOUD_SYNC_SECRET_KEY_FILE: file })).toContain('set either CLOUD_SYNC_SECRET_KEY or CLOUD_SYNC_SECRET_KEY_FILE, not both');
+    expect(configProblems({ ...enabled, CLOUD_SYNC_SECRET_KEY_FILE: path.join(dir, 'missing') })).toContain('a readable file holding the secret (ENOENT)');
     // A bad value read from a file names the variable the operator actually set.
     const badUrl = path.join(dir, 'notify-url');
     await writeFile(badUrl, 'not a url\n');
-    expect(problemsOf({ ...enabled, CLOUD_SYNC_NOTIFY_URL_FILE: badUrl })).toContain(`(read from CLOUD_SYNC_NOTIFY_URL_FILE="${badUrl}"): expected an http:// or https:// URL`);
+    expect(configProblems({ ...enabled, CLOUD_SYNC_NOTIFY_URL_FILE: badUrl })).toContain(`(read from CLOUD_SYNC_NOTIFY_URL_FILE="${badUrl}"): expected an http:// or https:// URL`);
   });
 
   it('refuses a cron expression that never fires', () => {
-    expect(problemsOf({ ...enabled, CLOUD_SYNC_SCHEDULE: '0 0 31 2 *' })).toContain('CLOUD_SYNC_SCHEDULE="0 0 31 2 *": expected a cron expression that fires');
+    expect(configProblems({ ...enabled, CLOUD_SYNC_SCHEDULE: '0 0 31 2 *' })).toContain('CLOUD_SYNC_SCHEDULE="0 0 31 2 *": expected a cron expression that fires');
   });
 
   it('takes the stale multipart threshold in minutes, 60 by default', () => {
     expect(loadConfig(enabled).staleMultipartMs).toBe(3_600_000);
     expect(loadConfig({ ...enabled, CLOUD_SYNC_STALE_MULTIPART_MINUTES: '2' }).staleMultipartMs).toBe(120_000);
-    expect(problemsOf({ ...enabled, CLOUD_SYNC_STALE_MULTIPART_MINUTES: '0' })).toContain('CLOUD_SYNC_STALE_MULTIPART_MINUTES="0": expected a whole number of minutes between 1 and 10080');
+    expect(configProblems({ ...enabled, CLOUD_SYNC_STALE_MULTIPART_MINUTES: '0' })).toContain('CLOUD_SYNC_STALE_MULTIPART_MINUTES="0": expected a whole number of minutes between 1 and 10080');
   });
 
   it('keeps the state directory out of the backup directory', () => {
-    expect(problemsOf({ ...enabled, CLOUD_SYNC_BACKUP_DIR: '/srv/b', CLOUD_SYNC_STATE_DIR: '/srv/b/state' })).toContain(
+    expect(configProblems({ ...enabled, CLOUD_SYNC_BACKUP_DIR: '/srv/b', CLOUD_SYNC_STATE_DIR: '/srv/b/state' })).toContain(
       'CLOUD_SYNC_STATE_DIR="/srv/b/state": a state directory outside the backup directory',
     );
     expect(loadConfig({ ...enabled, CLOUD_SYNC_BACKUP_DIR: '/srv/b', CLOUD_SYNC_STATE_DIR: '/srv/state' }).stateDir).toBe('/srv/state');
@@ -99,8 +89,8 @@ describe('loadConfig', () => {
   it('normalises the prefix and rejects unsafe ones', () => {
     expect(loadConfig({ ...enabled, CLOUD_SYNC_PREFIX: 'team/a' }).s3.prefix).toBe('team/a/');
     expect(loadConfig({ ...enabled, CLOUD_SYNC_PREFIX: '' }).s3.prefix).toBe('');
-    expect(problemsOf({ ...enabled, CLOUD_SYNC_PREFIX: '/abs/' })).toContain('without a leading "/"');
-    expect(problemsOf({ ...enabled, CLOUD_SYNC_PREFIX: 'a/../b/' })).toContain('without "." or ".." segments');
+    expect(configProblems({ ...enabled, CLOUD_SYNC_PREFIX: '/abs/' })).toContain('without a leading "/"');
+    expect(configProblems({ ...enabled, CLOUD_SYNC_PREFIX: 'a/../b/' })).toContain('without "." or ".." segments');
   });
 
   it('uses path-style addressing for custom endpoints unless told otherwise', () => {
@@ -109,12 +99,12 @@ describe('loadConfig', () => {
   });
 
   it('refuses to listen beyond loopback without an API token', () => {
-    expect(problemsOf({ ...enabled, CLOUD_SYNC_HOST: '0.0.0.0' })).toContain('CLOUD_SYNC_HOST="0.0.0.0": a loopback address, or set CLOUD_SYNC_API_TOKEN');
+    expect(configProblems({ ...enabled, CLOUD_SYNC_HOST: '0.0.0.0' })).toContain('CLOUD_SYNC_HOST="0.0.0.0": a loopback address, or set CLOUD_SYNC_API_TOKEN');
     expect(loadConfig({ ...enabled, CLOUD_SYNC_HOST: '0.0.0.0', CLOUD_SYNC_API_TOKEN: 'a'.repeat(32) }).http.host).toBe('0.0.0.0');
   });
 
   it('rejects bucket names S3 would refuse', () => {
-    expect(problemsOf({ CLOUD_SYNC_ENABLED: 'true', CLOUD_SYNC_BUCKET: 'My_Bucket' })).toContain('CLOUD_SYNC_BUCKET="My_Bucket": expected an S3 bucket name');
+    expect(configProblems({ CLOUD_SYNC_ENABLED: 'true', CLOUD_SYNC_BUCKET: 'My_Bucket' })).toContain('CLOUD_SYNC_BUCKET="My_Bucket": expected an S3 bucket name');
   });
 });
 

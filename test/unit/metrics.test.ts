@@ -60,7 +60,7 @@ describe('Metrics', () => {
     expect(exposition.type.get('memsync_remote_available')).toBe('gauge');
   });
 
-  it('reads persisted counters and live gauges at scrape time, without counting them twice', async () => {
+  it('resumes persisted counters from the source once and reads live gauges at scrape time', async () => {
     const metrics = new Metrics({ enabled: true, processMetrics: false });
     const source = fakeSource({ snapshotsUploaded: 3, bytesUploaded: 12_345, conflicts: 1, prunedBeforeUpload: 2 });
     source.queue = { waiting: 4, uploading: 2 };
@@ -79,7 +79,7 @@ describe('Metrics', () => {
     expect(sampleValue(exposition, 'memsync_remote_available')).toBe(1);
     expect(sampleValue(exposition, 'memsync_last_success_timestamp_seconds')).toBe(1_767_225_600.5);
 
-    source.counterValues = { ...source.counterValues, snapshotsUploaded: 4, bytesUploaded: 20_000 };
+    metrics.snapshotUploaded({ seconds: 1, bytesSent: 7_655, bytesCopied: 0, bytesDelta: 0 });
     source.queue = { waiting: 0, uploading: 0 };
     source.available = false;
     exposition = await scrape(metrics);
@@ -96,9 +96,7 @@ describe('Metrics', () => {
 
   it('observes upload durations in a histogram from 0.1 s to 30 min', async () => {
     const metrics = new Metrics({ enabled: true, processMetrics: false });
-    metrics.uploadSucceeded(0.05);
-    metrics.uploadSucceeded(3);
-    metrics.uploadSucceeded(2000);
+    for (const seconds of [0.05, 3, 2000]) metrics.snapshotUploaded({ seconds, bytesSent: 0, bytesCopied: 0, bytesDelta: 0 });
     const exposition = await scrape(metrics);
     const bucket = (le: string): number => sampleValue(exposition, 'memsync_upload_duration_seconds_bucket', { le });
     expect(bucket('0.1')).toBe(1);

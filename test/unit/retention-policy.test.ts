@@ -2,7 +2,6 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { loadConfig, redactedConfig } from '../../src/config.js';
-import { isAppError } from '../../src/errors.js';
 import { isHealthySweep, protectedSnapshots } from '../../src/retention/after-sweep.js';
 import {
   bucketOf,
@@ -16,6 +15,7 @@ import {
 } from '../../src/retention/policy.js';
 import { timeFromName } from '../../src/snapshot/naming.js';
 import { tempDir } from '../helpers/tmp.js';
+import { configProblems } from '../helpers/config-problems.js';
 
 /** A complete snapshot named `auto_YYYYMMDD_HHMMSS` (or another prefix), timed from its name. */
 function snap(name: string, complete = true): RetentionCandidate {
@@ -221,16 +221,6 @@ describe('isHealthySweep (heartbeat)', () => {
 
 describe('retention and alert configuration', () => {
   const enabled = { CLOUD_SYNC_ENABLED: 'true', CLOUD_SYNC_BUCKET: 'my-memories' };
-  function problemsOf(env: Record<string, string>): string {
-    try {
-      loadConfig(env);
-    } catch (error) {
-      if (isAppError(error, 'config')) return error.message;
-      throw error;
-    }
-    throw new Error('expected a configuration error');
-  }
-
   it('is off by default', () => {
     const config = loadConfig(enabled);
     expect(config.retention).toBeUndefined();
@@ -244,12 +234,12 @@ describe('retention and alert configuration', () => {
   });
 
   it.each(['last=0,daily=0', 'daily=seven', 'keep-daily=7'])('refuses %j with the variable, the value and what is expected', (value) => {
-    const message = problemsOf({ ...enabled, CLOUD_SYNC_RETENTION: value });
+    const message = configProblems({ ...enabled, CLOUD_SYNC_RETENTION: value });
     expect(message).toContain(`CLOUD_SYNC_RETENTION=${JSON.stringify(value)}: expected a policy like "last=10,hourly=24,daily=7,weekly=4,monthly=12"`);
   });
 
   it('masks webhook and heartbeat URLs in messages and reads them from _FILE variants', async () => {
-    const message = problemsOf({ ...enabled, CLOUD_SYNC_NOTIFY_URL: 'hooks.slack.com/services/T000/B000/SECRETTOKEN' });
+    const message = configProblems({ ...enabled, CLOUD_SYNC_NOTIFY_URL: 'hooks.slack.com/services/T000/B000/SECRETTOKEN' });
     expect(message).toContain('CLOUD_SYNC_NOTIFY_URL=(secret');
     expect(message).not.toContain('SECRETTOKEN');
     const dir = await tempDir('memsync-config');

@@ -16,25 +16,26 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 
 describe('backoffDelayMs', () => {
   it.each([
-    // attempt, random, expected: floor(random * min(max, base * 2^attempt))
-    [0, 0, 0],
+    // attempt, random, expected: floor(ceiling / 2 + random * ceiling / 2), ceiling = min(max, base * 2^attempt)
+    [0, 0, 50],
     [0, 0.999, 99],
     [1, 0.999, 199],
-    [2, 0.5, 200],
+    [2, 0.5, 300],
     [3, 0.999, 799],
     [4, 0.999, 999],
-    [4, 0, 0],
+    [4, 0, 500],
     [10, 0.999, 999],
-    [30, 0.5, 500],
+    [30, 0.5, 750],
   ])('attempt %d with random %d -> %d ms', (attempt, random, expected) => {
     expect(backoffDelayMs(attempt, policy, () => random)).toBe(expected);
   });
 
-  it('never exceeds the cap nor goes below zero with the default random source', () => {
+  it('stays between half the ceiling and the ceiling with the default random source, so a budget of attempts lasts a known time', () => {
     for (let attempt = 0; attempt < 40; attempt += 1) {
       const delay = backoffDelayMs(attempt, policy);
-      expect(delay).toBeGreaterThanOrEqual(0);
-      expect(delay).toBeLessThanOrEqual(Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt));
+      const ceiling = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** attempt);
+      expect(delay).toBeGreaterThanOrEqual(ceiling / 2);
+      expect(delay).toBeLessThanOrEqual(ceiling);
       expect(Number.isInteger(delay)).toBe(true);
     }
   });
@@ -154,6 +155,16 @@ describe('withRetry', () => {
     expect(calls).toBe(1);
     expect(isAppError(error, 'cancelled')).toBe(true);
     expect(error instanceof Error && isAppError(error.cause, 'remote_unavailable')).toBe(true);
+  });
+
+  it('retries only what retryIf picks, whatever the kind says', async () => {
+    const picky = failing(['integrity']);
+    const error = await rejection(withRetry(picky.operation, { policy: tiny, retryIf: (e) => e.kind === 'remote_unavailable' }));
+    expect(isAppError(error, 'integrity')).toBe(true);
+    expect(picky.attempts).toEqual([0]);
+    const chosen = failing(['remote_unavailable']);
+    await expect(withRetry(chosen.operation, { policy: tiny, retryIf: (e) => e.kind === 'remote_unavailable' })).resolves.toBe('ok');
+    expect(chosen.attempts).toEqual([0, 1]);
   });
 
   it('passes the backoff delay from the injected random source to onRetry', async () => {

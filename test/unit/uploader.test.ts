@@ -1,13 +1,13 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { appendFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
 import { afterEach, describe, expect, it } from 'vitest';
 import { AppError, isAppError } from '../../src/errors.js';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
 import type { BodySource, PutOptions, RemoteHead, RemoteObject } from '../../src/remote/store.js';
 import { buildManifest, manifestKey, parseManifest, serializeManifest, type Manifest } from '../../src/snapshot/manifest.js';
-import { statSnapshot } from '../../src/snapshot/scan.js';
+import { sameFingerprint, statSnapshot, statSnapshotIfPresent } from '../../src/snapshot/scan.js';
 import { lookupDigest, type HashCacheDocument } from '../../src/state/hash-cache.js';
 import { PersistedJson } from '../../src/state/persisted.js';
 import { METADATA_AGENT, METADATA_SHA256 } from '../../src/upload/plan.js';
@@ -118,7 +118,8 @@ describe('SnapshotUploader', () => {
     const manifestBytes = storedBytes(s.store, MANIFEST_KEY);
     expect(manifestBytes?.equals(serializeManifest(outcome.manifest))).toBe(true);
     expect(parseManifest(manifestBytes ?? Buffer.alloc(0), NAME)).toEqual(outcome.manifest);
-    expect(keysUnder(s.store, NAME)).toHaveLength(7);
+    // The five files and the manifest: the claim is removed once the manifest is written.
+    expect(keysUnder(s.store, NAME)).toHaveLength(6);
   });
 
   it('sends a new snapshot with a listing before and after, one PUT per file and two requests for the manifest: no HEAD per file', async () => {
@@ -137,7 +138,8 @@ describe('SnapshotUploader', () => {
     expect(requests.filter((r) => r.startsWith('HEAD '))).toEqual([`HEAD ${MANIFEST_KEY}`]);
     // The second listing checks nobody replaced an object before the manifest makes the snapshot complete.
     expect(requests.slice(-3)).toEqual([`LIST ${NAME}/`, `HEAD ${MANIFEST_KEY}`, `PUT ${MANIFEST_KEY}`]);
-    expect(requests).toHaveLength(Object.keys(files).length + 5);
+    // Plus one listing after the claim: the name was not completed meanwhile.
+    expect(requests).toHaveLength(Object.keys(files).length + 6);
 
     // Where the store is known to refuse a conditional PUT over an existing key, that PUT is the check: no HEAD at all.
     requests.length = 0;
@@ -145,7 +147,7 @@ describe('SnapshotUploader', () => {
     await writeSnapshot(honouring.backupDir, NAME, files);
     expect((await upload(honouring)).outcome).toBe('uploaded');
     expect(requests.filter((r) => r.startsWith('HEAD '))).toEqual([]);
-    expect(requests).toHaveLength(Object.keys(files).length + 4);
+    expect(requests).toHaveLength(Object.keys(files).length + 5);
   });
 
   it('reports each failed attempt it retries (an outage shows before the retries run out)', async () => {
@@ -387,14 +389,18 @@ describe('SnapshotUploader', () => {
   it.each<[string, (file: string) => Promise<void>]>([
     ['appended to', (file) => appendFile(file, 'more')],
     ['rewritten with the same size', (file) => writeFile(file, Buffer.from('{"dim":999,"metric":"cosine"}'.padEnd(JSON.stringify({ dim: 384, metric: 'cosine' }).length)))],
-    ['deleted', (file) => rm(file)],
+    ['deleted', (file) => rm(file, { force: true })],
   ])('rejects with snapshot_gone when a file is %s after the stat', async (_label, change) => {
     const s = await setup();
     await writeSnapshot(s.backupDir, NAME, defaultFiles());
     const stat = await statSnapshot(s.backupDir, NAME);
-    // File times have a coarse clock: let it tick so the change is visible in ctime.
-    await sleep(30);
-    await change(path.join(s.backupDir, NAME, 'config.json'));
+    // File times come from a coarse clock: a change within the same tick leaves them as they
+    // were, so the change is made again until the snapshot's stat shows it.
+    await until(async () => {
+      await change(path.join(s.backupDir, NAME, 'config.json'));
+      const now = await statSnapshotIfPresent(s.backupDir, NAME);
+      return now === undefined || !sameFingerprint(stat, now);
+    });
 
     const error = await rejection(s.uploader.upload(stat, new AbortController().signal, () => undefined));
 
@@ -417,7 +423,7 @@ describe('SnapshotUploader', () => {
     const store = new ChangingStore(async (key) => {
       if (changed || key !== `${NAME}/config.json`) return;
       changed = true;
-      await sleep(30);
+      // A change of size: seen whatever the file times say.
       await appendFile(path.join(backupDir, NAME, 'config.json'), ' ');
     });
     const s = await setup(store);
@@ -436,21 +442,28 @@ describe('SnapshotUploader', () => {
   it('removes the objects it created when aborted with snapshot_gone mid-way', async () => {
     /** Lets the first PUT through; the others wait until released. */
     class GatedStore extends MemoryRemoteStore {
+      /** PUTs begun and not yet ended, let through or not. */
+      inFlight = 0;
       private first = true;
       private release: () => void = () => undefined;
       readonly released = new Promise<void>((resolve) => {
         this.release = resolve;
       });
       override async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
-        if (this.first) this.first = false;
-        else {
-          // A real store stops a waiting request when its signal aborts (multipart uploads get one).
-          await Promise.race([
-            this.released,
-            new Promise<void>((_resolve, reject) => options.signal?.addEventListener('abort', () => reject(new AppError('cancelled', `upload ${key}: aborted`)), { once: true })),
-          ]);
+        this.inFlight += 1;
+        try {
+          if (this.first) this.first = false;
+          else {
+            // A real store stops a waiting request when its signal aborts (multipart uploads get one).
+            await Promise.race([
+              this.released,
+              new Promise<void>((_resolve, reject) => options.signal?.addEventListener('abort', () => reject(new AppError('cancelled', `upload ${key}: aborted`)), { once: true })),
+            ]);
+          }
+          return await super.put(key, body, options);
+        } finally {
+          this.inFlight -= 1;
         }
-        return super.put(key, body, options);
       }
       open(): void {
         this.release();
@@ -466,14 +479,15 @@ describe('SnapshotUploader', () => {
       upload(s, NAME, controller.signal, (progress) => {
         if (progress.filesDone >= 1 && !controller.signal.aborted) {
           controller.abort(reason);
-          // Single PUTs already at the store are let finish (an aborted one could still be
-          // stored by the server after the cleanup); they are removed with the rest.
-          setTimeout(() => store.open(), 20);
+          // Single PUTs already at the store are let finish once the abort has been seen (an
+          // aborted one could still be stored by the server after the cleanup); they are removed with the rest.
+          setImmediate(() => store.open());
         }
       }),
     );
     await s.fileQueue.onIdle();
-    await sleep(20);
+    // Every PUT has ended: whatever they stored is in the store now.
+    await until(() => store.inFlight === 0);
 
     expect(error).toBe(reason);
     expect(store.putLog.length).toBeGreaterThanOrEqual(1);
@@ -492,12 +506,14 @@ describe('SnapshotUploader', () => {
       release = resolve;
     });
     /** The answer to one file's PUT (stored already) is slow; the snapshot is rewritten meanwhile. */
+    let slowAnswered = false;
     class SlowHeadStore extends MemoryRemoteStore {
       override async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
         await super.put(key, body, options);
         if (key === slowKey) {
           controller.abort(reason);
           await released;
+          slowAnswered = true;
         }
       }
     }
@@ -505,11 +521,12 @@ describe('SnapshotUploader', () => {
     const s = await setup(store);
     await writeSnapshot(s.backupDir, NAME, defaultFiles());
 
-    // The slow verification finishes on its own; the upload must wait for it before cleaning up.
-    setTimeout(release, 100);
+    // The slow answer comes once everything else has settled (the abort seen, the other files
+    // done); the upload must wait for it before cleaning up, or the object it stored stays.
+    void until(() => controller.signal.aborted && s.fileQueue.size === 0 && s.fileQueue.pending <= 1).then(release);
     const error = await rejection(upload(s, NAME, controller.signal));
     await s.fileQueue.onIdle();
-    await sleep(50);
+    await until(() => slowAnswered);
 
     expect(error).toBe(reason);
     expect(store.putLog).toContain(slowKey);
@@ -526,4 +543,13 @@ async function readBack(store: MemoryRemoteStore): Promise<Record<string, Buffer
     if (bytes !== undefined) files[key.slice(NAME.length + 1)] = bytes;
   }
   return files;
+}
+
+/** Waits, turn by turn of the event loop, until `condition` holds; fails after 10 s. */
+async function until(condition: () => boolean | Promise<boolean>, timeoutMs = 10_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > deadline) throw new Error(`condition not met within ${timeoutMs} ms`);
+    await nextTurn();
+  }
 }

@@ -12,6 +12,7 @@ import { judgeSettle } from '../../watch/settle.js';
 import type { Command } from '../args.js';
 import { readAgentFiles, type AgentFiles, type CommandContext } from '../context.js';
 import { EXIT, exitCodeFor } from '../exit-codes.js';
+import { hintFor } from '../error-text.js';
 import { formatBytes, nameList } from '../format.js';
 import { buildStatusReport, type NamedTime, type StatusReport } from '../status-report.js';
 
@@ -36,7 +37,9 @@ export async function runStatus(command: Extract<Command, { name: 'status' }>, c
     location: store.location,
     backupDir: config.backupDir,
     stateDir: config.stateDir,
-    remote: remote.reachable ? remote : { reachable: false, error: `${describeError(remote.error)}${remote.error.hint === undefined ? '' : ` (${remote.error.hint})`}` },
+    remote: remote.reachable
+      ? remote
+      : { reachable: false, state: isAppError(remote.error, 'remote_rejected') ? 'refused' : 'unreachable', error: describeError(remote.error), hint: hintFor(remote.error) },
     local: local.entries,
     settling: local.settling,
     agentState: files.state,
@@ -92,7 +95,8 @@ function statusText(report: StatusReport): string {
   const names = (list: string[] | null): string => (list === null ? 'unknown (store not listed)' : `${list.length}${list.length > 0 ? `: ${nameList(list)}` : ''}`);
   const { remote, local, agent } = report;
   const lines: [string, string][] = [
-    ['store', `${report.location}: ${remote.reachable ? 'reachable' : `UNREACHABLE: ${remote.error ?? ''}`}`],
+    ['store', `${report.location}: ${remote.reachable ? 'reachable' : `${remote.state.toUpperCase()}: ${remote.error ?? ''}`}`],
+    ...(remote.hint === null ? [] : [['hint', remote.hint] as [string, string]]),
     ['remote', remote.reachable ? `${snapshots(remote.count ?? 0)} (${remote.complete ?? 0} complete)${at(remote.latest)}` : 'unknown'],
     ['local', `${snapshots(local.count)} in ${report.backupDir}${at(local.latest)}`],
     ['in sync', report.inSync === null ? 'unknown (store not listed)' : String(report.inSync.length)],

@@ -1,0 +1,119 @@
+import { createHash } from 'node:crypto';
+import { open, type FileHandle } from 'node:fs/promises';
+import { AppError, asAppError } from '../errors.js';
+import { multipartEtag } from '../snapshot/digest.js';
+import { checkComposeParts, MIN_COMPOSE_PART_BYTES, partMd5Mismatch } from './compose-parts.js';
+import { lowerCaseKeys, expectedSource } from './fs-copy.js';
+import { isAborted, translateFsError } from './fs-errors.js';
+import { checkKey, pathOf } from './fs-layout.js';
+import { identityOf, sameIdentity, type ObjectIdentity } from './fs-sidecar.js';
+import { placeObject, TempObject, type StoreRoot } from './fs-write.js';
+import type { ComposeOptions, ComposePartSpec } from './store.js';
+
+/**
+ * The directory store's composition: the new object is assembled in a temporary file from
+ * ranges of the source (read from one open handle, so a source replaced meanwhile cannot splice
+ * two versions) and bytes of the local file, each part checked against its planned MD5 on the
+ * way, then put in place like any write. The ETag is the multipart ETag of those parts, as S3
+ * gives the same composition, and the same limits apply (5 MiB parts but the last), so a plan
+ * behaves alike on every store.
+ */
+
+const READ_BYTES = 1024 * 1024;
+
+export async function composeObject(where: StoreRoot, targetKey: string, options: ComposeOptions): Promise<void> {
+  const what = `compose ${targetKey} from ${options.sourceKey}`;
+  checkKey(targetKey);
+  checkComposeParts(what, options.parts);
+  if (isAborted(options.signal)) throw new AppError('cancelled', `${what}: aborted`);
+  const small = options.parts.slice(0, -1).findIndex((part) => partBytes(part) < MIN_COMPOSE_PART_BYTES);
+  if (small >= 0) {
+    throw new AppError('object_refused', `${what}: part ${small + 1} is smaller than ${MIN_COMPOSE_PART_BYTES} bytes and not the last (EntityTooSmall)`, { retryable: false, details: { code: 'EntityTooSmall' } });
+  }
+  const expected = await expectedSource(where, options.sourceKey, options.sourceEtag, what);
+  let source: FileHandle;
+  try {
+    source = await open(pathOf(where.root, options.sourceKey), 'r');
+  } catch (error) {
+    throw translateFsError(error, what);
+  }
+  try {
+    // Replaced between the check and the open: the ranges would be of another version.
+    if (!sameIdentity(identityOf(await source.stat({ bigint: true })), expected.identity)) {
+      throw new AppError('conflict', `${what}: the source ${options.sourceKey} changed (PreconditionFailed)`, { details: { code: 'PreconditionFailed' } });
+    }
+    const temp = await TempObject.create(where, targetKey, what);
+    try {
+      const md5s: Buffer[] = [];
+      for (const [index, part] of options.parts.entries()) {
+        if (isAborted(options.signal)) throw new AppError('cancelled', `${what}: aborted`);
+        md5s.push(await writePart(temp, source, expected.size, part, index + 1, options, what));
+        options.onPartDone?.({ index, bytes: partBytes(part), kind: part.kind });
+      }
+      if (isAborted(options.signal)) throw new AppError('cancelled', `${what}: aborted`);
+      const identity = await finish(temp, what);
+      await placeObject(temp, identity, { etag: multipartEtag(md5s), metadata: lowerCaseKeys(options.metadata) }, 'replace', what);
+    } catch (error) {
+      await temp.discard();
+      throw error;
+    }
+  } finally {
+    await source.close().catch(() => undefined);
+  }
+}
+
+function partBytes(part: ComposePartSpec): number {
+  return part.kind === 'copy' ? part.sourceEnd - part.sourceStart : part.length;
+}
+
+/** Appends one part and checks it against its planned MD5; returns that MD5 (raw). */
+async function writePart(temp: TempObject, source: FileHandle, sourceSize: number, part: ComposePartSpec, partNumber: number, options: ComposeOptions, what: string): Promise<Buffer> {
+  const md5 = createHash('md5');
+  const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, partBytes(part)));
+  if (part.kind === 'copy' && part.sourceEnd > sourceSize) {
+    throw new AppError('object_refused', `${what}: part ${partNumber} (copy bytes=${part.sourceStart}-${part.sourceEnd - 1}) is past the source's end (InvalidRange)`, { retryable: false, details: { code: 'InvalidRange' } });
+  }
+  for (let offset = 0; offset < partBytes(part); offset += buffer.length) {
+    const piece = buffer.subarray(0, Math.min(buffer.length, partBytes(part) - offset));
+    if (part.kind === 'copy') await readSource(source, piece, part.sourceStart + offset, what);
+    else {
+      try {
+        await options.body.read(piece, part.targetStart + offset);
+      } catch (error) {
+        throw asAppError(error, 'local_io', `${what}: read part ${partNumber} at ${part.targetStart + offset}`);
+      }
+    }
+    md5.update(piece);
+    try {
+      await temp.write(piece);
+    } catch (error) {
+      throw translateFsError(error, what, 'remote_unavailable');
+    }
+  }
+  const actual = md5.digest();
+  if (actual.toString('hex') !== part.md5Hex.toLowerCase()) {
+    if (part.kind === 'copy') throw partMd5Mismatch(what, partNumber, part.md5Hex, actual.toString('hex'));
+    throw new AppError('integrity', `${what}: part ${partNumber}: BadDigest (the sent bytes are not the planned ones: the file changed)`, { details: { code: 'BadDigest' } });
+  }
+  return actual;
+}
+
+async function readSource(source: FileHandle, target: Buffer, position: number, what: string): Promise<void> {
+  try {
+    for (let filled = 0; filled < target.length; ) {
+      const { bytesRead } = await source.read(target, filled, target.length - filled, position + filled);
+      if (bytesRead === 0) throw new AppError('conflict', `${what}: the source ended at byte ${position + filled} (it changed)`, { details: { code: 'PreconditionFailed' } });
+      filled += bytesRead;
+    }
+  } catch (error) {
+    throw translateFsError(error, what);
+  }
+}
+
+async function finish(temp: TempObject, what: string): Promise<ObjectIdentity> {
+  try {
+    return await temp.finish();
+  } catch (error) {
+    throw translateFsError(error, what, 'remote_unavailable');
+  }
+}

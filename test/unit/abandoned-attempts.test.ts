@@ -1,0 +1,33 @@
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from '../../src/log.js';
+import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
+import { removeAbandonedAttempt } from '../../src/upload/abandon.js';
+import { METADATA_AGENT } from '../../src/upload/plan.js';
+
+const ME = 'agent-me';
+const NAME = 'auto_20260101_000000';
+
+function put(store: MemoryRemoteStore, key: string, agent: string | undefined): void {
+  store.objects.set(key, { bytes: Buffer.from(key), etag: 'e', metadata: agent === undefined ? {} : { [METADATA_AGENT]: agent }, lastModifiedMs: 0 });
+}
+
+describe('removeAbandonedAttempt', () => {
+  it("removes this agent's objects under the name, claim included, and nothing of anyone else", async () => {
+    const store = new MemoryRemoteStore();
+    put(store, `${NAME}/metadata.json`, ME);
+    put(store, `${NAME}/.memsync-claim`, ME);
+    put(store, `${NAME}/config.json`, 'agent-other');
+    put(store, `${NAME}/notes.txt`, undefined);
+    put(store, 'auto_20260101_000001/metadata.json', ME);
+    expect(await removeAbandonedAttempt(store, ME, NAME, silentLogger)).toBe(2);
+    expect([...store.objects.keys()].sort()).toEqual([`${NAME}/config.json`, `${NAME}/notes.txt`, 'auto_20260101_000001/metadata.json']);
+  });
+
+  it.each(['.memsync-manifest.json', '.memsync-manifest.enc'])('touches nothing under a name that holds a manifest (%s): a complete snapshot stays whole', async (manifest) => {
+    const store = new MemoryRemoteStore();
+    put(store, `${NAME}/metadata.json`, ME);
+    put(store, `${NAME}/${manifest}`, 'agent-other');
+    expect(await removeAbandonedAttempt(store, ME, NAME, silentLogger)).toBe(0);
+    expect(store.objects.size).toBe(2);
+  });
+});
