@@ -49,7 +49,17 @@ export interface BuildOptions {
   alertIntervalMs?: number;
   /** Replaces the state directory's file writes (tests of a directory that refuses them, which root cannot make). */
   writeStateFile?: (filePath: string, content: string) => Promise<void>;
+  /** How long start waits for the store's first answer before it watches without it (default START_PROBE_WAIT_MS). */
+  startProbeWaitMs?: number;
 }
+
+/**
+ * Start waits this long for the store's first answer, so that a refusal (credentials, a missing
+ * bucket) still stops memsync at once with exit 3. A store that has not answered by then is not
+ * waited for: memsync watches and serves meanwhile (its readiness is its own, see /readyz), and
+ * the answer, when it comes, is handled as any later one would be.
+ */
+const START_PROBE_WAIT_MS = 10_000;
 
 export async function buildMemsync(config: Config, log: Logger, options: BuildOptions = {}): Promise<Memsync> {
   const metrics = new Metrics({ enabled: config.enabled });
@@ -168,21 +178,28 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
     operations,
     start: async ({ listen = true } = {}) => {
       // Listening comes first: a store that hangs holds the probe below for a minute of timeouts,
-      // and a liveness probe must get /healthz meanwhile (/readyz says the watcher is not running yet).
+      // and a liveness probe must get /healthz meanwhile (/readyz says the watcher is not running
+      // yet); the watcher waits for the probe only START_PROBE_WAIT_MS.
       if (listen) await listenOn(server, config, log);
       // A refusal (credentials, missing bucket) is fatal and said once; an unreachable store is retried.
-      const reachable = await agent.health.track(store.checkAccess()).then(
+      const firstAnswer = agent.health.track(store.checkAccess()).then(
         () => {
           log.info('remote store reachable', { location: store.location });
-          return true;
+          return 'reachable' as const;
         },
         (error: unknown) => {
-          if (error instanceof AppError && error.kind === 'remote_rejected') throw error;
+          if (error instanceof AppError && error.kind === 'remote_rejected') return error;
           log.error('remote store unreachable at start; will retry', { location: store.location, error: describeError(error) });
-          return false;
+          return 'unreachable' as const;
         },
       );
-      if (reachable) await conditionalWrites.ensure();
+      const waited = await firstAnswerWithin(firstAnswer, options.startProbeWaitMs ?? START_PROBE_WAIT_MS);
+      if (waited instanceof AppError) throw waited;
+      if (waited === 'reachable') await conditionalWrites.ensure();
+      if (waited === 'still waiting') {
+        // Too late to stop the start: a refusal after this is logged and shown like one a later sweep finds.
+        log.warn('remote store has not answered yet; watching without it meanwhile', { location: store.location, waitedMs: options.startProbeWaitMs ?? START_PROBE_WAIT_MS });
+      }
       await restorer.cleanStaging();
       await agent.start();
       startupDownload = operations.autoDownloadIfEmpty(stopping.signal).catch((error: unknown) => {
@@ -238,6 +255,17 @@ function syncApi(
     remoteIndex: async (maxAgeMs) => (Date.now() - agent.remoteIndex.listedAtMs > maxAgeMs ? agent.refreshRemoteIndex() : agent.remoteIndex),
     serviceConfigured: operations.serviceConfigured,
   };
+}
+
+/** The answer, or 'still waiting' once `waitMs` has passed first (the timer never outlives the race). */
+async function firstAnswerWithin<T>(answer: Promise<T>, waitMs: number): Promise<T | 'still waiting'> {
+  let timer: NodeJS.Timeout | undefined;
+  const waiting = new Promise<'still waiting'>((resolve) => (timer = setTimeout(() => resolve('still waiting'), waitMs)));
+  try {
+    return await Promise.race([answer, waiting]);
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 async function listenOn(server: FastifyInstance, config: Config, log: Logger): Promise<void> {

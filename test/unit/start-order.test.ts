@@ -50,3 +50,33 @@ describe('start order', () => {
     }
   });
 });
+
+describe('start against a store that does not answer', () => {
+  it('watches without it after the wait: start resolves and the sidecar readiness is 200', async () => {
+    const root = await tempDir('start-order-wait');
+    await mkdir(path.join(root, 'backups'));
+    const config = loadConfig({
+      CLOUD_SYNC_ENABLED: 'true',
+      CLOUD_SYNC_BUCKET: 'start-order',
+      CLOUD_SYNC_BACKUP_DIR: path.join(root, 'backups'),
+      CLOUD_SYNC_STATE_DIR: path.join(root, 'state'),
+      CLOUD_SYNC_ENDPOINT: 'http://127.0.0.1:9',
+      CLOUD_SYNC_ACCESS_KEY: 'test',
+      CLOUD_SYNC_SECRET_KEY: 'test',
+      CLOUD_SYNC_PORT: '0',
+    });
+    const store = new HangingStore();
+    const memsync = await buildMemsync(config, silentLogger, { store, startProbeWaitMs: 200 });
+    try {
+      // Resolves although the store never answered.
+      await memsync.start();
+      const port = (memsync.server.server.address() as AddressInfo).port;
+      const own = await fetch(`http://127.0.0.1:${port}/readyz?exclude=remote`);
+      expect(await own.json()).toMatchObject({ ready: true, checks: { watcher: true } });
+      expect(own.status).toBe(200);
+    } finally {
+      store.release();
+      await memsync.stop();
+    }
+  });
+});
