@@ -1,13 +1,15 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { pipeline, type Readable } from 'node:stream';
-import { consumeBody } from '../remote/body.js';
 import type { Keyring } from '../crypto/keys.js';
 import { noKeyConfigured } from '../crypto/keys.js';
 import { DecryptStream } from '../crypto/streams.js';
 import { AppError, isAppError } from '../errors.js';
 import type { RemoteStore } from '../remote/store.js';
-import { checkObject, ObjectDigester, type Verification } from '../snapshot/object-check.js';
+import { checkObject, ObjectDigester, type ObjectDigest, type Verification } from '../snapshot/object-check.js';
+import { FileHasher } from './file-hasher.js';
+import { fetchRangesToFile, type PositionalWriter } from './ranged-fetch.js';
 import type { ExpectedFile } from './remote-snapshot.js';
+import { WrittenExtents } from './written-extents.js';
 
 export type { Verification } from '../snapshot/object-check.js';
 
@@ -15,15 +17,18 @@ const WRITE_BATCH_BYTES = 1024 * 1024; // 1 MiB
 
 /** Plain objects at least this large are fetched as parallel ranges: one GET stream is slower than the disk and the hash. */
 export const RANGED_FROM_BYTES = 64 * 1024 * 1024;
-const RANGE_BYTES = 8 * 1024 * 1024;
-/** Ranges fetched ahead of the one being hashed: bounds memory to about this many ranges. */
+/**
+ * Large, because each GET costs the S3 client a few milliseconds of CPU (about what 2 to 3 MiB
+ * of body cost); the bytes go to the file as they arrive, so the range size does not bound memory.
+ */
+export const RANGE_BYTES = 32 * 1024 * 1024;
 const RANGES_IN_FLIGHT = 4;
 /** Written bytes after which a data sync starts in the background. */
 const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
 
 /**
- * Downloads one object to a local file while hashing it, fsyncs it, and checks it against
- * what it must be. Nothing unverified is ever reported as a success.
+ * Downloads one object to a local file, fsyncs it, and checks it against what it must be.
+ * Nothing unverified is ever reported as a success.
  */
 export async function downloadVerified(
   store: RemoteStore,
@@ -34,13 +39,74 @@ export async function downloadVerified(
   onBytes: (bytes: number) => void,
   keyring?: Keyring,
 ): Promise<Verification> {
-  const digester = new ObjectDigester(expected);
   const ranged = !expected.encrypted && expected.size >= RANGED_FROM_BYTES;
   const body = ranged ? undefined : plaintextOf(await store.get(key, signal), key, expected, keyring);
-  const handle = await open(targetPath, 'wx', 0o644).catch((error: unknown) => {
+  // Readable too: the ranged path hashes what it wrote by reading it back.
+  const handle = await open(targetPath, 'wx+', 0o644).catch((error: unknown) => {
     body?.destroy();
     throw localError(error, targetPath);
   });
+  try {
+    const digest = body === undefined ? await fetchRangedAndHash(store, key, handle, targetPath, expected, signal, onBytes) : await streamAndHash(body, key, handle, targetPath, expected, onBytes);
+    const check = checkObject(expected, digest);
+    if (!check.ok) throw new AppError('integrity', `${key}: ${check.reason}`);
+    return check.verification;
+  } finally {
+    await handle.close();
+  }
+}
+
+/**
+ * Ranges written at their offsets as they arrive (see ranged-fetch.ts); another thread hashes the
+ * file in order behind them, as far as it is written, so the hash costs the transfer no time.
+ */
+async function fetchRangedAndHash(
+  store: RemoteStore,
+  key: string,
+  handle: FileHandle,
+  targetPath: string,
+  expected: ExpectedFile,
+  signal: AbortSignal | undefined,
+  onBytes: (bytes: number) => void,
+): Promise<ObjectDigest> {
+  const hasher = new FileHasher(handle.fd, expected, key);
+  const flusher = new BackgroundFlush(handle);
+  const written = new WrittenExtents();
+  const file: PositionalWriter = {
+    writev: (buffers, position) =>
+      handle.writev(buffers, position).catch((error: unknown) => {
+        throw localError(error, targetPath);
+      }),
+  };
+  try {
+    try {
+      await fetchRangesToFile(store, key, expected.size, file, {
+        rangeBytes: RANGE_BYTES,
+        rangesInFlight: RANGES_IN_FLIGHT,
+        signal,
+        onBytes,
+        onWritten: (position, length) => {
+          flusher.written(length);
+          hasher.advance(written.add(position, length));
+        },
+      });
+    } catch (error) {
+      if (isAppError(error)) throw error;
+      throw new AppError('remote_unavailable', `download ${key}: connection failed mid-body`, { cause: error });
+    }
+    // The sync and the hash of the last bytes read them from the page cache side by side.
+    const [digest] = await Promise.all([hasher.finish(written.prefixBytes), syncFile(handle, flusher, targetPath)]);
+    return digest;
+  } finally {
+    await flusher.settle().catch(() => undefined);
+    // The thread reads through this descriptor: it must have ended before the file is closed.
+    await hasher.close();
+  }
+}
+
+/** One GET, hashed on this thread as it streams (smaller objects, and encrypted ones that are decrypted on the way). */
+async function streamAndHash(body: Readable, key: string, handle: FileHandle, targetPath: string, expected: ExpectedFile, onBytes: (bytes: number) => void): Promise<ObjectDigest> {
+  const digester = new ObjectDigester(expected);
   const flusher = new BackgroundFlush(handle);
   const writeAt = async (data: Buffer, position: number): Promise<void> => {
     for (let offset = 0; offset < data.length; ) {
@@ -51,29 +117,28 @@ export async function downloadVerified(
     }
     flusher.written(data.length);
   };
-  const onChunk = (chunk: Buffer): void => {
-    digester.update(chunk);
-    onBytes(chunk.length);
-  };
   try {
     try {
-      if (body === undefined) await fetchRanges(store, key, expected.size, writeAt, onChunk, signal);
-      else await streamInOrder(body, writeAt, onChunk);
+      await streamInOrder(body, writeAt, (chunk) => {
+        digester.update(chunk);
+        onBytes(chunk.length);
+      });
     } catch (error) {
       if (isAppError(error)) throw error;
       throw new AppError('remote_unavailable', `download ${key}: connection failed mid-body`, { cause: error });
     }
-    await flusher.settle();
-    await handle.sync().catch((error: unknown) => {
-      throw localError(error, targetPath);
-    });
+    await syncFile(handle, flusher, targetPath);
   } finally {
     await flusher.settle().catch(() => undefined);
-    await handle.close();
   }
-  const check = checkObject(expected, digester.digest());
-  if (!check.ok) throw new AppError('integrity', `${key}: ${check.reason}`);
-  return check.verification;
+  return digester.digest();
+}
+
+async function syncFile(handle: FileHandle, flusher: BackgroundFlush, targetPath: string): Promise<void> {
+  await flusher.settle();
+  await handle.sync().catch((error: unknown) => {
+    throw localError(error, targetPath);
+  });
 }
 
 /** One GET, written in 1 MiB batches: network chunks are 16 to 64 KiB, and an awaited write each would cost a thread-pool round trip per chunk. */
@@ -98,61 +163,6 @@ async function streamInOrder(body: Readable, writeAt: (data: Buffer, position: n
 }
 
 /**
- * Ranged GETs in parallel, each written at its offset as it arrives; the hash, which needs the
- * bytes in order, takes the ranges one after another. Ranges are only started while they stay
- * within RANGES_IN_FLIGHT of the one being hashed, so memory is bounded whatever the size.
- */
-async function fetchRanges(
-  store: RemoteStore,
-  key: string,
-  size: number,
-  writeAt: (data: Buffer, position: number) => Promise<void>,
-  onChunk: (chunk: Buffer) => void,
-  signal: AbortSignal | undefined,
-): Promise<void> {
-  const count = Math.ceil(size / RANGE_BYTES);
-  const stop = new AbortController();
-  const abortAll = (): void => stop.abort(signal?.reason);
-  signal?.addEventListener('abort', abortAll, { once: true });
-  // Range i and range i + RANGES_IN_FLIGHT never overlap in time (the second is launched once the
-  // first is hashed), so one buffer per slot serves every range: no 8 MiB allocation per range, and far
-  // less garbage for the collector than network chunks concatenated range by range.
-  const slots = Array.from({ length: Math.min(RANGES_IN_FLIGHT, count) }, () => Buffer.allocUnsafe(Math.min(RANGE_BYTES, size)));
-  const fetchRange = async (index: number): Promise<Buffer> => {
-    const start = index * RANGE_BYTES;
-    const end = Math.min(size, start + RANGE_BYTES) - 1;
-    const slot = slots[index % slots.length] as Buffer;
-    const received = await readInto(await store.getRange(key, start, end, stop.signal), slot, key);
-    if (received !== end - start + 1) throw new AppError('integrity', `${key}: range ${start}-${end} came back with ${received} bytes`);
-    const data = slot.subarray(0, received);
-    await writeAt(data, start);
-    return data;
-  };
-  const inFlight: Promise<Buffer>[] = [];
-  const launch = (index: number): void => {
-    const fetched = fetchRange(index);
-    // Awaited in order below; a range failing while an earlier one is awaited must not go unhandled.
-    fetched.catch(() => undefined);
-    inFlight[index] = fetched;
-  };
-  try {
-    for (let index = 0; index < Math.min(RANGES_IN_FLIGHT, count); index += 1) launch(index);
-    for (let index = 0; index < count; index += 1) {
-      const data = await (inFlight[index] as Promise<Buffer>);
-      delete inFlight[index];
-      // Hashed before the next range is launched: that range is read into this one's slot.
-      onChunk(data);
-      if (index + RANGES_IN_FLIGHT < count) launch(index + RANGES_IN_FLIGHT);
-    }
-  } finally {
-    // On failure, the other ranges stop and finish before the file is closed under them.
-    stop.abort();
-    signal?.removeEventListener('abort', abortAll);
-    await Promise.allSettled(inFlight.filter((p) => p !== undefined));
-  }
-}
-
-/**
  * The object's bytes as they were before upload: decrypted when it is stored encrypted (a
  * tampered or truncated object fails inside the stream, naming the object).
  */
@@ -172,19 +182,6 @@ function localError(error: unknown, targetPath: string): AppError {
   const code = (error as NodeJS.ErrnoException).code;
   const hint = code === 'ENOSPC' ? 'the disk holding the backup directory is full' : undefined;
   return new AppError('local_io', `cannot write ${targetPath}: ${code ?? String(error)}`, { cause: error, retryable: false, hint });
-}
-
-/** Copies a body into `target`; more bytes than fit is an integrity failure (the server sent another range). */
-async function readInto(body: Readable, target: Buffer, key: string): Promise<number> {
-  let received = 0;
-  await consumeBody(body, key, (chunk) => {
-    if (received + chunk.length > target.length) {
-      throw new AppError('integrity', `${key}: a range came back longer than the ${target.length} bytes asked for`);
-    }
-    chunk.copy(target, received);
-    received += chunk.length;
-  });
-  return received;
 }
 
 /**

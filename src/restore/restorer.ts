@@ -7,12 +7,12 @@ import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
 import type { RemoteStore } from '../remote/store.js';
 import { withRetry, type RetryPolicy } from '../retry.js';
-import { digestFile } from '../snapshot/digest.js';
 import { buildManifest, diffManifests, fileKey, manifestDigest, sameContent, type Manifest } from '../snapshot/manifest.js';
 import { requireSnapshotName } from '../snapshot/naming.js';
 import { statSnapshot } from '../snapshot/scan.js';
 import { fsyncDirectory } from '../state/atomic-file.js';
 import { downloadVerified, type Verification } from './download-file.js';
+import { sha256OfLocalFile } from './local-sha256.js';
 import { planRemoteSnapshot, type RemoteSnapshotPlan } from './remote-snapshot.js';
 
 /**
@@ -156,8 +156,7 @@ export class Restorer {
     const files = [];
     for (const file of stat.files) {
       const absolute = stat.kind === 'file' ? path.join(this.options.backupDir, name) : path.join(this.options.backupDir, name, ...file.path.split('/'));
-      const digest = await digestFile(absolute, file.size, this.options.multipartThresholdBytes);
-      files.push({ path: file.path, size: file.size, sha256: digest.sha256 });
+      files.push({ path: file.path, size: file.size, sha256: await sha256OfLocalFile(absolute, file.size) });
     }
     return buildManifest(name, stat.kind, files);
   }
@@ -173,8 +172,7 @@ export class Restorer {
     const local = await this.localManifest(plan.name);
     const stagedFiles = [];
     for (const file of plan.files) {
-      const digest = await digestFile(path.join(staging, ...file.path.split('/')), file.size, this.options.multipartThresholdBytes);
-      stagedFiles.push({ path: file.path, size: file.size, sha256: digest.sha256 });
+      stagedFiles.push({ path: file.path, size: file.size, sha256: await sha256OfLocalFile(path.join(staging, ...file.path.split('/')), file.size) });
     }
     const remote = buildManifest(plan.name, plan.kind, stagedFiles);
     if (sameContent(local, remote)) return { outcome: 'already-present', snapshot: plan.name, files: plan.files.length, bytes: plan.totalBytes };

@@ -5,7 +5,7 @@ import { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { AppError, isAppError } from '../../src/errors.js';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
-import { downloadVerified, RANGED_FROM_BYTES } from '../../src/restore/download-file.js';
+import { downloadVerified, RANGE_BYTES, RANGED_FROM_BYTES } from '../../src/restore/download-file.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const KEY = 'auto_20260101_000000/index.faiss';
@@ -48,7 +48,7 @@ async function setup(store: RangeStore, bytes: Buffer): Promise<string> {
 describe('downloadVerified', () => {
   const large = randomBytes(RANGED_FROM_BYTES + 3 * MIB + 17);
 
-  it('fetches a large plain object as parallel 8 MiB ranges, hashed in order, byte-identical', async () => {
+  it('fetches a large plain object as parallel ranges, hashed in order, byte-identical', async () => {
     const store = new RangeStore();
     const dir = await setup(store, large);
     const target = path.join(dir, 'index.faiss');
@@ -56,13 +56,13 @@ describe('downloadVerified', () => {
     const verification = await downloadVerified(store, KEY, target, { path: 'index.faiss', size: large.length, sha256: sha256(large), etag: '', encrypted: false }, undefined, (n) => (received += n));
     expect(verification).toBe('sha256');
     expect(store.gets).toBe(0);
-    expect(store.ranges).toHaveLength(Math.ceil(large.length / (8 * MIB)));
+    expect(store.ranges).toHaveLength(Math.ceil(large.length / RANGE_BYTES));
     expect(received).toBe(large.length);
     expect((await readFile(target)).equals(large)).toBe(true);
   });
 
   it('fails cleanly when one range fails, with no request left running against the closed file', async () => {
-    const store = new RangeStore(16 * MIB);
+    const store = new RangeStore(RANGE_BYTES);
     const dir = await setup(store, large);
     const error = await downloadVerified(store, KEY, path.join(dir, 'x'), { path: 'x', size: large.length, sha256: sha256(large), etag: '', encrypted: false }, undefined, () => undefined).catch((e: unknown) => e);
     expect(isAppError(error, 'remote_unavailable')).toBe(true);
@@ -70,7 +70,7 @@ describe('downloadVerified', () => {
   });
 
   it('refuses a range that comes back altered: the SHA-256 of the whole does not match', async () => {
-    const store = new RangeStore(undefined, 40 * MIB);
+    const store = new RangeStore(undefined, RANGE_BYTES * 2);
     const dir = await setup(store, large);
     const error = await downloadVerified(store, KEY, path.join(dir, 'x'), { path: 'x', size: large.length, sha256: sha256(large), etag: '', encrypted: false }, undefined, () => undefined).catch((e: unknown) => e);
     expect(isAppError(error, 'integrity')).toBe(true);
