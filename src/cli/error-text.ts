@@ -50,9 +50,13 @@ export function errorText(error: unknown, options: ErrorTextOptions = {}): strin
   return `${lines.join('\n')}\n`;
 }
 
+/** Kinds whose system error is about this machine's files: another kind's errno (a directory store's ENOENT) means something else. */
+const LOCAL_KINDS: ReadonlySet<string> = new Set(['local_io', 'config', 'snapshot_gone']);
+
 /** The error's own hint; else, for a local system error anywhere in its causes, what its code calls for. */
 export function hintFor(error: unknown): string | undefined {
   if (isAppError(error) && error.hint !== undefined) return error.hint;
+  if (isAppError(error) && !LOCAL_KINDS.has(error.kind)) return undefined;
   const code = systemErrorCode(error);
   return code === undefined ? undefined : SYSTEM_ERROR_HINTS[code];
 }

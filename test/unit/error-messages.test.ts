@@ -85,4 +85,12 @@ describe('command line error text', () => {
     const text = errorText(Object.assign(new Error("EEXIST: file already exists, mkdir '/data/backups'"), { code: 'EEXIST' }));
     expect(text).toBe("memsync: EEXIST: file already exists, mkdir '/data/backups'\n  hint: a file is where a directory is needed: move it aside or point the configuration at a directory\n");
   });
+
+  it('a store error caused by a system error gets no local-file hint (a directory store\'s ENOENT is a missing object)', () => {
+    const cause = Object.assign(new Error("ENOENT: no such file or directory, open '/mnt/share/memories/x/a'"), { code: 'ENOENT' });
+    const text = errorText(new AppError('not_found', 'get x/a: no such object', { cause }));
+    expect(text).not.toContain('hint:');
+    const local = errorText(new AppError('local_io', 'read /data/backups/x/a failed', { cause }));
+    expect(local).toContain('hint:');
+  });
 });
