@@ -165,19 +165,19 @@ const OFFLOAD_SLOT_BYTES = 4 * MIB;
 /**
  * Reads a file once and returns every digest memsync needs for it. `expectedSizeBytes` comes
  * from the stat that settled the snapshot; a file that reads to another length changed
- * underneath and is reported as such, never digested as if it were whole. `opening` says what
- * the opened file must be (the scan's identity of it) and bounds each file operation.
+ * underneath and is reported as such, never digested as if it were whole.
  */
-export async function digestFile(
-  absolutePath: string,
-  expectedSizeBytes: number,
-  multipartThresholdBytes: number,
-  opening: OpenOptions = {},
+export interface DigestFileOptions {
+  /** What the opened file must be (the scan's identity of it), and the deadline of each operation. */
+  opening?: OpenOptions;
   /** Shown every block of the file in order, in the same read (chunking for delta uploads). */
-  observe?: (bytes: Buffer) => void,
-  /** From this size on, MD5s are taken on a second thread. */
-  offloadFromBytes: number = MD5_OFFLOAD_MIN_BYTES,
-): Promise<FileDigest> {
+  observe?: (bytes: Buffer) => void;
+  /** From this size on, MD5s are taken on other threads; default MD5_OFFLOAD_MIN_BYTES. */
+  offloadFromBytes?: number;
+}
+
+export async function digestFile(absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number, options: DigestFileOptions = {}): Promise<FileDigest> {
+  const { opening = {}, observe, offloadFromBytes = MD5_OFFLOAD_MIN_BYTES } = options;
   const file = await openLocalFile(absolutePath, opening);
   try {
     return expectedSizeBytes >= offloadFromBytes

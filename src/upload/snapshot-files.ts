@@ -38,7 +38,7 @@ export class SnapshotFiles {
     const chunker = delta?.considers(file.size) === true ? new Chunker() : undefined;
     const chunks: Chunk[] = [];
     const observe = chunker === undefined ? undefined : (bytes: Buffer): void => void chunks.push(...chunker.push(bytes));
-    const digest = await digestFile(this.absolutePath(stat, file), file.size, multipartThresholdBytes, this.opening(stat, file), observe);
+    const digest = await digestFile(this.absolutePath(stat, file), file.size, multipartThresholdBytes, { opening: this.opening(stat, file), observe });
     if (chunker !== undefined) await delta?.keep([...chunks, ...chunker.finish()], digest);
     this.remember(stat, file, digest);
     return digest;
