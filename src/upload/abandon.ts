@@ -3,7 +3,7 @@ import type { Logger } from '../log.js';
 import { listAllObjects } from '../remote/remote-index.js';
 import type { RemoteStore } from '../remote/store.js';
 import { manifestFormatOf } from '../snapshot/manifest-codec.js';
-import { claimKey, fileKey } from '../snapshot/manifest.js';
+import { claimKey, fileKey, MANIFEST_FILE_NAME } from '../snapshot/manifest.js';
 import type { FilePlan } from './file-plans.js';
 import { signaturesKey } from './manifest-commit.js';
 import { METADATA_AGENT } from './plan.js';
@@ -38,13 +38,23 @@ export async function abandonUpload(store: RemoteStore, agentId: string, name: s
  */
 export async function removeAbandonedAttempt(store: RemoteStore, agentId: string, name: string, log: Logger): Promise<number> {
   const objects = await listAllObjects(store, `${name}/`);
-  if (objects.some((object) => manifestFormatOf(object.key.slice(name.length + 1)) !== undefined)) return 0;
+  if (holdsManifest(name, objects)) return 0;
   let removed = 0;
   for (const { key } of objects) {
     if ((await store.head(key))?.metadata[METADATA_AGENT] !== agentId) continue;
+    // Another agent uploading the same content may have adopted this object meanwhile and
+    // completed the name: asked again before each delete, so its snapshot never loses a file.
+    if (holdsManifest(name, await listAllObjects(store, `${name}/${MANIFEST_STEM}`))) break;
     await store.delete(key);
     removed += 1;
   }
   if (removed > 0) log.info('removed what failed upload attempts left of a pruned snapshot', { snapshot: name, objectsRemoved: removed });
   return removed;
+}
+
+/** Both manifest formats start with this: one listing shows whether the name is complete in either. */
+const MANIFEST_STEM = MANIFEST_FILE_NAME.replace(/\.json$/, '');
+
+function holdsManifest(name: string, objects: readonly { key: string }[]): boolean {
+  return objects.some((object) => manifestFormatOf(object.key.slice(name.length + 1)) !== undefined);
 }

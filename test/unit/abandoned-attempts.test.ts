@@ -30,4 +30,20 @@ describe('removeAbandonedAttempt', () => {
     expect(await removeAbandonedAttempt(store, ME, NAME, silentLogger)).toBe(0);
     expect(store.objects.size).toBe(2);
   });
+
+  it('stops deleting once another agent completes the name meanwhile (it may have adopted these objects)', async () => {
+    const store = new MemoryRemoteStore();
+    put(store, `${NAME}/a.bin`, ME);
+    put(store, `${NAME}/b.bin`, ME);
+    // The other agent writes its manifest right after the first of this agent's objects is looked at.
+    const head = store.head.bind(store);
+    let heads = 0;
+    store.head = async (key) => {
+      heads += 1;
+      if (heads === 1) put(store, `${NAME}/.memsync-manifest.json`, 'agent-other');
+      return head(key);
+    };
+    expect(await removeAbandonedAttempt(store, ME, NAME, silentLogger)).toBe(0);
+    expect([...store.objects.keys()].sort()).toEqual([`${NAME}/.memsync-manifest.json`, `${NAME}/a.bin`, `${NAME}/b.bin`]);
+  });
 });
