@@ -21,6 +21,7 @@ import { Restorer } from './restore/restorer.js';
 import { RetentionRunner, type RetentionStatus } from './retention/apply.js';
 import { SweepFollowUp } from './retention/after-sweep.js';
 import { DEFAULT_RETRY, type RetryPolicy } from './retry.js';
+import { storeStatus, type StoreStatus } from './remote/s3-profile-status.js';
 import { MemoryServiceClient } from './service/memory-service.js';
 import { agentStateSchema, freshAgentState } from './state/agent-state.js';
 import { emptyHashCache, hashCacheSchema } from './state/hash-cache.js';
@@ -120,7 +121,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
   const retention =
     config.retention === undefined
       ? undefined
-      : new RetentionRunner(config.retention, {
+      : new RetentionRunner({ ...config.retention, objectLockDays: config.s3.objectLock?.days }, {
           store,
           log: log.child({ component: 'retention' }),
           now: Date.now,
@@ -165,7 +166,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
   const operations = new SyncOperations({ agent, restorer, memoryService, state, backupDir: config.backupDir, settleMs: config.settleMs, log: log.child({ component: 'operations' }), notifier: notifier ?? silentNotifier });
   const server = await buildServer({
     ...http,
-    sync: syncApi(agent, operations, restorer, config.backupDir, conditionalWrites, () => retentionStatus(retention), encryptionStatus(encryption)),
+    sync: syncApi(agent, operations, restorer, config.backupDir, conditionalWrites, () => retentionStatus(retention), encryptionStatus(encryption), () => storeStatus(config, conditionalWrites.mode)),
     readiness: () => ({ enabled: true, config: true, watcher: agent.watching, remote: agent.health.available === true, state: state.health.ok, localFiles: fileOperationsPastDeadline() === 0 }),
   });
 
@@ -188,7 +189,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
           return 'reachable' as const;
         },
         (error: unknown) => {
-          if (error instanceof AppError && error.kind === 'remote_rejected') return error;
+          if (error instanceof AppError && (error.kind === 'remote_rejected' || error.kind === 'config')) return error;
           log.error('remote store unreachable at start; will retry', { location: store.location, error: describeError(error) });
           return 'unreachable' as const;
         },
@@ -231,7 +232,7 @@ function encryptionStatus(encryption: Encryption | undefined): EncryptionStatus 
 }
 
 function retentionStatus(retention: RetentionRunner | undefined): RetentionStatus {
-  return retention?.status() ?? { policy: null, dryRun: false, lastRunAt: null, kept: 0, lastDeleted: [], wouldDelete: [], lastError: null };
+  return retention?.status() ?? { policy: null, dryRun: false, lastRunAt: null, kept: 0, lastDeleted: [], wouldDelete: [], lastError: null, waitingForLocks: [] };
 }
 
 function syncApi(
@@ -242,6 +243,7 @@ function syncApi(
   conditionalWrites: { mode: ConditionalWrites | undefined },
   retention: () => RetentionStatus,
   encryption: EncryptionStatus,
+  store: () => StoreStatus,
 ): SyncApi {
   return {
     upload: () => operations.manualUpload(),
@@ -251,7 +253,7 @@ function syncApi(
     },
     download: (name) => operations.download(name),
     restore: (name) => operations.restore(name),
-    status: () => ({ ...agent.status(), restoring: restorer.active(), memoryService: operations.serviceConfigured, conditionalWrites: conditionalWrites.mode ?? 'unknown', retention: retention(), encryption }),
+    status: () => ({ ...agent.status(), restoring: restorer.active(), memoryService: operations.serviceConfigured, conditionalWrites: conditionalWrites.mode ?? 'unknown', retention: retention(), encryption, store: store() }),
     remoteIndex: async (maxAgeMs) => (Date.now() - agent.remoteIndex.listedAtMs > maxAgeMs ? agent.refreshRemoteIndex() : agent.remoteIndex),
     serviceConfigured: operations.serviceConfigured,
   };

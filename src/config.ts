@@ -6,6 +6,11 @@ import { z } from 'zod';
 import { AppError } from './errors.js';
 import { formatPolicy, parseRetentionPolicy, type RetentionPolicy } from './retention/policy.js';
 import { parseKeyText, type KeySource } from './crypto/keys.js';
+// Bandwidth limit, storage class and server-side encryption (S3).
+import { formatRate, parseBandwidthLimit, type BandwidthLimit } from './remote/bandwidth-limit.js';
+import { ARCHIVE_CLASSES, isStorageClass, SSE_MODES, STORAGE_CLASSES, type S3AtRest, type StorageClassName } from './remote/s3-storage-settings.js';
+import type { ObjectLockSettings } from './remote/object-lock.js';
+import { allowsComposedUploads, describeS3Profile, resolveS3Profile, S3_PROFILE_NAMES, type ResolvedS3Profile } from './remote/s3-profile.js';
 
 /**
  * The only reader of process.env. Every variable is validated at start and every problem
@@ -26,6 +31,14 @@ export interface S3Settings {
   /** Key prefix for every object, '' or ending in '/'. */
   prefix: string;
   forcePathStyle: boolean;
+  /** Bytes per second each way, shared by every transfer of the process (CLOUD_SYNC_BANDWIDTH_LIMIT). */
+  bandwidthLimit: BandwidthLimit;
+  /** Storage class and server-side encryption asked for on every write (CLOUD_SYNC_STORAGE_CLASS, CLOUD_SYNC_SSE). */
+  atRest: S3AtRest;
+  /** Object Lock on every snapshot object (CLOUD_SYNC_OBJECT_LOCK_MODE/_DAYS); undefined: none of memsync's own. */
+  objectLock: ObjectLockSettings | undefined;
+  /** S3 provider profile (CLOUD_SYNC_S3_PROFILE, or detected from the endpoint's host name). */
+  profile: ResolvedS3Profile;
 }
 
 /**
@@ -277,6 +290,35 @@ const encryptionKeyText = z
     return z.NEVER;
   });
 
+// Bandwidth limit, storage class and server-side encryption (S3).
+const bandwidthText = z
+  .string()
+  .trim()
+  .transform((value, ctx) => {
+    const parsed = parseBandwidthLimit(value);
+    if (parsed.ok) return parsed.limit;
+    ctx.addIssue({ code: 'custom', message: `expected a rate like 20MiB (both directions) or 20MiB:100MiB (upload:download), units B, KiB, MiB, GiB, KB, MB, GB, 0 for no limit: ${parsed.problem}` });
+    return z.NEVER;
+  });
+const storageClassText = z
+  .string()
+  .trim()
+  .toUpperCase()
+  .transform((value, ctx): StorageClassName => {
+    if (!isStorageClass(value)) {
+      ctx.addIssue({ code: 'custom', message: `expected one of ${STORAGE_CLASSES.join(', ')}` });
+      return z.NEVER;
+    }
+    if (ARCHIVE_CLASSES.includes(value)) {
+      ctx.addIssue({
+        code: 'custom',
+        message: `a class readable by GET: ${value} objects need a restore request (hours) before they can be read, and memsync checks and restores snapshots by GET; use GLACIER_IR for archive pricing with immediate reads`,
+      });
+      return z.NEVER;
+    }
+    return value;
+  });
+
 const logLevelText = z.enum(['error', 'warn', 'info', 'debug'], 'expected one of error, warn, info, debug');
 const logFormatText = z.enum(['json', 'pretty', 'auto'], 'expected json, pretty or auto');
 
@@ -303,6 +345,10 @@ const envSchema = z.object({
   CLOUD_SYNC_ACCESS_KEY: z.string().trim().min(1, 'expected a non-empty access key').optional(),
   CLOUD_SYNC_SECRET_KEY: z.string().trim().min(1, 'expected a non-empty secret key').optional(),
   CLOUD_SYNC_FORCE_PATH_STYLE: booleanText.optional(),
+  // S3 provider profile; unset: detected from CLOUD_SYNC_ENDPOINT's host name (remote/s3-profile.ts).
+  CLOUD_SYNC_S3_PROFILE: z
+    .enum(S3_PROFILE_NAMES, `expected one of ${S3_PROFILE_NAMES.join(', ')} (the S3 profiles memsync knows), or unset to detect it from CLOUD_SYNC_ENDPOINT`)
+    .optional(),
   CLOUD_SYNC_SCHEDULE: cronText.default('0 2 * * *'),
   CLOUD_SYNC_PREFIX: prefixText.default('memories/'),
   CLOUD_SYNC_BACKUP_DIR: absolutePathText.default('/data/backups'),
@@ -318,7 +364,7 @@ const envSchema = z.object({
   // Above any upload's duration: another memsync (or the CLI) may be sending parts of a younger one.
   CLOUD_SYNC_STALE_MULTIPART_MINUTES: integerText(1, 10_080, 'minutes').default(60),
   CLOUD_SYNC_FILE_DEADLINE_MS: integerText(1_000, 3_600_000, 'milliseconds').default(60_000),
-  CLOUD_SYNC_CLAIM_LEASE_S: integerText(30, 86_400, 'seconds').default(600),
+  CLOUD_SYNC_CLAIM_LEASE_S: integerText(120, 86_400, 'seconds').default(600),
   CLOUD_SYNC_REFUSE_HARDLINKS: booleanText.default(false),
   CLOUD_SYNC_HOST: z.string().trim().min(1, 'expected a host name or IP address').default('127.0.0.1'),
   CLOUD_SYNC_PORT: integerText(0, 65_535, 'port').default(8901),
@@ -330,10 +376,18 @@ const envSchema = z.object({
   LOG_FORMAT: logFormatText.default('auto'),
   CLOUD_SYNC_RETENTION: retentionText.optional(),
   CLOUD_SYNC_RETENTION_DRY_RUN: booleanText.default(false),
+  // Object Lock: both or neither (checkObjectLock).
+  CLOUD_SYNC_OBJECT_LOCK_MODE: z.enum(['governance', 'compliance'], 'expected governance or compliance').optional(),
+  CLOUD_SYNC_OBJECT_LOCK_DAYS: integerText(1, 36_500, 'days').optional(),
   CLOUD_SYNC_NOTIFY_URL: endpointUrlText.optional(),
   CLOUD_SYNC_HEARTBEAT_URL: endpointUrlText.optional(),
   CLOUD_SYNC_ENCRYPTION_KEY: encryptionKeyText.optional(),
   CLOUD_SYNC_ENCRYPTION_PASSPHRASE: z.string().min(MIN_PASSPHRASE_CHARS, `expected a passphrase of at least ${MIN_PASSPHRASE_CHARS} characters`).optional(),
+  // Bandwidth limit, storage class and server-side encryption (S3).
+  CLOUD_SYNC_BANDWIDTH_LIMIT: bandwidthText.optional(),
+  CLOUD_SYNC_STORAGE_CLASS: storageClassText.optional(),
+  CLOUD_SYNC_SSE: z.enum(SSE_MODES, 'expected AES256 (keys managed by S3) or aws:kms (a KMS key), or unset for the bucket\'s default').optional(),
+  CLOUD_SYNC_SSE_KMS_KEY_ID: z.string().trim().min(1, 'expected a KMS key id, alias or ARN').optional(),
 });
 
 type EnvVariable = keyof z.input<typeof envSchema>;
@@ -440,6 +494,15 @@ function checkCombinations(values: Partial<EnvValues>, raw: Record<string, strin
       expected: 'a loopback address, or set CLOUD_SYNC_API_TOKEN: the API must not listen on a network without a token',
     });
   }
+  // Bandwidth limit, storage class and server-side encryption (S3).
+  if (raw.CLOUD_SYNC_SSE_KMS_KEY_ID !== undefined && values.CLOUD_SYNC_SSE !== 'aws:kms') {
+    problems.push({ variable: 'CLOUD_SYNC_SSE_KMS_KEY_ID', value: raw.CLOUD_SYNC_SSE_KMS_KEY_ID, expected: 'set only with CLOUD_SYNC_SSE=aws:kms (the key encrypts nothing otherwise)' });
+  }
+  if (values.CLOUD_SYNC_SSE === 'aws:kms') {
+    // Under SSE-KMS an ETag is no MD5, and memsync proves every write by its ETag: each upload
+    // would fail its check. Refused until writes are checked by a server-side SHA-256 instead.
+    problems.push({ variable: 'CLOUD_SYNC_SSE', value: raw.CLOUD_SYNC_SSE, expected: 'AES256, or unset: aws:kms is not supported yet (its ETags are not MD5s, so memsync could not verify what it stored); for encryption under your own key use CLOUD_SYNC_ENCRYPTION_KEY' });
+  }
   return stateDir;
 }
 
@@ -493,6 +556,7 @@ export function loadConfig(env: Env = process.env): Config {
     else for (const issue of parsed.error.issues) problems.push({ variable, value: raw[variable], expected: issue.message, ...fromFile });
   }
   const stateDir = checkCombinations(parsedValues as Partial<EnvValues>, raw, problems);
+  checkObjectLock(parsedValues as Partial<EnvValues>, raw, problems);
   if (problems.length > 0) throw new AppError('config', formatProblems(problems));
   const values = envSchema.parse(raw);
 
@@ -504,6 +568,7 @@ export function loadConfig(env: Env = process.env): Config {
     values.LOG_FORMAT === 'auto' ? (env.NODE_ENV === 'production' || !process.stdout.isTTY ? 'json' : 'pretty') : values.LOG_FORMAT;
 
   const storage = storageTarget(values);
+  const s3Profile = resolveS3Profile(values.CLOUD_SYNC_S3_PROFILE, values.CLOUD_SYNC_ENDPOINT);
 
   return {
     enabled: values.CLOUD_SYNC_ENABLED,
@@ -514,8 +579,21 @@ export function loadConfig(env: Env = process.env): Config {
       region: values.CLOUD_SYNC_REGION,
       credentials,
       prefix: values.CLOUD_SYNC_PREFIX,
-      // Self-hosted servers rarely have wildcard DNS for virtual-hosted buckets.
-      forcePathStyle: values.CLOUD_SYNC_FORCE_PATH_STYLE ?? values.CLOUD_SYNC_ENDPOINT !== undefined,
+      // Bandwidth limit, storage class and server-side encryption (S3).
+      bandwidthLimit: values.CLOUD_SYNC_BANDWIDTH_LIMIT ?? { upBytesPerSecond: undefined, downBytesPerSecond: undefined },
+      atRest: {
+        storageClass: values.CLOUD_SYNC_STORAGE_CLASS,
+        sse:
+          values.CLOUD_SYNC_SSE === undefined
+            ? undefined
+            : values.CLOUD_SYNC_SSE === 'aws:kms'
+              ? { mode: 'aws:kms', kmsKeyId: values.CLOUD_SYNC_SSE_KMS_KEY_ID }
+              : { mode: 'AES256' },
+      },
+      // The profile's addressing (AWS: virtual-hosted; others: path style) unless set explicitly.
+      forcePathStyle: values.CLOUD_SYNC_FORCE_PATH_STYLE ?? s3Profile.pathStyle,
+      profile: s3Profile,
+      objectLock: objectLockSettings(values),
     },
     schedule: values.CLOUD_SYNC_SCHEDULE,
     backupDir: values.CLOUD_SYNC_BACKUP_DIR,
@@ -532,6 +610,8 @@ export function loadConfig(env: Env = process.env): Config {
     // Composition copies ranges server-side, so it needs copies on (and plain objects: encryption off).
     deltaMinFileBytes:
       values.CLOUD_SYNC_DELTA && values.CLOUD_SYNC_SERVER_SIDE_COPY && values.CLOUD_SYNC_ENCRYPTION_KEY === undefined && values.CLOUD_SYNC_ENCRYPTION_PASSPHRASE === undefined
+        // S3 services whose profile forbids composed uploads (no ranged copies, or equal part sizes only).
+        && (storage.provider !== 's3' || allowsComposedUploads(s3Profile))
         ? values.CLOUD_SYNC_DELTA_MIN_MB * MIB
         : undefined,
     http: {
@@ -552,6 +632,25 @@ export function loadConfig(env: Env = process.env): Config {
           ? { kind: 'passphrase', passphrase: values.CLOUD_SYNC_ENCRYPTION_PASSPHRASE }
           : undefined,
   };
+}
+
+/** Object Lock needs both its variables, and an S3 bucket (other providers have no such lock). */
+function checkObjectLock(values: Partial<EnvValues>, raw: Record<string, string | undefined>, problems: Problem[]): void {
+  const mode = raw.CLOUD_SYNC_OBJECT_LOCK_MODE;
+  const days = raw.CLOUD_SYNC_OBJECT_LOCK_DAYS;
+  if (mode === undefined && days === undefined) return;
+  if (mode === undefined) problems.push({ variable: 'CLOUD_SYNC_OBJECT_LOCK_MODE', value: mode, expected: 'governance or compliance (required with CLOUD_SYNC_OBJECT_LOCK_DAYS)' });
+  if (days === undefined) problems.push({ variable: 'CLOUD_SYNC_OBJECT_LOCK_DAYS', value: days, expected: 'a whole number of days between 1 and 36500 (required with CLOUD_SYNC_OBJECT_LOCK_MODE)' });
+  if (values.CLOUD_SYNC_PROVIDER !== undefined && values.CLOUD_SYNC_PROVIDER !== 's3') {
+    problems.push({ variable: 'CLOUD_SYNC_OBJECT_LOCK_MODE', value: mode, expected: `unset with CLOUD_SYNC_PROVIDER=${values.CLOUD_SYNC_PROVIDER}: Object Lock is an S3 bucket feature` });
+  }
+}
+
+function objectLockSettings(values: EnvValues): ObjectLockSettings | undefined {
+  const mode = values.CLOUD_SYNC_OBJECT_LOCK_MODE;
+  const days = values.CLOUD_SYNC_OBJECT_LOCK_DAYS;
+  if (mode === undefined || days === undefined) return undefined;
+  return { mode: mode === 'compliance' ? 'COMPLIANCE' : 'GOVERNANCE', days };
 }
 
 function storageTarget(values: EnvValues): StorageTarget {
@@ -591,6 +690,12 @@ export function redactedConfig(config: Config): Record<string, unknown> {
           prefix: config.s3.prefix,
           credentials: config.s3.credentials === undefined ? 'AWS default chain' : 'static (redacted)',
           forcePathStyle: config.s3.forcePathStyle,
+          // Bandwidth limit, storage class and server-side encryption (S3).
+          bandwidthLimit: `up ${formatRate(config.s3.bandwidthLimit.upBytesPerSecond)}, down ${formatRate(config.s3.bandwidthLimit.downBytesPerSecond)}`,
+          storageClass: config.s3.atRest.storageClass ?? '(bucket default)',
+          serverSideEncryption: config.s3.atRest.sse === undefined ? '(bucket default)' : config.s3.atRest.sse.mode === 'aws:kms' ? `aws:kms (${config.s3.atRest.sse.kmsKeyId ?? 'bucket default key'})` : 'AES256',
+          objectLock: config.s3.objectLock === undefined ? '(none of memsync\'s own)' : `${config.s3.objectLock.mode.toLowerCase()}, ${config.s3.objectLock.days} days`,
+          s3Profile: describeS3Profile(config.s3.profile),
         };
   return {
     enabled: config.enabled,

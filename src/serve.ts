@@ -1,5 +1,6 @@
 import { buildMemsync, type Memsync } from './app.js';
 import { loadConfig, redactedConfig, unknownVariables, type Config } from './config.js';
+import { storageClassRetentionWarning } from './storage-class-warning.js';
 import { AppError, describeError } from './errors.js';
 import { errorText, hintFor } from './cli/error-text.js';
 import { createLogger, type Logger } from './log.js';
@@ -26,6 +27,8 @@ export async function serve(): Promise<void> {
   for (const { variable, nearest } of unknownVariables(process.env)) {
     log.warn('unknown configuration variable, ignored', { variable, hint: nearest === undefined ? 'see the README for the variables memsync reads' : `did you mean ${nearest}?` });
   }
+  const billing = storageClassRetentionWarning(config.s3.atRest.storageClass, config.retention?.policy, Date.now());
+  if (billing !== undefined) log.warn(billing, { variables: 'CLOUD_SYNC_STORAGE_CLASS, CLOUD_SYNC_RETENTION' });
   let memsync: Memsync | undefined;
   try {
     memsync = await buildMemsync(config, log);

@@ -15,10 +15,17 @@ import type { BuildMiddleware, MetadataBearer } from '@aws-sdk/types';
 import { AppError } from '../errors.js';
 import { composeS3Object } from './s3-compose.js';
 import { copyS3Object } from './s3-copy.js';
-import { isNotFound, translateS3BucketError, translateS3Error } from './s3-errors.js';
+import { httpStatusOf, isNotFound, translateS3BucketError, translateS3Error } from './s3-errors.js';
 import { uploadFileInParts } from './s3-file-parts.js';
 import { IfMatchForm } from './s3-if-match.js';
 import { keepServerDate } from './s3-server-clock.js';
+import { bandwidthLimiters, type BandwidthLimit } from './bandwidth-limit.js';
+import { askForAtRest, withAtRestHint, type S3AtRest } from './s3-storage-settings.js';
+import { limitBandwidth } from './throttle-middleware.js';
+import type { ObjectLockSettings } from './object-lock.js';
+import { bucketKeepsVersions, checkObjectLockEnabled, contentMd5OnEveryWrite, objectLockParameters, purgeS3Key, type PurgeOutcome } from './s3-lock.js';
+import type { CreateOnlyHeader } from './s3-profile.js';
+import { applyCreateOnlyHeader } from './s3-profile-requests.js';
 import { CANCEL_GRACE_MS, isFileBody, type BodySource, type ComposeOptions, type FileBody, type CopyOptions, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
 
 export interface S3StoreOptions {
@@ -33,6 +40,14 @@ export interface S3StoreOptions {
   partsInFlight: number;
   /** A request with no byte either way for this long fails (retryable); default IDLE_SOCKET_TIMEOUT_MS. */
   idleTimeoutMs?: number;
+  /** Bytes per second each way, shared by every request of this store; undefined: no limit. */
+  bandwidthLimit?: BandwidthLimit;
+  /** Storage class and server-side encryption asked for on every object created; undefined: the bucket's defaults. */
+  atRest?: S3AtRest;
+  /** Lock every snapshot object for this long (CLOUD_SYNC_OBJECT_LOCK_*); undefined: no lock of memsync's own (a bucket default still applies). */
+  objectLock?: ObjectLockSettings | undefined;
+  /** How a create-only write is stated (the S3 profile's); default S3's If-None-Match: *. */
+  createOnlyHeader?: CreateOnlyHeader;
 }
 
 const CONNECT_TIMEOUT_MS = 10_000;
@@ -88,6 +103,11 @@ export class S3RemoteStore implements RemoteStore {
       requestHandler: { connectionTimeout: CONNECT_TIMEOUT_MS, socketTimeout: options.idleTimeoutMs ?? IDLE_SOCKET_TIMEOUT_MS },
     });
     this.client.middlewareStack.add(unsignedPayload, { step: 'build', name: 'memsyncUnsignedPayload' });
+    askForAtRest(this.client, options.atRest);
+    limitBandwidth(this.client, bandwidthLimiters(options.bandwidthLimit));
+    this.client.middlewareStack.add(contentMd5OnEveryWrite, { step: 'build', name: 'memsyncContentMd5' });
+    if (options.objectLock !== undefined) this.client.middlewareStack.add(objectLockParameters(this.client, options.objectLock, options.prefix), { step: 'initialize', name: 'memsyncObjectLock' });
+    applyCreateOnlyHeader(this.client, options.createOnlyHeader ?? 'if-none-match');
   }
 
   useConditionalWrites(enabled: boolean): void {
@@ -112,6 +132,7 @@ export class S3RemoteStore implements RemoteStore {
       }
       throw translated;
     }
+    if (this.options.objectLock !== undefined) await checkObjectLockEnabled(this.client, this.options.bucket, this.options.objectLock);
   }
 
   async *listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
@@ -182,7 +203,7 @@ export class S3RemoteStore implements RemoteStore {
       else if (options.partSizeBytes === undefined) await this.putSingle(fullKey, body, options, undefined);
       else await this.putMultipart(fullKey, body, options.partSizeBytes, options);
     } catch (error) {
-      const translated = translateS3Error(error, `upload ${fullKey}`);
+      const translated = withAtRestHint(translateS3Error(error, `upload ${fullKey}`), this.options.atRest);
       // AWS S3 answers an If-Match PUT on a missing key with 404: for the caller, the ETag it expected is gone.
       if (options.ifMatchEtag !== undefined && translated.kind === 'not_found') throw new AppError('conflict', translated.message, { cause: error });
       throw translated;
@@ -197,8 +218,9 @@ export class S3RemoteStore implements RemoteStore {
 
   private async putSingle(fullKey: string, body: BodySource, options: PutOptions, ifMatch: string | undefined): Promise<void> {
     const source = body();
-    // Single PUTs are at most the multipart threshold: a file given as a FileBody is read whole.
-    const payload = isFileBody(source) ? await readWhole(source, options.sizeBytes) : source;
+    // Single PUTs are at most the multipart threshold: a file given as a FileBody, or a stream, is
+    // read whole, so every PUT carries a Content-MD5 (which buckets with Object Lock require).
+    const payload = isFileBody(source) ? await readWhole(source, options.sizeBytes) : source instanceof Readable ? await readStream(source, options.sizeBytes) : source;
     const answer = await this.client.send(
       new PutObjectCommand({
         Bucket: this.options.bucket,
@@ -319,8 +341,16 @@ export class S3RemoteStore implements RemoteStore {
     try {
       await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.fullKey(key) }));
     } catch (error) {
-      throw translateS3Error(error, `delete ${this.fullKey(key)}`);
+      throw deleteDenied(error, this.fullKey(key)) ?? translateS3Error(error, `delete ${this.fullKey(key)}`);
     }
+  }
+
+  purge(key: string): Promise<PurgeOutcome> {
+    return purgeS3Key(this.client, this.options.bucket, this.fullKey(key));
+  }
+
+  keepsVersions(): Promise<boolean> {
+    return bucketKeepsVersions(this.client, this.options.bucket);
   }
 
   async listMultipartUploads(keyPrefix: string): Promise<MultipartUpload[]> {
@@ -359,6 +389,20 @@ export class S3RemoteStore implements RemoteStore {
   close(): void {
     this.client.destroy();
   }
+}
+
+/** A refused DELETE named by the permission it lacks: the operator's policy says which actions it allows. */
+function deleteDenied(error: unknown, fullKey: string): AppError | undefined {
+  if (httpStatusOf(error) !== 403) return undefined;
+  return new AppError('remote_rejected', `s3:DeleteObject denied on ${fullKey}`, { cause: error, hint: 'see the README on the policies memsync needs', details: { code: 'AccessDenied', permission: 's3:DeleteObject' } });
+}
+
+async function readStream(stream: Readable, sizeBytes: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk as Uint8Array));
+  const bytes = Buffer.concat(chunks);
+  if (bytes.length !== sizeBytes) throw new AppError('local_io', `the body came to ${bytes.length} bytes, not the ${sizeBytes} announced`);
+  return bytes;
 }
 
 async function readWhole(body: FileBody, sizeBytes: number): Promise<Buffer> {

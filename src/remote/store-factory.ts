@@ -17,7 +17,8 @@ export async function createRemoteStore(config: Config): Promise<RemoteStore> {
   const storage = config.storage;
   switch (storage.provider) {
     case 's3':
-      return new S3RemoteStore({ ...config.s3, partsInFlight: PARTS_IN_FLIGHT });
+      // The S3 profile says how many parts the service takes at once (R2: 2) and how it states create-only writes.
+      return new S3RemoteStore({ ...config.s3, partsInFlight: config.s3.profile.partsInFlight, createOnlyHeader: config.s3.profile.createOnlyHeader });
     case 'fs':
       return new FsRemoteStore({ directory: storage.directory, prefix: storage.prefix });
     case 'azure': {

@@ -185,6 +185,16 @@ export interface RemoteStore {
   /** Bytes `start` to `endInclusive` of the object (a ranged GET). */
   getRange(key: string, start: number, endInclusive: number, signal?: AbortSignal): Promise<Readable>;
   delete(key: string): Promise<void>;
+  /**
+   * Deletes `key` for good: in a store that keeps versions (an S3 bucket with versioning, which
+   * Object Lock implies), every version, where delete() would only hide it behind a delete
+   * marker. A version still under Object Lock fails it with remote_rejected, details.code
+   * 'ObjectLocked' and details.lockedUntilMs (null: a legal hold). Says 'current-only' when the
+   * store could not list versions and deleted as delete() does. Stores without versions leave it out.
+   */
+  purge?(key: string): Promise<'every-version' | 'current-only'>;
+  /** Whether the store keeps versions of overwritten and deleted objects (S3: versioning on or suspended); left out by stores that never do. */
+  keepsVersions?(): Promise<boolean>;
   /** Unfinished multipart uploads under `keyPrefix`; throws remote_rejected when the server cannot list them. */
   listMultipartUploads(keyPrefix: string): Promise<MultipartUpload[]>;
   abortMultipartUpload(upload: MultipartUpload): Promise<void>;

@@ -4,6 +4,7 @@ import { listAllObjects, type RemoteIndex } from '../remote/remote-index.js';
 import type { RemoteStore } from '../remote/store.js';
 import { manifestFormatOf } from '../snapshot/manifest-codec.js';
 import { notedDeletions, removeDeletionNote, writeDeletionNote } from './deletion-notes.js';
+import { locksExpireAtMs, lockWaitOf, type LockWait } from './object-locks.js';
 import { decideRetention, formatPolicy, type DeletedSnapshot, type ProtectionReason, type RetentionPolicy } from './policy.js';
 
 /**
@@ -18,6 +19,8 @@ import { decideRetention, formatPolicy, type DeletedSnapshot, type ProtectionRea
 export interface RetentionSettings {
   policy: RetentionPolicy;
   dryRun: boolean;
+  /** CLOUD_SYNC_OBJECT_LOCK_DAYS: a snapshot is not deleted before its objects' locks expire. */
+  objectLockDays?: number | undefined;
 }
 
 export interface RetentionStatus {
@@ -32,12 +35,15 @@ export interface RetentionStatus {
   /** Snapshots the last run would have deleted: the dry-run answer, or deletions that failed. */
   wouldDelete: string[];
   lastError: string | null;
+  /** Snapshots the rules drop that stay until their Object Lock expires (until: ISO time, null when the store gives none). */
+  waitingForLocks: { snapshot: string; until: string | null }[];
 }
 
 export interface RetentionReport {
   deleted: string[];
   wouldDelete: string[];
   kept: number;
+  waitingForLocks: LockWait[];
 }
 
 export interface RetentionOptions {
@@ -56,6 +62,10 @@ const STATUS_LIST_LIMIT = 100;
 export class RetentionRunner {
   private running: Promise<RetentionReport> | undefined;
   private last: { atMs: number; report: RetentionReport | undefined; error: string | undefined } | undefined;
+  /** Snapshots whose wait for a lock was logged, with the expiry logged. */
+  private readonly waitsTold = new Map<string, number | undefined>();
+  private currentOnlyTold = false;
+  private keepsVersions: boolean | undefined;
 
   constructor(
     private readonly settings: RetentionSettings,
@@ -94,6 +104,9 @@ export class RetentionRunner {
       lastDeleted: (report?.deleted ?? []).slice(0, STATUS_LIST_LIMIT),
       wouldDelete: (report?.wouldDelete ?? []).slice(0, STATUS_LIST_LIMIT),
       lastError: this.last?.error ?? null,
+      waitingForLocks: (report?.waitingForLocks ?? [])
+        .slice(0, STATUS_LIST_LIMIT)
+        .map((wait) => ({ snapshot: wait.snapshot, until: wait.untilMs === undefined ? null : new Date(wait.untilMs).toISOString() })),
     };
   }
 
@@ -104,11 +117,12 @@ export class RetentionRunner {
     const kept = decision.keep.length;
     if (this.settings.dryRun) {
       for (const snapshot of decision.delete) log.info('retention dry run: would delete snapshot', { snapshot: snapshot.name, policy, reason: snapshot.reason });
-      return { deleted: [], wouldDelete: decision.delete.map((s) => s.name), kept };
+      return { deleted: [], wouldDelete: decision.delete.map((s) => s.name), kept, waitingForLocks: [] };
     }
     await this.finishInterrupted(index, protectedNames);
     const deleted: string[] = [];
     const failed: string[] = [];
+    const waiting: LockWait[] = [];
     for (const snapshot of decision.delete) {
       if (this.options.isBusy?.(snapshot.name) === true) {
         log.info('retention skipped snapshot in use; next run decides again', { snapshot: snapshot.name });
@@ -117,12 +131,23 @@ export class RetentionRunner {
       }
       try {
         const objects = await this.deleteSnapshot(snapshot);
+        if (typeof objects !== 'number') {
+          waiting.push(objects);
+          continue;
+        }
         // The in-memory index is what status and listings answer from until the next sweep.
         index.snapshots.delete(snapshot.name);
         deleted.push(snapshot.name);
         this.options.onDeleted?.(1);
         log.info('retention deleted snapshot', { snapshot: snapshot.name, policy, reason: snapshot.reason, objects });
       } catch (error) {
+        const wait = lockWaitOf(snapshot.name, error);
+        if (wait !== undefined) {
+          // Locked in a way memsync did not set (the bucket's default retention): the next pass tries again.
+          waiting.push(wait);
+          this.tellWaiting(wait);
+          continue;
+        }
         failed.push(snapshot.name);
         const appError = isAppError(error) ? error : new AppError('remote_unavailable', describeError(error), { cause: error });
         log.warn('retention could not delete snapshot; next run retries', { snapshot: snapshot.name, error: appError.message, hint: appError.hint });
@@ -130,29 +155,89 @@ export class RetentionRunner {
         if (appError.kind === 'remote_unavailable' || appError.kind === 'remote_rejected') break;
       }
     }
-    if (deleted.length > 0 || failed.length > 0) log.info('retention finished', { policy, kept, deleted: deleted.length, failed: failed.length });
-    return { deleted, wouldDelete: failed, kept };
+    if (deleted.length > 0 || failed.length > 0) log.info('retention finished', { policy, kept, deleted: deleted.length, failed: failed.length, waitingForLocks: waiting.length });
+    return { deleted, wouldDelete: failed, kept, waitingForLocks: waiting };
   }
 
-  /** A note first, then the manifest, then the files, then the note; returns how many objects of the snapshot went. */
-  private async deleteSnapshot(snapshot: DeletedSnapshot): Promise<number> {
-    const all = await this.keysOf(snapshot.name);
+  /**
+   * A note first, then the manifest, then the files, then the note; returns how many objects of
+   * the snapshot went, or the wait when its locks have not expired yet (nothing is touched then).
+   */
+  private async deleteSnapshot(snapshot: DeletedSnapshot): Promise<number | LockWait> {
+    const objects = await listAllObjects(this.options.store, `${snapshot.name}/`);
+    const lockDays = this.settings.objectLockDays;
+    if (lockDays !== undefined) {
+      const untilMs = locksExpireAtMs(objects, lockDays);
+      if (untilMs > this.options.now()) {
+        const wait = { snapshot: snapshot.name, untilMs };
+        this.tellWaiting(wait);
+        return wait;
+      }
+    }
+    const all = objects.map((object) => object.key);
     const manifests = all.filter((key) => isManifestOf(snapshot.name, key));
     const files = all.filter((key) => !isManifestOf(snapshot.name, key));
     await writeDeletionNote(this.options.store, snapshot.name, this.options.now());
-    for (const key of manifests) await this.options.store.delete(key);
-    for (const key of files) await this.options.store.delete(key);
+    try {
+      // The manifest is the newest object: when its lock holds, nothing of the snapshot goes.
+      for (const key of manifests) await this.remove(key);
+    } catch (error) {
+      if (lockWaitOf(snapshot.name, error) !== undefined) await removeDeletionNote(this.options.store, snapshot.name);
+      throw error;
+    }
+    for (const key of files) await this.remove(key);
     await removeDeletionNote(this.options.store, snapshot.name);
+    this.waitsTold.delete(snapshot.name);
     return all.length;
+  }
+
+  /**
+   * Removes the key for good where the store keeps versions: a plain DELETE in a versioned bucket
+   * (every bucket with Object Lock) only hides the object behind a delete marker.
+   */
+  private async remove(key: string): Promise<void> {
+    const { store, log } = this.options;
+    if (store.purge === undefined || !(await this.versioned())) return store.delete(key);
+    const outcome = await store.purge(key);
+    if (outcome === 'current-only' && !this.currentOnlyTold) {
+      this.currentOnlyTold = true;
+      log.warn('retention cannot list object versions (s3:ListBucketVersions denied): it deletes current versions only; in a versioned bucket the data stays as noncurrent versions', {
+        key,
+        hint: 'allow s3:ListBucketVersions and s3:DeleteObjectVersion, or expire noncurrent versions with a lifecycle rule',
+      });
+    }
+  }
+
+  /** Asked once the store answers; a refusal to say is logged once and counts as no versions (plain deletes, as before). */
+  private async versioned(): Promise<boolean> {
+    if (this.keepsVersions !== undefined) return this.keepsVersions;
+    try {
+      this.keepsVersions = (await this.options.store.keepsVersions?.()) ?? false;
+    } catch (error) {
+      if (!isAppError(error, 'remote_rejected')) throw error;
+      this.keepsVersions = false;
+      this.options.log.warn('retention cannot tell whether the bucket keeps versions; it deletes with plain DELETEs, which in a versioned bucket only hide objects', { error: error.message });
+    }
+    return this.keepsVersions;
+  }
+
+  /** Once per snapshot and lock: a snapshot waiting for weeks is not a line in every pass. */
+  private tellWaiting(wait: LockWait): void {
+    if (this.waitsTold.get(wait.snapshot) === wait.untilMs) return;
+    this.waitsTold.set(wait.snapshot, wait.untilMs);
+    this.options.log.info('retention leaves a snapshot until its Object Lock expires', {
+      snapshot: wait.snapshot,
+      until: wait.untilMs === undefined ? 'not given by the store' : new Date(wait.untilMs).toISOString(),
+    });
   }
 
   /** Deletions an earlier pass (of this process or one before a restart) noted and did not finish. */
   private async finishInterrupted(index: RemoteIndex, protectedNames: ReadonlyMap<string, ProtectionReason>): Promise<void> {
     const { log } = this.options;
-    for (const name of await notedDeletions(this.options.store)) {
+    for (const { snapshot: name, notedAtMs } of await notedDeletions(this.options.store)) {
       try {
-        const keys = await this.keysOf(name);
-        if (keys.some((key) => isManifestOf(name, key))) {
+        const objects = await listAllObjects(this.options.store, `${name}/`);
+        if (objects.some((object) => isManifestOf(name, object.key))) {
           // Cut short before its manifest went, or uploaded anew since: a complete snapshot is
           // only ever deleted by a decision of the rules, so the note goes and the rules decide again.
           await removeDeletionNote(this.options.store, name);
@@ -163,19 +248,20 @@ export class RetentionRunner {
           log.info('retention leaves an unfinished deletion for later: the snapshot is in use', { snapshot: name });
           continue;
         }
-        for (const key of keys) await this.options.store.delete(key);
+        // Only what was there when the deletion began is its leftover (both times by the store's
+        // clock): a newer object belongs to an upload of the name under way, maybe another agent's.
+        const leftovers = objects.filter((object) => object.lastModifiedMs <= notedAtMs);
+        for (const { key } of leftovers) await this.remove(key);
         await removeDeletionNote(this.options.store, name);
         index.snapshots.delete(name);
-        log.info('retention finished deleting snapshot', { snapshot: name, objects: keys.length });
+        const newer = objects.length - leftovers.length;
+        log.info('retention finished deleting snapshot', { snapshot: name, objects: leftovers.length, ...(newer > 0 ? { newerObjectsLeft: newer } : {}) });
       } catch (error) {
         log.warn('retention could not finish deleting snapshot; next run retries', { snapshot: name, error: describeError(error) });
       }
     }
   }
 
-  private async keysOf(name: string): Promise<string[]> {
-    return (await listAllObjects(this.options.store, `${name}/`)).map((object) => object.key);
-  }
 }
 
 function isManifestOf(name: string, key: string): boolean {

@@ -31,8 +31,16 @@ export async function removeDeletionNote(store: RemoteStore, snapshot: string): 
   }
 }
 
+export interface NotedDeletion {
+  snapshot: string;
+  /** When the note was written, by the store's clock (its Last-Modified). */
+  notedAtMs: number;
+}
+
 /** Snapshots with a deletion note; keys that name no snapshot are not memsync's and are skipped. */
-export async function notedDeletions(store: RemoteStore): Promise<string[]> {
+export async function notedDeletions(store: RemoteStore): Promise<NotedDeletion[]> {
   const objects = await listAllObjects(store, DELETION_NOTES_PREFIX);
-  return objects.map((object) => object.key.slice(DELETION_NOTES_PREFIX.length)).filter(isSnapshotName);
+  return objects
+    .map((object) => ({ snapshot: object.key.slice(DELETION_NOTES_PREFIX.length), notedAtMs: object.lastModifiedMs }))
+    .filter((noted) => isSnapshotName(noted.snapshot));
 }

@@ -50,7 +50,7 @@ describe('RetentionRunner', () => {
     for (const day of ['01', '02', '03']) seed(store, `auto_202501${day}_000000`);
     const runner = new RetentionRunner({ policy: { last: 1 }, dryRun: true }, { store, log: silentLogger, now: Date.now });
     const report = await runner.run(await listRemoteIndex(store, Date.now), new Map());
-    expect(report).toEqual({ deleted: [], wouldDelete: ['auto_20250102_000000', 'auto_20250101_000000'], kept: 1 });
+    expect(report).toEqual({ deleted: [], wouldDelete: ['auto_20250102_000000', 'auto_20250101_000000'], kept: 1, waitingForLocks: [] });
     expect(store.deleted).toEqual([]);
     expect(runner.status()).toMatchObject({ dryRun: true, lastDeleted: [], wouldDelete: ['auto_20250102_000000', 'auto_20250101_000000'] });
   });

@@ -54,6 +54,24 @@ describe('retention after a restart', () => {
     expect(index.snapshots.has(OLD)).toBe(false);
   });
 
+  it("finishing a deletion leaves what was written under the name after it began (another agent's upload under way)", async () => {
+    const store = new BreakingStore();
+    seed(store, OLD, true);
+    seed(store, NEW, true);
+    store.failKey = `${OLD}/metadata.json`;
+    await runner(store).run(await listRemoteIndex(store, Date.now), new Map());
+    const notedAtMs = store.objects.get(`.memsync-deleting/${OLD}`)?.lastModifiedMs ?? 0;
+    // Another agent starts uploading the same name: its claim and a first file, newer than the note.
+    for (const key of [`${OLD}/.memsync-claim`, `${OLD}/metadata.json`]) {
+      store.objects.set(key, { bytes: Buffer.from('theirs'), etag: 'theirs', metadata: { 'memsync-agent': 'agent-other' }, lastModifiedMs: notedAtMs + 60_000 });
+    }
+    store.failKey = undefined;
+    await runner(store).run(await listRemoteIndex(store, Date.now), new Map());
+    expect([...store.objects.keys()].filter((key) => key.startsWith(`${OLD}/`)).sort()).toEqual([`${OLD}/.memsync-claim`, `${OLD}/metadata.json`]);
+    expect(store.objects.get(`${OLD}/metadata.json`)?.etag).toBe('theirs');
+    expect(store.objects.has(`.memsync-deleting/${OLD}`)).toBe(false);
+  });
+
   it('leaves the leftovers of a snapshot that is local again (being uploaded anew) until it is not', async () => {
     const store = new BreakingStore();
     seed(store, OLD, true);
