@@ -3,7 +3,9 @@ import type { Readable } from 'node:stream';
 import type { ContainerClient } from '@azure/storage-blob';
 import { AppError, asAppError } from '../errors.js';
 import { multipartEtag } from '../snapshot/digest.js';
+import { translateAzureError } from './azure-errors.js';
 import { blockIdsFor, toAzureMetadata } from './azure-metadata.js';
+import { retryInUpload } from './part-retry.js';
 import { CANCEL_GRACE_MS, type FileBody, type PutOptions } from './store.js';
 
 /**
@@ -11,6 +13,9 @@ import { CANCEL_GRACE_MS, type FileBody, type PutOptions } from './store.js';
  * checks) committed by one Put Block List. Blocks are read into `partsInFlight` buffers reused
  * for the whole file, so memory stays at the blocks in flight. Returns the S3 multipart ETag of
  * the blocks, which the commit records (see azure-metadata.ts).
+ *
+ * A block that fails in transit is staged again in place, under the same block id, as S3 parts
+ * are (part-retry.ts): the blocks already staged stay, and no second set piles up.
  *
  * Nothing is left to abort on failure: uncommitted blocks are invisible, discarded by the next
  * commit of the same name, and otherwise by the service after a week.
@@ -42,7 +47,7 @@ export async function uploadInBlocks(context: BlockUploadContext, blobName: stri
     // Not cancellable: cut short, the service might commit anyway without memsync knowing.
     await context.container.getBlockBlobClient(blobName).commitBlockList(
       md5s.map((_, index) => blocks.blockId(index)),
-      { conditions: context.ifNoneMatch ? { ifNoneMatch: '*' } : undefined, metadata: toAzureMetadata(options.metadata, what, etag) },
+      { conditions: context.ifNoneMatch ? { ifNoneMatch: '*' } : undefined, metadata: toAzureMetadata(options.metadata, what, { etag, sizeBytes: options.sizeBytes }) },
     );
     return etag;
   } catch (error) {
@@ -54,8 +59,9 @@ export async function uploadInBlocks(context: BlockUploadContext, blobName: stri
 
 /**
  * The blocks of one upload: read in order (so `onPart` sees the file front to back), staged up
- * to `partsInFlight` at a time. A failure or a cancellation stops new blocks; blocks on the wire
- * are let finish, or cut after CANCEL_GRACE_MS when cancelled.
+ * to `partsInFlight` at a time, each retried in place while its slot waits. A failure for good or
+ * a cancellation stops new blocks and the waits of blocks being retried; blocks on the wire are
+ * let finish, or cut after CANCEL_GRACE_MS when cancelled.
  */
 class BlocksInFlight {
   cancelled = false;
@@ -66,9 +72,12 @@ class BlocksInFlight {
   private reading: Promise<unknown> = Promise.resolve();
   private readonly blockCount: number;
   private readonly requests = new AbortController();
+  /** Aborted on a cancellation or a failure for good: blocks waiting to be staged again give up. */
+  private readonly stopping = new AbortController();
   private graceTimer: NodeJS.Timeout | undefined;
   private readonly onCancel = (): void => {
     this.cancelled = true;
+    this.stopping.abort();
     this.graceTimer ??= setTimeout(() => this.requests.abort(), CANCEL_GRACE_MS);
   };
 
@@ -105,7 +114,6 @@ class BlocksInFlight {
 
   /** One slot's loop: take the next block, read it into the slot, stage it, repeat. */
   private async stageWith(slot: Buffer, md5s: Buffer[]): Promise<void> {
-    const blob = this.context.container.getBlockBlobClient(this.blobName);
     while (this.nextIndex < this.blockCount && !this.stopped()) {
       const index = this.nextIndex;
       this.nextIndex += 1;
@@ -123,15 +131,31 @@ class BlocksInFlight {
         this.reading = read.catch(() => undefined);
         const md5 = await read;
         if (md5 === undefined) return;
-        await blob.stageBlock(this.blockId(index), data, data.length, { transactionalContentMD5: md5, abortSignal: this.requests.signal });
+        await this.stage(index, data, md5);
         md5s[index] = md5;
         this.sentBytes += data.length;
         this.options.onProgress?.(this.sentBytes);
       } catch (error) {
         this.failure ??= error;
+        this.stopping.abort();
         return;
       }
     }
+  }
+
+  /**
+   * Stages block `index` from `data`, and again in place when it fails in transit: the slot still
+   * holds the bytes, sent with the MD5 of their first read, so the service checks them again.
+   */
+  private async stage(index: number, data: Buffer, md5: Buffer): Promise<void> {
+    const blob = this.context.container.getBlockBlobClient(this.blobName);
+    await retryInUpload(
+      () => blob.stageBlock(this.blockId(index), data, data.length, { transactionalContentMD5: md5, abortSignal: this.requests.signal }),
+      `upload ${this.blobName}: block ${index + 1} of ${this.blockCount}`,
+      this.options.partRetry,
+      this.stopping.signal,
+      (error, what) => translateAzureError(error, what, this.requests.signal.aborted ? this.requests.signal : undefined),
+    );
   }
 }
 

@@ -6,7 +6,8 @@ import type { AzureContainer } from './azure-client.js';
 import { translateAzureError } from './azure-errors.js';
 import { blockIdsFor, md5HexOf, reportedEtag, toAzureMetadata } from './azure-metadata.js';
 import { MIN_COMPOSE_PART_BYTES, partMd5Mismatch } from './compose-parts.js';
-import { CANCEL_GRACE_MS, type FileBody } from './store.js';
+import { retryInUpload } from './part-retry.js';
+import { CANCEL_GRACE_MS, type FileBody, type PartRetryOptions } from './store.js';
 
 /**
  * A blob written from ranges of another blob copied by the service (Put Block From URL) and
@@ -37,6 +38,8 @@ export interface StagedComposition {
   metadata: Record<string, string>;
   signal: AbortSignal | undefined;
   onPartDone?: (part: { index: number; bytes: number; kind: 'copy' | 'send' }) => void;
+  /** Blocks that fail in transit are staged again in place (part-retry.ts); default DEFAULT_PART_RETRY. */
+  partRetry?: PartRetryOptions;
 }
 
 export interface AzureComposeContext {
@@ -72,10 +75,12 @@ export async function composeAzureBlob(context: AzureComposeContext, job: Staged
   if ((await currentVersion(context, job)) !== pinned) throw sourceChanged(job);
   const etag = multipartEtag(md5s);
   try {
-    // Not cancellable: cut short, the service might commit anyway without memsync knowing.
+    // Not cancellable: cut short, the service might commit anyway without memsync knowing. Not
+    // create-only either, as on S3: the target was free when planned or holds this agent's own
+    // unfinished object, and a retry after an answer lost in transit must replace what it wrote.
     await context.container.client.getBlockBlobClient(job.targetName).commitBlockList(
       md5s.map((_, index) => blocks.blockId(index)),
-      { metadata: toAzureMetadata(job.metadata, what, etag) },
+      { metadata: toAzureMetadata(job.metadata, what, { etag, sizeBytes: job.parts.reduce((total, part) => total + stagedPartBytes(part), 0) }) },
     );
   } catch (error) {
     throw translateAzureError(error, `${what}: commit`);
@@ -146,7 +151,10 @@ async function explainCopyFailure(
   return partMd5Mismatch(job.what, index + 1, part.md5Hex, actual);
 }
 
-/** The blocks of one composition, started in order, up to `partsInFlight` at a time. */
+/**
+ * The blocks of one composition, started in order, up to `partsInFlight` at a time, each staged
+ * again in place (same block id) when it fails in transit, while its worker waits.
+ */
 class StagedInFlight {
   cancelled = false;
   /** The part whose failure stopped the composition. */
@@ -155,9 +163,12 @@ class StagedInFlight {
   private failure: unknown;
   private nextIndex = 0;
   private readonly requests = new AbortController();
+  /** Aborted on a cancellation or a failure for good: blocks waiting to be staged again give up. */
+  private readonly stopping = new AbortController();
   private graceTimer: NodeJS.Timeout | undefined;
   private readonly onCancel = (): void => {
     this.cancelled = true;
+    this.stopping.abort();
     this.windDown();
   };
 
@@ -206,6 +217,7 @@ class StagedInFlight {
           this.failure = error;
           this.failedOn = { index, part };
         }
+        this.stopping.abort();
         this.windDown();
         return;
       }
@@ -217,15 +229,12 @@ class StagedInFlight {
     const { what, sourceName, targetName } = this.job;
     const count = part.sourceEnd - part.sourceStart;
     const context = `${what}: part ${index + 1} (copy bytes=${part.sourceStart}-${part.sourceEnd - 1})`;
-    let answer;
-    try {
-      answer = await this.context.container.client.getBlockBlobClient(targetName).stageBlockFromURL(this.blockId(index), this.context.container.sourceUrl(sourceName), part.sourceStart, count, {
+    const answer = await this.inPlace(context, () =>
+      this.context.container.client.getBlockBlobClient(targetName).stageBlockFromURL(this.blockId(index), this.context.container.sourceUrl(sourceName), part.sourceStart, count, {
         sourceContentMD5: part.md5Hex === undefined ? undefined : Buffer.from(part.md5Hex, 'hex'),
         abortSignal: this.requests.signal,
-      });
-    } catch (error) {
-      throw translateAzureError(error, context, this.requests.signal.aborted ? this.requests.signal : undefined);
-    }
+      }),
+    );
     const reported = md5HexOf(answer.contentMD5);
     if (part.md5Hex !== undefined) {
       if (reported !== '' && reported !== part.md5Hex.toLowerCase()) throw partMd5Mismatch(what, index + 1, part.md5Hex, reported);
@@ -250,12 +259,17 @@ class StagedInFlight {
       throw asAppError(error, 'local_io', `${context}: read`);
     }
     const md5 = Buffer.from(part.md5Hex, 'hex');
-    try {
-      // The service refuses the block (Md5Mismatch) when what arrived is not what was planned.
-      await this.context.container.client.getBlockBlobClient(targetName).stageBlock(this.blockId(index), data, data.length, { transactionalContentMD5: md5, abortSignal: this.requests.signal });
-    } catch (error) {
-      throw translateAzureError(error, context, this.requests.signal.aborted ? this.requests.signal : undefined);
-    }
+    // The service refuses the block (Md5Mismatch) when what arrived is not what was planned.
+    await this.inPlace(context, () =>
+      this.context.container.client.getBlockBlobClient(targetName).stageBlock(this.blockId(index), data, data.length, { transactionalContentMD5: md5, abortSignal: this.requests.signal }),
+    );
     return md5;
+  }
+
+  /** One staging request, sent again in place while it fails in transit (part-retry.ts). */
+  private inPlace<T>(what: string, send: () => Promise<T>): Promise<T> {
+    return retryInUpload(send, what, this.job.partRetry, this.stopping.signal, (error, context) =>
+      translateAzureError(error, context, this.requests.signal.aborted ? this.requests.signal : undefined),
+    );
   }
 }

@@ -52,6 +52,8 @@ const STALE_BLOCK_CODES = new Set(['InvalidBlockList', 'BlockListTooLong']);
 export const AZURE_CREDENTIALS_HINT =
   'check CLOUD_SYNC_ACCESS_KEY (account name) / CLOUD_SYNC_SECRET_KEY (account key) or AZURE_STORAGE_CONNECTION_STRING, and that they grant Storage Blob Data Contributor on the container';
 export const AZURE_CONTAINER_HINT = 'create the container or fix CLOUD_SYNC_BUCKET';
+/** Said where memsync's own retries may not follow (a command run by hand): what to check. */
+const UNREACHABLE_HINT = 'check CLOUD_SYNC_ENDPOINT (or the endpoint in AZURE_STORAGE_CONNECTION_STRING), the network, and that the store is running and not overloaded';
 
 function isAbort(error: unknown): boolean {
   return asAzureError(error).name === 'AbortError';
@@ -72,7 +74,7 @@ export function translateAzureError(error: unknown, operation: string, signal?: 
 
   if (isAbort(error)) {
     if (signal?.aborted === true) return new AppError('cancelled', `${operation}: aborted`, { cause: error });
-    return new AppError('remote_unavailable', `${operation}: timed out`, { ...options, hint: 'the store did not answer in time; memsync retries with backoff' });
+    return new AppError('remote_unavailable', `${operation}: timed out`, { ...options, hint: `the store did not answer in time; ${UNREACHABLE_HINT}` });
   }
   if (code === 'ContainerNotFound') return new AppError('remote_rejected', context, { ...options, hint: AZURE_CONTAINER_HINT });
   if (status === 404) return new AppError('not_found', context, options);
@@ -85,7 +87,7 @@ export function translateAzureError(error: unknown, operation: string, signal?: 
   }
   if (status === 501) return new AppError('remote_rejected', context, { ...options, hint: 'the service does not implement this operation' });
   if (status === undefined || status >= 500 || status === 408 || status === 429 || BUSY_CODES.has(code) || NETWORK_CODES.has(code)) {
-    return new AppError('remote_unavailable', context, { ...options, hint: 'the store is unreachable or overloaded; memsync retries with backoff' });
+    return new AppError('remote_unavailable', context, { ...options, hint: UNREACHABLE_HINT });
   }
   // 403 that is not about credentials: a copy source the service could not read (CannotVerifyCopySource), a feature refused.
   if (status === 403) return new AppError('remote_rejected', context, { ...options, hint: AZURE_CREDENTIALS_HINT });

@@ -9,7 +9,8 @@ import { AppError } from '../errors.js';
  * copy and listing against them. So the Azure store reports, as a blob's `etag`:
  * - the value in the metadata entry STORE_ETAG_METADATA, which the store writes itself when it
  *   commits staged blocks: the S3 multipart ETag of those blocks, each of which the service
- *   refused unless it matched its Content-MD5 (Put Block) or its source MD5 (Put Block From URL);
+ *   refused unless it matched its Content-MD5 (Put Block) or its source MD5 (Put Block From URL),
+ *   while the blob still has the size recorded with it (STORE_SIZE_METADATA);
  * - else the blob's Content-MD5, which the service computes from the bytes it received on a
  *   single Put Blob, and which Copy Blob carries over: the S3 ETag of a single PUT;
  * - else Azure's own ETag, quoted: a blob memsync did not write, which no prediction matches, so
@@ -18,10 +19,25 @@ import { AppError } from '../errors.js';
 
 /** Azure metadata names are C# identifiers: memsync's hyphens become underscores. */
 const STORE_ETAG_METADATA = 'memsync_s3_etag';
+/**
+ * The byte count the recorded S3 ETag describes. A Copy Blob that is cancelled or fails leaves
+ * its target at zero bytes with the metadata it was given, the source's ETag included: an ETag
+ * whose size is not the blob's is not the blob's.
+ */
+const STORE_SIZE_METADATA = 'memsync_s3_etag_size';
+const STORE_METADATA = new Set([STORE_ETAG_METADATA, STORE_SIZE_METADATA]);
+/** The MD5 of no bytes: the only Content-MD5 an empty blob can rightly carry. */
+const EMPTY_MD5_HEX = 'd41d8cd98f00b204e9800998ecf8427e';
+
+/** The S3 ETag of a blob's bytes, as recorded with it, and how many bytes it describes. */
+export interface RecordedEtag {
+  etag: string;
+  sizeBytes: number;
+}
 const IDENTIFIER = /^[A-Za-z][A-Za-z0-9]*$/;
 
-/** The blob metadata for memsync's (S3-style, hyphenated) metadata, plus the store's own ETag entry. */
-export function toAzureMetadata(metadata: Record<string, string>, what: string, s3Etag?: string): Record<string, string> {
+/** The blob metadata for memsync's (S3-style, hyphenated) metadata, plus the store's own ETag entries. */
+export function toAzureMetadata(metadata: Record<string, string>, what: string, recorded?: RecordedEtag): Record<string, string> {
   const azure: Record<string, string> = {};
   for (const [name, value] of Object.entries(metadata)) {
     const parts = name.split('-');
@@ -29,10 +45,13 @@ export function toAzureMetadata(metadata: Record<string, string>, what: string, 
       throw new AppError('bad_input', `${what}: metadata name ${JSON.stringify(name)} cannot be kept on Azure (letters and digits between hyphens only)`, { retryable: false });
     }
     const azureName = parts.join('_').toLowerCase();
-    if (azureName === STORE_ETAG_METADATA) throw new AppError('bad_input', `${what}: metadata name ${JSON.stringify(name)} is the store's own`, { retryable: false });
+    if (STORE_METADATA.has(azureName)) throw new AppError('bad_input', `${what}: metadata name ${JSON.stringify(name)} is the store's own`, { retryable: false });
     azure[azureName] = value;
   }
-  if (s3Etag !== undefined) azure[STORE_ETAG_METADATA] = s3Etag;
+  if (recorded !== undefined) {
+    azure[STORE_ETAG_METADATA] = recorded.etag;
+    azure[STORE_SIZE_METADATA] = String(recorded.sizeBytes);
+  }
   return azure;
 }
 
@@ -40,22 +59,35 @@ export function toAzureMetadata(metadata: Record<string, string>, what: string, 
 export function fromAzureMetadata(metadata: Record<string, string> | undefined): Record<string, string> {
   return Object.fromEntries(
     Object.entries(metadata ?? {})
-      .filter(([name]) => name.toLowerCase() !== STORE_ETAG_METADATA)
+      .filter(([name]) => !STORE_METADATA.has(name.toLowerCase()))
       .map(([name, value]) => [name.toLowerCase().replace(/_/g, '-'), value]),
   );
 }
 
-/** The S3 ETag recorded at the last commit of staged blocks, if the blob has one. */
-export function storedS3Etag(metadata: Record<string, string> | undefined): string | undefined {
-  const entry = Object.entries(metadata ?? {}).find(([name]) => name.toLowerCase() === STORE_ETAG_METADATA);
-  return entry?.[1];
+function metadataEntry(metadata: Record<string, string> | undefined, name: string): string | undefined {
+  return Object.entries(metadata ?? {}).find(([key]) => key.toLowerCase() === name)?.[1];
+}
+
+/**
+ * The S3 ETag recorded at the last commit of staged blocks, if the blob has one and it describes
+ * the blob's `contentLength` bytes. An entry written without its size (before sizes were
+ * recorded) is trusted over a blob with bytes, never over an empty one.
+ */
+export function storedS3Etag(blob: { metadata?: Record<string, string> | undefined; contentLength?: number | undefined }): RecordedEtag | undefined {
+  const etag = metadataEntry(blob.metadata, STORE_ETAG_METADATA);
+  if (etag === undefined || etag === '' || blob.contentLength === undefined) return undefined;
+  const size = metadataEntry(blob.metadata, STORE_SIZE_METADATA);
+  const describesBlob = size === undefined ? blob.contentLength > 0 : size === String(blob.contentLength);
+  return describesBlob ? { etag, sizeBytes: blob.contentLength } : undefined;
 }
 
 /** What the store reports as a blob's ETag (see the module comment), quoted as S3 quotes it. */
-export function reportedEtag(blob: { metadata?: Record<string, string> | undefined; contentMD5?: Uint8Array | undefined; etag?: string | undefined }): string {
-  const s3Etag = storedS3Etag(blob.metadata);
-  if (s3Etag !== undefined && s3Etag !== '') return `"${s3Etag}"`;
-  if (blob.contentMD5 !== undefined && blob.contentMD5.length === 16) return `"${Buffer.from(blob.contentMD5).toString('hex')}"`;
+export function reportedEtag(blob: { metadata?: Record<string, string> | undefined; contentMD5?: Uint8Array | undefined; etag?: string | undefined; contentLength?: number | undefined }): string {
+  const recorded = storedS3Etag(blob);
+  if (recorded !== undefined) return `"${recorded.etag}"`;
+  const md5 = md5HexOf(blob.contentMD5);
+  // A Content-MD5 over an empty blob that is not the MD5 of nothing came over with metadata, not with bytes.
+  if (md5 !== '' && (blob.contentLength !== 0 || md5 === EMPTY_MD5_HEX)) return `"${md5}"`;
   return blob.etag ?? '';
 }
 

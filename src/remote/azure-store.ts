@@ -76,7 +76,7 @@ export class AzureRemoteStore implements RemoteStore {
       yield page.value.segment.blobItems.map((item) => ({
         key: this.relativeKey(item.name),
         size: item.properties.contentLength ?? 0,
-        etag: reportedEtag({ metadata: item.metadata, contentMD5: item.properties.contentMD5, etag: item.properties.etag }),
+        etag: reportedEtag({ metadata: item.metadata, contentMD5: item.properties.contentMD5, etag: item.properties.etag, contentLength: item.properties.contentLength }),
         lastModifiedMs: item.properties.lastModified.getTime(),
       }));
       const marker = page.value.continuationToken;
@@ -106,6 +106,11 @@ export class AzureRemoteStore implements RemoteStore {
   async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
     const blobName = this.fullKey(key);
     if (options.signal?.aborted === true) throw new AppError('cancelled', `upload ${blobName}: aborted`);
+    // The contract, as on S3: a commit of staged blocks is never made conditional on an ETag, so
+    // a replace that must be atomic is refused before anything is staged, never written unconditionally.
+    if (options.ifMatchEtag !== undefined && options.partSizeBytes !== undefined) {
+      throw new AppError('remote_rejected', `upload ${blobName}: a conditional replace (If-Match) is one request, not an upload in blocks`, { retryable: false });
+    }
     const source = body();
     try {
       // As lib-storage does for S3, a stream that fits in one part goes up as a single Put Blob.
@@ -128,7 +133,10 @@ export class AzureRemoteStore implements RemoteStore {
    */
   private async putSingle(blobName: string, source: Readable | Buffer | FileBody, body: BodySource, options: PutOptions): Promise<void> {
     const payload = isFileBody(source) ? await readWhole(source, options.sizeBytes) : source;
-    // Should the SDK try the request again, a stream is opened anew from the body source.
+    // Should the SDK try the request again, a stream is opened anew from the body source. Every
+    // stream opened is destroyed at the end, whatever the SDK did with it: a try cut short leaves
+    // its stream part-read, and only the SDK's internals (no promise of its API) dispose of it.
+    const opened: Readable[] = payload instanceof Readable ? [payload] : [];
     let first = true;
     const reopen = (): NodeJS.ReadableStream => {
       if (first && payload instanceof Readable) {
@@ -137,18 +145,23 @@ export class AzureRemoteStore implements RemoteStore {
       }
       const again = body();
       if (!(again instanceof Readable)) throw new AppError('local_io', `upload ${blobName}: the body source gave no stream on a second try`);
+      opened.push(again);
       return again;
     };
-    const conditions = options.ifMatchEtag !== undefined ? { ifMatch: await this.versionWithEtag(blobName, options.ifMatchEtag) } : options.ifNoneMatch && this.conditionalWrites ? { ifNoneMatch: '*' } : undefined;
-    const answer = await this.client.getBlockBlobClient(blobName).upload(Buffer.isBuffer(payload) ? payload : reopen, options.sizeBytes, {
-      transactionalContentMD5: options.md5Hex === undefined ? undefined : Buffer.from(options.md5Hex, 'hex'),
-      conditions,
-      metadata: toAzureMetadata(options.metadata, `upload ${blobName}`),
-      abortSignal: options.signal,
-    });
-    options.onProgress?.(options.sizeBytes);
-    const stored = md5HexOf(answer.contentMD5);
-    options.onStored?.(stored === '' ? undefined : `"${stored}"`);
+    try {
+      const conditions = options.ifMatchEtag !== undefined ? { ifMatch: await this.versionWithEtag(blobName, options.ifMatchEtag) } : options.ifNoneMatch && this.conditionalWrites ? { ifNoneMatch: '*' } : undefined;
+      const answer = await this.client.getBlockBlobClient(blobName).upload(Buffer.isBuffer(payload) ? payload : reopen, options.sizeBytes, {
+        transactionalContentMD5: options.md5Hex === undefined ? undefined : Buffer.from(options.md5Hex, 'hex'),
+        conditions,
+        metadata: toAzureMetadata(options.metadata, `upload ${blobName}`),
+        abortSignal: options.signal,
+      });
+      options.onProgress?.(options.sizeBytes);
+      const stored = md5HexOf(answer.contentMD5);
+      options.onStored?.(stored === '' ? undefined : `"${stored}"`);
+    } finally {
+      for (const stream of opened) stream.destroy();
+    }
   }
 
   /**
@@ -178,7 +191,18 @@ export class AzureRemoteStore implements RemoteStore {
     checkComposeParts(what, options.parts);
     await composeAzureBlob(
       { container: this.container, partsInFlight: this.options.partsInFlight },
-      { what, sourceName, targetName, sourceEtag: options.sourceEtag, parts: options.parts, body: options.body, metadata: options.metadata, signal: options.signal, onPartDone: options.onPartDone },
+      {
+        what,
+        sourceName,
+        targetName,
+        sourceEtag: options.sourceEtag,
+        parts: options.parts,
+        body: options.body,
+        metadata: options.metadata,
+        signal: options.signal,
+        onPartDone: options.onPartDone,
+        partRetry: options.partRetry,
+      },
     );
   }
 

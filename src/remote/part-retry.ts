@@ -31,17 +31,27 @@ function serverCodeOf(error: AppError): string {
 
 export const DEFAULT_PART_RETRY: PartRetryOptions = { policy: partRetryPolicy(DEFAULT_RETRY) };
 
+/** Turns what a store's SDK threw into an AppError, naming the request with `what`. */
+export type TranslateFailure = (error: unknown, what: string) => AppError;
+
 /**
  * Runs `send` (one request of a multipart upload; `attempt` 0 is the first) until it succeeds or
  * `partFailureAction` says stop. The waits between tries end when `stop` aborts (the upload is
- * cancelled or another of its parts failed for good). SDK errors are translated with `what`.
+ * cancelled or another of its parts failed for good). SDK errors are translated with `what` by
+ * `translate`, the S3 translation unless another store's is given.
  *
  * A failure that used up the budget is marked not retryable: the retries an outage deserved are
  * spent, and a caller retrying the whole upload would send the file again only to meet the same
  * outage; the snapshot's own retry takes over. A gone upload stays retryable: starting over is
  * the one thing that helps.
  */
-export async function retryInUpload<T>(send: (attempt: number) => Promise<T>, what: string, retry: PartRetryOptions | undefined, stop: AbortSignal | undefined): Promise<T> {
+export async function retryInUpload<T>(
+  send: (attempt: number) => Promise<T>,
+  what: string,
+  retry: PartRetryOptions | undefined,
+  stop: AbortSignal | undefined,
+  translate: TranslateFailure = translateS3Error,
+): Promise<T> {
   const { policy, onRetry } = retry ?? DEFAULT_PART_RETRY;
   try {
     return await withRetry(
@@ -49,7 +59,7 @@ export async function retryInUpload<T>(send: (attempt: number) => Promise<T>, wh
         try {
           return await send(attempt);
         } catch (error) {
-          throw translateS3Error(error, what);
+          throw translate(error, what);
         }
       },
       {

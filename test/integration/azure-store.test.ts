@@ -1,6 +1,7 @@
 // What the Azure store does beyond the shared contract, on Azurite: a taken name refused at the
-// block list commit, a corrupted block refused by its MD5, conditional copies, the errors an
-// operator sees for a wrong key or a missing container, and a container-scoped SAS.
+// block list commit, a corrupted block refused by its MD5, conditional copies and replaces, the
+// ETag of a blob cut short, the errors an operator sees for a wrong key or a missing container,
+// and a container-scoped SAS. Faults in transit: azure-store-faults.test.ts.
 import { createHash, randomBytes } from 'node:crypto';
 import { ContainerSASPermissions, generateBlobSASQueryParameters, StorageSharedKeyCredential } from '@azure/storage-blob';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -100,7 +101,7 @@ describe('AzureRemoteStore on Azurite', () => {
     expect(normalizeEtag(head?.etag)).toBe(expected.etag);
     expect(head?.metadata).toEqual({ 'memsync-agent': 'agent-1' });
     const raw = await azurite.service.getContainerClient(container).getBlobClient('p/etag/index.faiss').getProperties();
-    expect(raw.metadata).toEqual({ memsync_agent: 'agent-1', memsync_s3_etag: expected.etag });
+    expect(raw.metadata).toEqual({ memsync_agent: 'agent-1', memsync_s3_etag: expected.etag, memsync_s3_etag_size: String(big.length) });
   });
 
   it('a copy whose source changed since its ETag was read: AppError conflict, in one request and in parts; no target', async () => {
@@ -126,6 +127,30 @@ describe('AzureRemoteStore on Azurite', () => {
     const error = await failureOf(store().put('lease/claim.json', () => v1, putOptions(v1, { ifMatchEtag: etag })));
     expect(error.kind, error.message).toBe('conflict');
     expect((await read('lease/claim.json')).equals(v2)).toBe(true);
+  });
+
+  it('a conditional replace in blocks (ifMatchEtag with partSizeBytes) is refused before anything is written, as on S3', async () => {
+    const v1 = Buffer.from('version 1');
+    await store().put('lease/blocks.bin', () => v1, putOptions(v1));
+    const staleEtag = (await store().head('lease/blocks.bin'))?.etag ?? '';
+    const v2 = Buffer.from('version 2, written since');
+    await store().put('lease/blocks.bin', () => v2, putOptions(v2));
+    const big = randomBytes(2 * PART_BYTES + 10);
+    const error = await failureOf(store().put('lease/blocks.bin', fileBody(big), putOptions(big, { partSizeBytes: PART_BYTES, ifMatchEtag: staleEtag })));
+    expect(error.kind, error.message).toBe('remote_rejected');
+    expect(error.message).toContain('one request');
+    expect((await read('lease/blocks.bin')).equals(v2)).toBe(true);
+  });
+
+  it('a zero-length blob carrying a full file\'s S3 ETag (what a cancelled Copy Blob leaves) does not report that ETag', async () => {
+    const copiedEtag = '0123456789abcdef0123456789abcdef-3';
+    await azurite.service.getContainerClient(container).getBlockBlobClient('p/aborted/index.faiss').upload(Buffer.alloc(0), 0, { metadata: { memsync_agent: 'agent-1', memsync_s3_etag: copiedEtag } });
+    const head = await store().head('aborted/index.faiss');
+    expect(head?.size).toBe(0);
+    expect(normalizeEtag(head?.etag)).not.toBe(copiedEtag);
+    const listed = [];
+    for await (const page of store().listObjects('aborted/')) listed.push(...page);
+    expect(listed.map((object) => normalizeEtag(object.etag))).not.toContain(copiedEtag);
   });
 
   it('the conditional-write probe finds If-None-Match honoured', async () => {
