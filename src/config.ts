@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { readFileSync, realpathSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { Cron } from 'croner';
 import { azureOptionsProblems, type AzureCredentials } from './remote/azure-options.js';
@@ -210,12 +210,25 @@ function checkBucket(provider: ProviderName, raw: Record<string, string | undefi
  */
 function checkFsDirectory(directory: string, prefix: string, backupDir: string | undefined, enabled: boolean, problems: Problem[]): void {
   const problem = (expected: string): void => void problems.push({ variable: 'CLOUD_SYNC_BUCKET', value: directory, expected });
-  if (backupDir !== undefined && isInside(directory, backupDir)) {
+  // Compared as the directories the paths name, not as they are spelled: a link into the backup
+  // directory is the backup directory. A path not there yet is resolved as far as it exists.
+  const realPath = (target: string): string => {
+    const absolute = path.resolve(target);
+    for (let existing = absolute; ; existing = path.dirname(existing)) {
+      try {
+        return path.join(realpathSync(existing), path.relative(existing, absolute));
+      } catch {
+        if (existing === path.dirname(existing)) return absolute;
+      }
+    }
+  };
+  const realBackups = backupDir === undefined ? undefined : realPath(backupDir);
+  if (realBackups !== undefined && isInside(realPath(directory), realBackups)) {
     problem(`a directory outside the backup directory (CLOUD_SYNC_BACKUP_DIR=${backupDir}): snapshots stored inside it would be backed up again`);
     return;
   }
-  const root = path.join(directory, prefix);
-  if (backupDir !== undefined && isInside(backupDir, root)) {
+  const root = realPath(path.join(directory, prefix));
+  if (realBackups !== undefined && isInside(realBackups, root)) {
     problem(`a directory that does not hold the backup directory (CLOUD_SYNC_BACKUP_DIR=${backupDir}) under CLOUD_SYNC_PREFIX: the backups would be listed as stored snapshots`);
     return;
   }

@@ -1,12 +1,12 @@
 import { createHash } from 'node:crypto';
-import { open, type FileHandle } from 'node:fs/promises';
 import { AppError, asAppError } from '../errors.js';
 import { multipartEtag } from '../snapshot/digest.js';
 import { checkComposeParts, MIN_COMPOSE_PART_BYTES, partMd5Mismatch } from './compose-parts.js';
-import { lowerCaseKeys, expectedSource } from './fs-copy.js';
+import { expectedSource, lowerCaseKeys, openExpectedSource } from './fs-copy.js';
 import { isAborted, translateFsError } from './fs-errors.js';
-import { checkKey, pathOf } from './fs-layout.js';
-import { identityOf, sameIdentity, type ObjectIdentity } from './fs-sidecar.js';
+import { checkKey } from './fs-layout.js';
+import type { GuardedFile } from './fs-operations.js';
+import type { ObjectIdentity } from './fs-sidecar.js';
 import { placeObject, TempObject, type StoreRoot } from './fs-write.js';
 import type { ComposeOptions, ComposePartSpec } from './store.js';
 
@@ -14,7 +14,8 @@ import type { ComposeOptions, ComposePartSpec } from './store.js';
  * The directory store's composition: the new object is assembled in a temporary file from
  * ranges of the source (read from one open handle, so a source replaced meanwhile cannot splice
  * two versions) and bytes of the local file, each part checked against its planned MD5 on the
- * way, then put in place like any write. The ETag is the multipart ETag of those parts, as S3
+ * way, then put in place create-only (a key another writer took meanwhile is a conflict, never
+ * replaced). The ETag is the multipart ETag of those parts, as S3
  * gives the same composition, and the same limits apply (5 MiB parts but the last), so a plan
  * behaves alike on every store.
  */
@@ -31,17 +32,9 @@ export async function composeObject(where: StoreRoot, targetKey: string, options
     throw new AppError('object_refused', `${what}: part ${small + 1} is smaller than ${MIN_COMPOSE_PART_BYTES} bytes and not the last (EntityTooSmall)`, { retryable: false, details: { code: 'EntityTooSmall' } });
   }
   const expected = await expectedSource(where, options.sourceKey, options.sourceEtag, what);
-  let source: FileHandle;
+  // Read from one open handle of the file checked: a source replaced meanwhile cannot splice two versions.
+  const source = await openExpectedSource(where, expected, options.sourceKey, what);
   try {
-    source = await open(pathOf(where.root, options.sourceKey), 'r');
-  } catch (error) {
-    throw translateFsError(error, what);
-  }
-  try {
-    // Replaced between the check and the open: the ranges would be of another version.
-    if (!sameIdentity(identityOf(await source.stat({ bigint: true })), expected.identity)) {
-      throw new AppError('conflict', `${what}: the source ${options.sourceKey} changed (PreconditionFailed)`, { details: { code: 'PreconditionFailed' } });
-    }
     const temp = await TempObject.create(where, targetKey, what);
     try {
       const md5s: Buffer[] = [];
@@ -52,13 +45,13 @@ export async function composeObject(where: StoreRoot, targetKey: string, options
       }
       if (isAborted(options.signal)) throw new AppError('cancelled', `${what}: aborted`);
       const identity = await finish(temp, what);
-      await placeObject(temp, identity, { etag: multipartEtag(md5s), metadata: lowerCaseKeys(options.metadata) }, 'replace', what);
+      await placeObject(temp, identity, { etag: multipartEtag(md5s), metadata: lowerCaseKeys(options.metadata) }, 'create', what);
     } catch (error) {
       await temp.discard();
       throw error;
     }
   } finally {
-    await source.close().catch(() => undefined);
+    await source.close();
   }
 }
 
@@ -67,7 +60,7 @@ function partBytes(part: ComposePartSpec): number {
 }
 
 /** Appends one part and checks it against its planned MD5; returns that MD5 (raw). */
-async function writePart(temp: TempObject, source: FileHandle, sourceSize: number, part: ComposePartSpec, partNumber: number, options: ComposeOptions, what: string): Promise<Buffer> {
+async function writePart(temp: TempObject, source: GuardedFile, sourceSize: number, part: ComposePartSpec, partNumber: number, options: ComposeOptions, what: string): Promise<Buffer> {
   const md5 = createHash('md5');
   const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, partBytes(part)));
   if (part.kind === 'copy' && part.sourceEnd > sourceSize) {
@@ -98,10 +91,10 @@ async function writePart(temp: TempObject, source: FileHandle, sourceSize: numbe
   return actual;
 }
 
-async function readSource(source: FileHandle, target: Buffer, position: number, what: string): Promise<void> {
+async function readSource(source: GuardedFile, target: Buffer, position: number, what: string): Promise<void> {
   try {
     for (let filled = 0; filled < target.length; ) {
-      const { bytesRead } = await source.read(target, filled, target.length - filled, position + filled);
+      const bytesRead = await source.read(target, filled, target.length - filled, position + filled);
       if (bytesRead === 0) throw new AppError('conflict', `${what}: the source ended at byte ${position + filled} (it changed)`, { details: { code: 'PreconditionFailed' } });
       filled += bytesRead;
     }

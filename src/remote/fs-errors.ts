@@ -18,6 +18,12 @@ export function isMissing(error: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
+/** ELOOP on Linux, EMLINK on the BSDs: an open with O_NOFOLLOW met a link. */
+export function isLinkRefused(error: unknown): boolean {
+  const code = errnoOf(error);
+  return code === 'ELOOP' || code === 'EMLINK';
+}
+
 const REFUSED_BY_PERMISSION = new Set(['EACCES', 'EPERM', 'EROFS']);
 /** One object's name or shape the file system cannot hold; the store itself is fine. */
 const REFUSED_OBJECT = new Set(['ENAMETOOLONG', 'EISDIR', 'ENOTDIR', 'EEXIST', 'EFBIG', 'EINVAL']);

@@ -1,9 +1,9 @@
-import { lstat, readdir } from 'node:fs/promises';
-import { AppError } from '../errors.js';
+import path from 'node:path';
+import { isAppError } from '../errors.js';
 import { isMissing, translateFsError } from './fs-errors.js';
-import { checkKey, isStoreOwnName, joinKey, pathOf, TEMP_PREFIX, targetOfTemporary } from './fs-layout.js';
+import { checkKey, isStoreOwnName, joinKey, TEMP_PREFIX, targetOfTemporary } from './fs-layout.js';
+import { keyDirectory, SYMLINK_REFUSED, type StoreRoot } from './fs-paths.js';
 import { describeObject } from './fs-sidecar.js';
-import type { StoreRoot } from './fs-write.js';
 import type { MultipartUpload, RemoteObject } from './store.js';
 
 /**
@@ -18,6 +18,7 @@ const PAGE_SIZE = 1000;
 interface WalkedFile {
   key: string;
   dirKey: string;
+  dirPath: string;
   name: string;
 }
 
@@ -26,14 +27,26 @@ async function* walk(where: StoreRoot, keyPrefix: string, what: string): AsyncGe
   const slash = keyPrefix.lastIndexOf('/');
   const startDirKey = slash < 0 ? '' : keyPrefix.slice(0, slash);
   if (startDirKey !== '') checkKey(startDirKey);
-  await requireBase(where, what);
-  yield* walkDirectory(where, startDirKey, keyPrefix, what);
+  const startPath = await startDirectory(where, startDirKey, what);
+  if (startPath !== undefined) yield* walkDirectory(where, startDirKey, startPath, keyPrefix, what);
 }
 
-async function* walkDirectory(where: StoreRoot, dirKey: string, keyPrefix: string, what: string): AsyncGenerator<WalkedFile> {
+/** The directory a listing starts in; undefined when there is none, or a link is on its way (a link is no folder of the store's, as the whole listing skips it too). */
+async function startDirectory(where: StoreRoot, dirKey: string, what: string): Promise<string | undefined> {
+  try {
+    return await keyDirectory(where, dirKey, what, 'existing');
+  } catch (error) {
+    if (isAppError(error, 'remote_rejected') && error.details?.code === SYMLINK_REFUSED) return undefined;
+    throw error;
+  }
+}
+
+async function* walkDirectory(where: StoreRoot, dirKey: string, dirPath: string, keyPrefix: string, what: string): AsyncGenerator<WalkedFile> {
   let entries;
   try {
-    entries = await readdir(pathOf(where.root, dirKey), { withFileTypes: true });
+    // Looked at again just before it is read: a folder swapped for a link since it was listed is skipped.
+    if (!(await where.io.lstat(dirPath)).isDirectory()) return;
+    entries = await where.io.readdir(dirPath);
   } catch (error) {
     if (isMissing(error)) return;
     throw translateFsError(error, what);
@@ -46,21 +59,10 @@ async function* walkDirectory(where: StoreRoot, dirKey: string, keyPrefix: strin
     const key = joinKey(dirKey, entry.name);
     if (entry.isDirectory()) {
       const inside = `${key}/`;
-      if (keyPrefix.startsWith(inside) || inside.startsWith(keyPrefix)) yield* walkDirectory(where, key, keyPrefix, what);
+      if (keyPrefix.startsWith(inside) || inside.startsWith(keyPrefix)) yield* walkDirectory(where, key, path.join(dirPath, entry.name), keyPrefix, what);
     } else {
-      yield { key, dirKey, name: entry.name };
+      yield { key, dirKey, dirPath, name: entry.name };
     }
-  }
-}
-
-/** A missing configured directory is an unmounted share, not an empty store. */
-async function requireBase(where: StoreRoot, what: string): Promise<void> {
-  const base = await lstat(where.base).catch((error: unknown) => {
-    if (isMissing(error)) return undefined;
-    throw translateFsError(error, what);
-  });
-  if (base?.isDirectory() !== true) {
-    throw new AppError('remote_unavailable', `${what}: the directory ${where.base} is gone (unmounted?)`, { hint: 'mount it again or fix CLOUD_SYNC_BUCKET' });
   }
 }
 
@@ -72,7 +74,7 @@ export async function* listObjectPages(where: StoreRoot, keyPrefix: string): Asy
     if (isStoreOwnName(file.name) || !file.key.startsWith(keyPrefix)) continue;
     let info;
     try {
-      info = await describeObject(pathOf(where.root, file.key));
+      info = await describeObject(where.io, file.dirPath, file.name);
     } catch (error) {
       throw translateFsError(error, what);
     }
@@ -105,9 +107,12 @@ export async function listTemporaryFiles(where: StoreRoot, keyPrefix: string): P
     if (target === undefined) continue;
     const key = joinKey(file.dirKey, target);
     if (!key.startsWith(keyPrefix)) continue;
-    const stat = await lstat(pathOf(where.root, file.key)).catch(() => undefined);
+    const stat = await where.io.lstat(path.join(file.dirPath, file.name)).catch((error: unknown) => {
+      if (isMissing(error)) return undefined;
+      throw translateFsError(error, what);
+    });
     if (stat === undefined) continue;
-    uploads.push({ key, uploadId: file.name, initiatedMs: stat.mtimeMs });
+    uploads.push({ key, uploadId: file.name, initiatedMs: Number(stat.mtimeMs) });
   }
   return uploads;
 }

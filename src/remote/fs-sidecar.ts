@@ -1,10 +1,11 @@
 import { createHash } from 'node:crypto';
-import { createReadStream, type BigIntStats } from 'node:fs';
-import { link, lstat, open, readFile, unlink } from 'node:fs/promises';
+import type { BigIntStats } from 'node:fs';
 import path from 'node:path';
 import { z } from 'zod';
-import { errnoOf, isMissing } from './fs-errors.js';
+import { AppError } from '../errors.js';
+import { errnoOf, isLinkRefused, isMissing } from './fs-errors.js';
 import { sidecarName, temporaryName } from './fs-layout.js';
+import type { GuardedFs } from './fs-operations.js';
 
 /**
  * An object's ETag and metadata in the directory store. A file has neither, so each object has a
@@ -40,6 +41,9 @@ export interface FsObjectInfo extends ObjectRecord {
 const SIDECAR_FORMAT = 'memsync-fs-object';
 /** Far above what memsync's metadata takes; a bigger file is not a sidecar memsync wrote. */
 const MAX_SIDECAR_BYTES = 64 * 1024;
+const HASH_READ_BYTES = 1024 * 1024;
+/** An object replaced while it is described is described again, this often. */
+const DESCRIBE_ATTEMPTS = 3;
 
 const sidecarSchema = z.object({
   format: z.literal(SIDECAR_FORMAT),
@@ -62,20 +66,23 @@ export function serializeSidecar(identity: ObjectIdentity, record: ObjectRecord)
 }
 
 /** The record a sidecar holds for the file with `identity`; undefined when it is absent, foreign or about another file. */
-async function readSidecar(sidecarPath: string, identity: ObjectIdentity): Promise<ObjectRecord | undefined> {
+async function readSidecar(io: GuardedFs, sidecarPath: string, identity: ObjectIdentity): Promise<ObjectRecord | undefined> {
   let bytes: Buffer;
   try {
-    const handle = await open(sidecarPath, 'r');
+    const handle = await io.openForReading(sidecarPath);
     try {
+      // Anything but a regular file (a FIFO, a device) is no sidecar of the store's.
+      if (!(await handle.stat()).isFile()) return undefined;
       const buffer = Buffer.alloc(MAX_SIDECAR_BYTES + 1);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+      const bytesRead = await handle.read(buffer, 0, buffer.length, 0);
       if (bytesRead > MAX_SIDECAR_BYTES) return undefined;
       bytes = buffer.subarray(0, bytesRead);
     } finally {
       await handle.close();
     }
   } catch (error) {
-    if (isMissing(error)) return undefined;
+    // ELOOP: a link where the sidecar should be is not the store's; the bytes answer instead.
+    if (isMissing(error) || isLinkRefused(error)) return undefined;
     throw error;
   }
   let parsed;
@@ -88,48 +95,78 @@ async function readSidecar(sidecarPath: string, identity: ObjectIdentity): Promi
   return { etag: parsed.data.etag, metadata: parsed.data.metadata };
 }
 
-/** What the directory store says of the file at `objectPath`: undefined when there is none. Fs errors are thrown as they are. */
-export async function describeObject(objectPath: string): Promise<FsObjectInfo | undefined> {
-  let stat: BigIntStats;
-  try {
-    stat = await lstat(objectPath, { bigint: true });
-  } catch (error) {
-    if (isMissing(error)) return undefined;
-    throw error;
+/**
+ * What the directory store says of the file `name` in `dirPath` (a directory keyDirectory found):
+ * undefined when there is none, or when it is anything but a regular file (a link is no object).
+ * Fs errors are thrown as they are.
+ */
+export async function describeObject(io: GuardedFs, dirPath: string, name: string): Promise<FsObjectInfo | undefined> {
+  const objectPath = path.join(dirPath, name);
+  for (let attempt = 1; ; attempt += 1) {
+    let stat: BigIntStats;
+    try {
+      stat = await io.lstat(objectPath);
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw error;
+    }
+    if (!stat.isFile()) return undefined;
+    const identity = identityOf(stat);
+    const sidecarPath = path.join(dirPath, sidecarName(name));
+    const record = (await readSidecar(io, sidecarPath, identity)) ?? (await recordFromBytes(io, objectPath, sidecarPath, identity));
+    if (record !== 'replaced') return { ...record, size: identity.size, lastModifiedMs: Number(stat.mtimeMs), identity };
+    // Replaced while it was being read: the object there now is described instead.
+    if (attempt >= DESCRIBE_ATTEMPTS) throw new AppError('remote_unavailable', `${objectPath} kept being replaced while it was read`);
   }
-  if (!stat.isFile()) return undefined;
-  const identity = identityOf(stat);
-  const sidecarPath = path.join(path.dirname(objectPath), sidecarName(path.basename(objectPath)));
-  const record = (await readSidecar(sidecarPath, identity)) ?? (await recordFromBytes(objectPath, sidecarPath, identity));
-  return { ...record, size: identity.size, lastModifiedMs: Number(stat.mtimeMs), identity };
 }
 
 /**
- * The record of a file without a valid sidecar: the MD5 of its bytes, no metadata. Kept as its
- * sidecar only where there is none at all, and never over one: a writer placing its own sidecar
- * at the same moment must win, or the object's metadata (its writer's id) would be lost.
+ * The record of a file without a valid sidecar: the MD5 of its bytes, no metadata; 'replaced' when
+ * the path names another file (or none) by the time it is opened. Kept as its sidecar only where there is
+ * none at all, and never over one: a writer placing its own sidecar at the same moment must win,
+ * or the object's metadata (its writer's id) would be lost.
  */
-async function recordFromBytes(objectPath: string, sidecarPath: string, identity: ObjectIdentity): Promise<ObjectRecord> {
+async function recordFromBytes(io: GuardedFs, objectPath: string, sidecarPath: string, identity: ObjectIdentity): Promise<ObjectRecord | 'replaced'> {
   const md5 = createHash('md5');
-  for await (const chunk of createReadStream(objectPath) as AsyncIterable<Buffer>) md5.update(chunk);
+  let handle;
+  try {
+    handle = await io.openForReading(objectPath);
+  } catch (error) {
+    // Gone, or a link put in its place, since the lstat.
+    if (isMissing(error) || isLinkRefused(error)) return 'replaced';
+    throw error;
+  }
+  try {
+    // The file opened must be the one looked at: the path may name another by now.
+    if (!sameIdentity(identityOf(await handle.stat()), identity)) return 'replaced';
+    const buffer = Buffer.allocUnsafe(HASH_READ_BYTES);
+    for (let position = 0; ; ) {
+      const bytesRead = await handle.read(buffer, 0, buffer.length, position);
+      if (bytesRead === 0) break;
+      md5.update(buffer.subarray(0, bytesRead));
+      position += bytesRead;
+    }
+  } finally {
+    await handle.close();
+  }
   const record: ObjectRecord = { etag: md5.digest('hex'), metadata: {} };
-  const current = await lstat(objectPath, { bigint: true }).catch(() => undefined);
+  const current = await io.lstat(objectPath).catch(() => undefined);
   // Changed while it was read: the next look hashes it again.
   if (current === undefined || !sameIdentity(identityOf(current), identity)) return record;
   const temp = path.join(path.dirname(sidecarPath), temporaryName(path.basename(sidecarPath)));
   try {
-    const handle = await open(temp, 'wx');
+    const file = await io.create(temp);
     try {
-      await handle.writeFile(serializeSidecar(identity, record));
+      await file.writeAll(serializeSidecar(identity, record), 0);
     } finally {
-      await handle.close();
+      await file.close();
     }
-    await link(temp, sidecarPath);
+    await io.link(temp, sidecarPath);
   } catch (error) {
     // EEXIST: someone placed a sidecar meanwhile. Anything else: only a cache was not written.
     if (errnoOf(error) !== 'EEXIST') return record;
   } finally {
-    await unlink(temp).catch(() => undefined);
+    await io.unlink(temp).catch(() => undefined);
   }
   return record;
 }

@@ -1,15 +1,18 @@
 import { addAbortSignal, type Readable } from 'node:stream';
-import { link, lstat, mkdir, open, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../errors.js';
 import { writeBody } from './fs-body.js';
 import { composeObject } from './fs-compose.js';
 import { copyObject, lowerCaseKeys } from './fs-copy.js';
-import { errnoOf, isAborted, isMissing, translateFsError } from './fs-errors.js';
-import { checkKey, isTemporaryName, pathOf, splitKey, temporaryName } from './fs-layout.js';
+import { DEFAULT_FS_OPERATION_DEADLINE_MS, OperationDeadline } from './fs-deadline.js';
+import { errnoOf, isAborted, isLinkRefused, isMissing, translateFsError } from './fs-errors.js';
+import { checkKey, isTemporaryName, splitKey, temporaryName } from './fs-layout.js';
 import { listObjectPages, listTemporaryFiles } from './fs-listing.js';
+import { GuardedFs, NODE_FS_OPERATIONS, type FsOperations, type GuardedFile } from './fs-operations.js';
+import { keyDirectory, requireBase, symlinkRefusal, type StoreRoot } from './fs-paths.js';
+import { ObjectReadStream } from './fs-read-stream.js';
 import { describeObject } from './fs-sidecar.js';
-import { placeObject, removeEmptyDirectories, removeObject, TempObject, type StoreRoot } from './fs-write.js';
+import { placeObject, removeEmptyDirectories, removeObject, TempObject } from './fs-write.js';
 import type { BodySource, ComposeOptions, CopyOptions, MultipartUpload, PutOptions, RemoteHead, RemoteObject, RemoteStore } from './store.js';
 
 /**
@@ -19,6 +22,8 @@ import type { BodySource, ComposeOptions, CopyOptions, MultipartUpload, PutOptio
  * or not at all (temporary file, fsync, link or rename, fsync of the directory), a conditional
  * write never replaces (link(2) fails on a taken name), ETags are what S3 would report (kept in
  * a sidecar dot-file per object), and an unfinished upload is a temporary file that sweeps remove.
+ * No symbolic link below the directory is ever followed (fs-paths.ts), and every file operation
+ * has a deadline (fs-deadline.ts), as a mount can hang where a server would time out.
  */
 
 export interface FsStoreOptions {
@@ -26,6 +31,10 @@ export interface FsStoreOptions {
   directory: string;
   /** '' or ending in '/'. */
   prefix: string;
+  /** Longest wait for one file operation before the store counts as unavailable. Default DEFAULT_FS_OPERATION_DEADLINE_MS (30 s). */
+  operationDeadlineMs?: number;
+  /** The file operations used, each replaceable; default Node's own (NODE_FS_OPERATIONS). */
+  fileSystem?: Partial<FsOperations>;
 }
 
 export class FsRemoteStore implements RemoteStore {
@@ -36,8 +45,16 @@ export class FsRemoteStore implements RemoteStore {
   constructor(options: FsStoreOptions) {
     if (!path.isAbsolute(options.directory)) throw new AppError('config', `the directory store needs an absolute path, not ${JSON.stringify(options.directory)}`);
     const base = path.resolve(options.directory);
-    this.where = { base, root: options.prefix === '' ? base : path.join(base, ...options.prefix.split('/').filter((segment) => segment !== '')) };
+    const rootSegments = options.prefix.split('/').filter((segment) => segment !== '');
+    const deadline = new OperationDeadline(options.operationDeadlineMs ?? DEFAULT_FS_OPERATION_DEADLINE_MS);
+    const io = new GuardedFs({ ...NODE_FS_OPERATIONS, ...options.fileSystem }, deadline);
+    this.where = { base, root: path.join(base, ...rootSegments), rootSegments, io };
     this.location = `directory ${this.where.root}${path.sep}`;
+  }
+
+  /** Resolves once no file operation is stuck past its deadline (the mount answers again). */
+  whenUnstuck(): Promise<void> {
+    return this.where.io.deadline.whenUnstuck();
   }
 
   useConditionalWrites(enabled: boolean): void {
@@ -50,18 +67,15 @@ export class FsRemoteStore implements RemoteStore {
    */
   async checkAccess(): Promise<void> {
     const what = `open ${this.where.base}`;
-    const base = await lstat(this.where.base).catch((error: unknown) => {
-      if (isMissing(error)) return undefined;
-      throw translateFsError(error, what);
-    });
-    if (base === undefined) throw new AppError('remote_rejected', `the directory ${this.where.base} does not exist`, { hint: 'create or mount it, or fix CLOUD_SYNC_BUCKET' });
-    if (!base.isDirectory()) throw new AppError('remote_rejected', `${this.where.base} is not a directory`, { hint: 'point CLOUD_SYNC_BUCKET at a directory' });
-    const probe = path.join(this.where.root, temporaryName('access-probe'));
-    const linked = path.join(this.where.root, temporaryName('access-probe'));
+    const { io } = this.where;
+    // At start a missing directory is the operator's to fix, not an outage to wait out.
+    await requireBase(this.where, what, 'remote_rejected');
+    const root = await keyDirectory(this.where, '', what, 'create');
+    const probe = path.join(root, temporaryName('access-probe'));
+    const linked = path.join(root, temporaryName('access-probe'));
     try {
-      await mkdir(this.where.root, { recursive: true });
-      await (await open(probe, 'wx')).close();
-      await link(probe, linked);
+      await (await io.create(probe)).close();
+      await io.link(probe, linked);
     } catch (error) {
       const code = errnoOf(error);
       if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EOPNOTSUPP' || code === 'EXDEV') {
@@ -72,8 +86,8 @@ export class FsRemoteStore implements RemoteStore {
       }
       throw translateFsError(error, what, 'remote_unavailable');
     } finally {
-      await unlink(linked).catch(() => undefined);
-      await unlink(probe).catch(() => undefined);
+      await io.unlink(linked).catch(() => undefined);
+      await io.unlink(probe).catch(() => undefined);
     }
   }
 
@@ -83,17 +97,29 @@ export class FsRemoteStore implements RemoteStore {
 
   async head(key: string): Promise<RemoteHead | undefined> {
     checkKey(key);
+    const what = `head ${key}`;
+    const { dirKey, base } = splitKey(key);
+    const dirPath = await keyDirectory(this.where, dirKey, what, 'existing');
+    if (dirPath === undefined) return undefined;
     try {
-      const info = await describeObject(this.pathOf(key));
+      const info = await describeObject(this.where.io, dirPath, base);
       return info === undefined ? undefined : { size: info.size, etag: `"${info.etag}"`, metadata: { ...info.metadata } };
     } catch (error) {
-      throw translateFsError(error, `head ${key}`);
+      throw translateFsError(error, what);
     }
   }
 
   async put(key: string, body: BodySource, options: PutOptions): Promise<void> {
     const what = `upload ${key}`;
     checkKey(key);
+    if (options.ifMatchEtag !== undefined) {
+      // A file system has no compare-and-swap of a file's content with a rename: checking the
+      // ETag and then renaming would let two writers both win. Refused, never written unconditionally.
+      throw new AppError('remote_rejected', `${what}: the directory store cannot replace an object only while it has an ETag (If-Match) (NotImplemented)`, {
+        retryable: false,
+        details: { code: 'NotImplemented' },
+      });
+    }
     if (isAborted(options.signal)) throw new AppError('cancelled', `${what}: aborted`);
     const temp = await TempObject.create(this.where, key, what);
     let etag: string;
@@ -136,25 +162,33 @@ export class FsRemoteStore implements RemoteStore {
     const what = `download ${key}`;
     checkKey(key);
     if (isAborted(signal)) throw new AppError('cancelled', `${what}: aborted`);
-    let handle;
+    const { dirKey, base } = splitKey(key);
+    const dirPath = await keyDirectory(this.where, dirKey, what, 'existing');
+    if (dirPath === undefined) throw noSuchObject(what, undefined);
+    const objectPath = path.join(dirPath, base);
+    let file: GuardedFile;
     try {
-      handle = await open(this.pathOf(key), 'r');
+      file = await this.where.io.openForReading(objectPath);
     } catch (error) {
-      if (isMissing(error) || errnoOf(error) === 'EISDIR') throw new AppError('not_found', `${what}: no such object (NoSuchKey)`, { cause: error, details: { code: 'NoSuchKey' } });
+      if (isLinkRefused(error)) throw symlinkRefusal(what, objectPath, this.where);
+      if (isMissing(error) || errnoOf(error) === 'EISDIR') throw noSuchObject(what, error);
       throw translateFsError(error, what);
     }
+    let size: number;
     try {
-      const stat = await handle.stat();
-      if (!stat.isFile()) throw new AppError('not_found', `${what}: no such object (NoSuchKey)`, { details: { code: 'NoSuchKey' } });
-      if (range !== undefined && range.start >= stat.size) {
-        throw new AppError('object_refused', `${what}: bytes ${range.start}-${range.endInclusive} are past the end of its ${stat.size} bytes (InvalidRange)`, { retryable: false, details: { code: 'InvalidRange' } });
+      const stat = await file.stat();
+      // A directory, a FIFO or a device where an object should be: no object has that key.
+      if (!stat.isFile()) throw noSuchObject(what, undefined);
+      size = Number(stat.size);
+      if (range !== undefined && range.start >= size) {
+        throw new AppError('object_refused', `${what}: bytes ${range.start}-${range.endInclusive} are past the end of its ${size} bytes (InvalidRange)`, { retryable: false, details: { code: 'InvalidRange' } });
       }
     } catch (error) {
-      await handle.close();
+      await file.close();
       throw translateFsError(error, what);
     }
     // The stream reads the file it opened: an object replaced meanwhile is read whole as it was.
-    const stream = handle.createReadStream(range === undefined ? {} : { start: range.start, end: range.endInclusive });
+    const stream = range === undefined ? new ObjectReadStream(file, 0, size) : new ObjectReadStream(file, range.start, Math.min(size, range.endInclusive + 1));
     return signal === undefined ? stream : addAbortSignal(signal, stream);
   }
 
@@ -173,9 +207,10 @@ export class FsRemoteStore implements RemoteStore {
     if (!isTemporaryName(upload.uploadId)) throw new AppError('bad_input', `${what}: not an upload id of the directory store`, { retryable: false });
     const { dirKey } = splitKey(upload.key);
     if (dirKey !== '') checkKey(dirKey);
-    const dirPath = this.pathOf(dirKey);
+    const dirPath = await keyDirectory(this.where, dirKey, what, 'existing');
+    if (dirPath === undefined) return;
     try {
-      await unlink(path.join(dirPath, upload.uploadId));
+      await this.where.io.unlink(path.join(dirPath, upload.uploadId));
     } catch (error) {
       if (isMissing(error)) return;
       throw translateFsError(error, what);
@@ -184,8 +219,8 @@ export class FsRemoteStore implements RemoteStore {
   }
 
   close(): void {}
+}
 
-  private pathOf(key: string): string {
-    return pathOf(this.where.root, key);
-  }
+function noSuchObject(what: string, cause: unknown): AppError {
+  return new AppError('not_found', `${what}: no such object (NoSuchKey)`, { cause, details: { code: 'NoSuchKey' } });
 }

@@ -1,10 +1,12 @@
-import type { FileHandle } from 'node:fs/promises';
-import { link, lstat, mkdir, open, rename, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError } from '../errors.js';
 import { errnoOf, isMissing, translateFsError } from './fs-errors.js';
-import { pathOf, sidecarName, splitKey, temporaryName } from './fs-layout.js';
-import { identityOf, serializeSidecar, type ObjectIdentity, type ObjectRecord } from './fs-sidecar.js';
+import { sidecarName, splitKey, temporaryName } from './fs-layout.js';
+import type { GuardedFile } from './fs-operations.js';
+import { keyDirectory, syncDirectory, type StoreRoot } from './fs-paths.js';
+import { identityOf, sameIdentity, serializeSidecar, type ObjectIdentity, type ObjectRecord } from './fs-sidecar.js';
+
+export type { StoreRoot } from './fs-paths.js';
 
 /**
  * How the directory store writes an object so that no reader ever sees a partial one and a crash
@@ -14,40 +16,33 @@ import { identityOf, serializeSidecar, type ObjectIdentity, type ObjectRecord } 
  * EEXIST when the name is taken, where a rename would silently replace.
  */
 
-/** A directory that vanished between mkdir and open (a concurrent delete pruned it) is made again this often. */
+/** A directory that vanished between its walk and the open (a concurrent delete pruned it) is made again this often. */
 const CREATE_ATTEMPTS = 3;
-
-export interface StoreRoot {
-  /** The configured directory (CLOUD_SYNC_BUCKET): it must exist; memsync never creates it. */
-  base: string;
-  /** base plus the prefix: where keys start. Created as needed. */
-  root: string;
-}
 
 /** An object being written: a temporary file beside where it will be. */
 export class TempObject {
   private position = 0;
-  private closed = false;
 
   private constructor(
+    private readonly where: StoreRoot,
+    private readonly dirKey: string,
     readonly dirPath: string,
     readonly base: string,
     readonly tempPath: string,
-    private readonly handle: FileHandle,
+    readonly file: GuardedFile,
   ) {}
 
   /** Creates the temporary file (and the key's directories); `what` names the operation in errors. */
   static async create(where: StoreRoot, key: string, what: string): Promise<TempObject> {
     const { dirKey, base } = splitKey(key);
-    const dirPath = pathOf(where.root, dirKey);
-    const tempPath = path.join(dirPath, temporaryName(base));
     for (let attempt = 1; ; attempt += 1) {
+      const dirPath = await keyDirectory(where, dirKey, what, 'create');
+      const tempPath = path.join(dirPath, temporaryName(base));
       try {
-        return new TempObject(dirPath, base, tempPath, await open(tempPath, 'wx+'));
+        return new TempObject(where, dirKey, dirPath, base, tempPath, await where.io.create(tempPath));
       } catch (error) {
         if (errnoOf(error) !== 'ENOENT' || attempt >= CREATE_ATTEMPTS) throw translateFsError(error, what, 'remote_unavailable');
       }
-      await makeDirectories(where, dirPath, what);
     }
   }
 
@@ -57,36 +52,36 @@ export class TempObject {
 
   /** Appends `bytes`. */
   async write(bytes: Buffer): Promise<void> {
-    for (let written = 0; written < bytes.length; ) {
-      const { bytesWritten } = await this.handle.write(bytes, written, bytes.length - written, this.position);
-      written += bytesWritten;
-      this.position += bytesWritten;
-    }
-  }
-
-  /** The open file, for a copy that fills it by other means (copyFile) and a read of it back. */
-  get file(): FileHandle {
-    return this.handle;
+    await this.file.writeAll(bytes, this.position);
+    this.position += bytes.length;
   }
 
   /** Flushes the bytes to stable storage and closes the file; returns its identity for the sidecar. */
   async finish(): Promise<ObjectIdentity> {
-    await this.handle.sync();
-    const identity = identityOf(await this.handle.stat({ bigint: true }));
-    await this.close();
+    await this.file.sync();
+    const identity = identityOf(await this.file.stat());
+    await this.file.close();
     return identity;
   }
 
   /** Removes the temporary file: nothing of this write is left. */
   async discard(): Promise<void> {
-    await this.close().catch(() => undefined);
-    await unlink(this.tempPath).catch(() => undefined);
+    await this.file.close();
+    await this.where.io.unlink(this.tempPath).catch(() => undefined);
   }
 
-  private async close(): Promise<void> {
-    if (this.closed) return;
-    this.closed = true;
-    await this.handle.close();
+  /**
+   * Whether the temporary file is still the one written, in a folder still reached without links:
+   * a folder swapped for a link since it was made would put the object elsewhere.
+   */
+  async stillInPlace(identity: ObjectIdentity, what: string): Promise<boolean> {
+    if ((await keyDirectory(this.where, this.dirKey, what, 'existing')) !== this.dirPath) return false;
+    const now = await this.where.io.lstat(this.tempPath).catch(() => undefined);
+    return now !== undefined && now.isFile() && sameIdentity(identityOf(now), identity);
+  }
+
+  get store(): StoreRoot {
+    return this.where;
   }
 }
 
@@ -95,54 +90,69 @@ export class TempObject {
  * existing name (conflict); 'replace' does, as an S3 PUT without a condition does.
  */
 export async function placeObject(temp: TempObject, identity: ObjectIdentity, record: ObjectRecord, mode: 'create' | 'replace', what: string): Promise<void> {
+  const { io } = temp.store;
   const target = path.join(temp.dirPath, temp.base);
   const sidecar = path.join(temp.dirPath, sidecarName(temp.base));
   const sidecarTemp = path.join(temp.dirPath, temporaryName(sidecarName(temp.base)));
   try {
-    const handle = await open(sidecarTemp, 'wx');
+    if (!(await temp.stillInPlace(identity, what))) {
+      throw new AppError('remote_unavailable', `${what}: ${temp.tempPath} is no longer the file written (its folder changed meanwhile); nothing was put in place`);
+    }
+    const file = await io.create(sidecarTemp);
     try {
-      await handle.writeFile(serializeSidecar(identity, record));
-      await handle.sync();
+      await file.writeAll(serializeSidecar(identity, record), 0);
+      await file.sync();
     } finally {
-      await handle.close();
+      await file.close();
     }
     if (mode === 'create') {
       try {
-        await link(temp.tempPath, target);
+        await io.link(temp.tempPath, target);
       } catch (error) {
         if (errnoOf(error) === 'EEXIST') throw new AppError('conflict', `${what}: the key exists and is never replaced (PreconditionFailed)`, { cause: error, details: { code: 'PreconditionFailed' } });
         throw error;
       }
-      await unlink(temp.tempPath);
+      await io.unlink(temp.tempPath);
     } else {
       // The old sidecar goes first: for a moment the object then has none (its bytes answer for
       // it), never one that describes other bytes.
-      await unlink(sidecar).catch((error: unknown) => {
+      await io.unlink(sidecar).catch((error: unknown) => {
         if (!isMissing(error)) throw error;
       });
-      await rename(temp.tempPath, target);
+      await io.rename(temp.tempPath, target);
     }
-    await rename(sidecarTemp, sidecar);
-    await syncDirectory(temp.dirPath);
+    await io.rename(sidecarTemp, sidecar);
+    await syncDirectory(temp.store, temp.dirPath);
   } catch (error) {
-    await unlink(sidecarTemp).catch(() => undefined);
+    await io.unlink(sidecarTemp).catch(() => undefined);
     throw translateFsError(error, what, 'remote_unavailable');
   }
 }
 
-/** Removes an object and its sidecar (the sidecar first: an object never has one describing other bytes). Missing is fine. */
+/**
+ * Removes an object, then its sidecar: a sidecar left by an unlink that failed still describes
+ * the object that is still there (and one left by a crash between the two describes no file, so
+ * it is never taken for another's). Missing is fine.
+ */
 export async function removeObject(where: StoreRoot, key: string, what: string): Promise<void> {
   const { dirKey, base } = splitKey(key);
-  const dirPath = pathOf(where.root, dirKey);
+  const dirPath = await keyDirectory(where, dirKey, what, 'existing');
+  if (dirPath === undefined) return;
+  const objectPath = path.join(dirPath, base);
   try {
-    for (const name of [sidecarName(base), base]) {
-      await unlink(path.join(dirPath, name)).catch((error: unknown) => {
-        // EISDIR/EPERM on a directory: no object has that key.
-        const code = errnoOf(error);
-        if (!isMissing(error) && !((code === 'EISDIR' || code === 'EPERM') && name === base)) throw error;
-      });
+    try {
+      await where.io.unlink(objectPath);
+    } catch (error) {
+      // EISDIR (Linux) or EPERM (POSIX) when a directory has the name: no object has that key.
+      // EPERM on anything else is a refusal (a sticky directory, an immutable file), not "gone".
+      const code = errnoOf(error);
+      const isDirectory = (code === 'EISDIR' || code === 'EPERM') && (await where.io.lstat(objectPath).catch(() => undefined))?.isDirectory() === true;
+      if (!isMissing(error) && !isDirectory) throw error;
     }
-    await syncDirectory(dirPath).catch((error: unknown) => {
+    await where.io.unlink(path.join(dirPath, sidecarName(base))).catch((error: unknown) => {
+      if (!isMissing(error)) throw error;
+    });
+    await syncDirectory(where, dirPath).catch((error: unknown) => {
       if (!isMissing(error)) throw error;
     });
   } catch (error) {
@@ -159,46 +169,10 @@ export async function removeObject(where: StoreRoot, key: string, what: string):
 export async function removeEmptyDirectories(where: StoreRoot, dirPath: string): Promise<void> {
   for (let dir = dirPath; isStrictlyInside(dir, where.root); dir = path.dirname(dir)) {
     try {
-      await rmdir(dir);
+      await where.io.rmdir(dir);
     } catch {
       return;
     }
-  }
-}
-
-/** mkdir -p of a key's directory under the root, each new directory fsynced into its parent. */
-async function makeDirectories(where: StoreRoot, dirPath: string, what: string): Promise<void> {
-  try {
-    // Never the configured directory itself: missing, it is an unmounted share, not a place to write.
-    const base = await lstat(where.base).catch(() => undefined);
-    if (base?.isDirectory() !== true) {
-      throw new AppError('remote_unavailable', `${what}: the directory ${where.base} is gone (unmounted?)`, { hint: 'mount it again or fix CLOUD_SYNC_BUCKET' });
-    }
-    const first = await mkdir(dirPath, { recursive: true });
-    if (first === undefined) return;
-    for (let dir = dirPath; ; dir = path.dirname(dir)) {
-      await syncDirectory(path.dirname(dir));
-      if (dir === first || dir === path.dirname(dir)) break;
-    }
-  } catch (error) {
-    throw translateFsError(error, what, 'remote_unavailable');
-  }
-}
-
-/**
- * fsync of a directory, so a new or removed name survives a power loss. Some file systems
- * (several FUSE mounts) cannot sync a directory and say EINVAL or ENOTSUP; they persist names
- * on their own terms, so that answer is no failure.
- */
-export async function syncDirectory(dirPath: string): Promise<void> {
-  const handle = await open(dirPath, 'r');
-  try {
-    await handle.sync().catch((error: unknown) => {
-      const code = errnoOf(error);
-      if (code !== 'EINVAL' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP') throw error;
-    });
-  } finally {
-    await handle.close();
   }
 }
 
