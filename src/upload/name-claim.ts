@@ -1,10 +1,11 @@
+import { randomUUID } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { AppError, describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { ConditionalReplaceProbe } from '../remote/conditional-writes.js';
 import type { RemoteHead, RemoteObject, RemoteStore } from '../remote/store.js';
 import { claimKey, MANIFEST_FILE_NAME } from '../snapshot/manifest.js';
-import { claimLapse, claimObject, DEFAULT_CLAIM_LEASE_MS, type ClaimLapse } from './claim-lease.js';
+import { claimLapse, claimNonce, claimObject, DEFAULT_CLAIM_LEASE_MS, type ClaimLapse } from './claim-lease.js';
 import { HeldClaim } from './claim-renewal.js';
 import { METADATA_AGENT } from './plan.js';
 import type { Retrying } from './requests.js';
@@ -33,9 +34,10 @@ const MANIFEST_KEY_STEM = MANIFEST_FILE_NAME.replace(/\.json$/, '');
  * Claims a snapshot's name before its first multipart upload (see CLAIM_FILE_NAME). A claim of
  * another agent means that agent is uploading this name: nothing is sent, and the upload is
  * retried later, when the other's manifest says whether the contents are the same. A claim
- * unrenewed for longer than its lease (by the store's clock) is taken over, with a write
- * conditional on its ETag so that of several agents at most one gets it, and only where the
- * store is found to check that condition; elsewhere it stays until an operator removes it.
+ * unrenewed for longer than its lease and a clock allowance (by the store's clocks) is taken
+ * over, with a write conditional on its ETag so that of several agents at most one gets it, and
+ * only where the store is found to check that condition; elsewhere it stays until an operator
+ * removes it.
  */
 export class NameClaims {
   private readonly probe: ConditionalReplaceProbe;
@@ -115,9 +117,9 @@ export class NameClaims {
     }
   }
 
-  private async writeOnce(key: string, signal: AbortSignal, condition: { ifNoneMatch: boolean } | { ifMatchEtag: string }): Promise<string> {
+  private async writeOnce(key: string, signal: AbortSignal, condition: { ifNoneMatch: boolean } | { ifMatchEtag: string }, nonce: string = randomUUID()): Promise<string> {
     const { store, agentId } = this.options;
-    const { body, metadata } = claimObject(agentId, this.leaseMs, this.options.now());
+    const { body, metadata } = claimObject(agentId, this.leaseMs, this.options.now(), nonce);
     let etag: string | undefined;
     await store.put(key, () => body, {
       sizeBytes: body.length,
@@ -130,9 +132,15 @@ export class NameClaims {
       onProgress: undefined,
       onStored: (stored) => (etag = stored),
     });
-    etag ??= (await store.head(key))?.etag;
-    if (etag === undefined) throw new AppError('remote_unavailable', `upload ${key}: written, but the store shows no ETag for it`);
-    return etag;
+    return etag ?? (await this.etagOfOwnWrite(key, nonce, signal));
+  }
+
+  /** The ETag of the claim this agent just wrote with `nonce`, for stores that do not answer a write with one: a claim written since by someone else is a conflict. */
+  private async etagOfOwnWrite(key: string, nonce: string, signal: AbortSignal): Promise<string> {
+    signal.throwIfAborted();
+    const head = await this.options.store.head(key);
+    if (head === undefined || claimNonce(head.metadata) !== nonce) throw new AppError('conflict', `upload ${key}: the claim changed right after it was written`);
+    return head.etag;
   }
 
   /**
@@ -150,8 +158,8 @@ export class NameClaims {
         key,
         leaseMs: this.leaseMs,
         clock: this.clock,
-        write: (claimKeyToWrite, writeSignal, ifMatchEtag) =>
-          this.writeOnce(claimKeyToWrite, writeSignal, ifMatchEtag === undefined ? { ifNoneMatch: false } : { ifMatchEtag }),
+        write: (claimKeyToWrite, writeSignal, ifMatchEtag, nonce) =>
+          this.writeOnce(claimKeyToWrite, writeSignal, ifMatchEtag === undefined ? { ifNoneMatch: false } : { ifMatchEtag }, nonce),
         replaceChecked: () => this.replaceChecked(log),
         log,
       },

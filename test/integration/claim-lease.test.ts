@@ -1,7 +1,8 @@
 // Leases on name claims, against the real S3 server of the test run: agents with different ids
 // share one bucket. A claim left by an agent that died lapses and is taken over; one that is being
 // renewed is respected; of two agents taking over one lapsed claim, exactly one wins; and a claim
-// is gone once its snapshot is complete. Lapse is measured by the server's own clock (the claim's
+// is gone once its snapshot is complete; a renewal the server applied but whose answer was lost
+// does not cost the owner its claim. Lapse is measured by the server's own clock (the claim's
 // Last-Modified against the Date of an answer), so the tests wait on that clock, never on sleeps.
 import { randomBytes } from 'node:crypto';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -14,6 +15,7 @@ import { silentLogger, type Logger } from '../../src/log.js';
 import { S3RemoteStore } from '../../src/remote/s3-store.js';
 import type { PutOptions, RemoteStore } from '../../src/remote/store.js';
 import { CLAIM_FILE_NAME, MANIFEST_FILE_NAME } from '../../src/snapshot/manifest.js';
+import { lapseAfterMs } from '../../src/upload/claim-lease.js';
 import { statSnapshot } from '../../src/snapshot/scan.js';
 import { emptyHashCache, hashCacheSchema, type HashCacheDocument } from '../../src/state/hash-cache.js';
 import { PersistedJson } from '../../src/state/persisted.js';
@@ -33,6 +35,8 @@ const FILES: Record<string, Buffer> = { 'index.faiss': randomBytes(9 * MIB + 17)
 const CLAIM_KEY = `${PREFIX}${NAME}/${CLAIM_FILE_NAME}`;
 /** The server's Date and Last-Modified are whole seconds: long enough waits for either to move. */
 const SERVER_WAIT_MS = 30_000;
+/** The lease of the claims planted as a dead agent's; it lapses after its clock allowance too. */
+const DEAD_LEASE_MS = 1000;
 
 let client: S3Client;
 let bucket: string;
@@ -134,17 +138,17 @@ async function plantDeadClaim(leaseMs: number): Promise<void> {
 }
 
 /**
- * Waits until the server's own clock (the Date of its answers) says `sinceLastModifiedMs` have
- * passed since `lastModifiedMs`. Both are whole seconds: one more second makes sure that much
- * really passed.
+ * Waits until the server's own clock (the Date of its answers) says more than `sinceLastModifiedMs`
+ * have passed since `lastModifiedMs`. Both are whole seconds: one more second makes sure that
+ * much really passed.
  */
 async function untilServerSays(sinceLastModifiedMs: number, lastModifiedMs: number): Promise<void> {
   await eventually(
     async () => {
       const claim = await claimOnServer();
-      return claim !== undefined && claim.serverNowMs - lastModifiedMs >= sinceLastModifiedMs + 1000;
+      return claim !== undefined && claim.serverNowMs - lastModifiedMs > sinceLastModifiedMs + 1000;
     },
-    SERVER_WAIT_MS,
+    sinceLastModifiedMs + SERVER_WAIT_MS,
     `the server's clock ${sinceLastModifiedMs} ms past the claim`,
   );
 }
@@ -176,13 +180,32 @@ function conditionalReplaceBarrier(store: RemoteStore, gate: { waiting: number; 
   });
 }
 
+/**
+ * Lets the server apply the first renewal of the claim (an If-Match PUT) and then answers it with
+ * the 412 a replay of it would get: a response lost on the way, which the server cannot be made to
+ * do on demand. `renewals` counts the renewals the server applied.
+ */
+function firstRenewalAnswerLost(store: RemoteStore, counts: { renewals: number }): RemoteStore {
+  return new Proxy(store, {
+    get(target, property, receiver) {
+      if (property !== 'put') return Reflect.get(target, property, receiver) as unknown;
+      return async (key: string, body: Parameters<RemoteStore['put']>[1], options: PutOptions): Promise<void> => {
+        await target.put(key, body, options);
+        if (options.ifMatchEtag === undefined || key !== `${NAME}/${CLAIM_FILE_NAME}`) return;
+        counts.renewals += 1;
+        if (counts.renewals === 1) throw new AppError('conflict', `upload ${key}: PreconditionFailed (HTTP 412)`);
+      };
+    },
+  });
+}
+
 describe('claim leases', () => {
   it('takes over the claim of an agent whose lease lapsed, uploads the snapshot and removes the claim', async () => {
     await sandbox('claim-stale');
-    await plantDeadClaim(1000);
+    await plantDeadClaim(DEAD_LEASE_MS);
     const planted = await claimOnServer();
     expect(planted?.agent).toBe('dead-agent');
-    await untilServerSays(1000, planted?.lastModifiedMs ?? 0);
+    await untilServerSays(lapseAfterMs(DEAD_LEASE_MS), planted?.lastModifiedMs ?? 0);
 
     const logs: LogLine[] = [];
     const b = await uploaderFor('agent-b', { log: recordingLogger(logs) });
@@ -218,8 +241,8 @@ describe('claim leases', () => {
 
   it('lets exactly one of two agents take over the same lapsed claim', async () => {
     await sandbox('claim-race');
-    await plantDeadClaim(1000);
-    await untilServerSays(1000, (await claimOnServer())?.lastModifiedMs ?? 0);
+    await plantDeadClaim(DEAD_LEASE_MS);
+    await untilServerSays(lapseAfterMs(DEAD_LEASE_MS), (await claimOnServer())?.lastModifiedMs ?? 0);
 
     let open = (): void => undefined;
     const opened = new Promise<void>((resolve) => (open = resolve));
@@ -235,6 +258,24 @@ describe('claim leases', () => {
     const loser = results.find((result): result is PromiseRejectedResult => result.status === 'rejected');
     expect(loser?.reason).toBeInstanceOf(AppError);
     expect(claimedBy(loser?.reason)).toBe(winners[0]?.agentId);
+    expect(await keysOfSnapshot()).toEqual([MANIFEST_FILE_NAME, ...Object.keys(FILES)].sort());
+  });
+
+  it('keeps its claim when the answer to a renewal the server applied was lost', async () => {
+    await sandbox('claim-lost-answer');
+    const counts = { renewals: 0 };
+    const logs: LogLine[] = [];
+    const a = await uploaderFor('agent-a', { claimLeaseMs: 3000, store: firstRenewalAnswerLost(s3Store(), counts), log: recordingLogger(logs) });
+    const lostClaim = (): LogLine | undefined => logs.find((line) => /lost the claim/.test(line.message));
+    // An upload that outlasts a few renewals: the one whose answer is lost, and two conditional on the ETag it left.
+    a.fileQueue.pause();
+    const uploadA = a.upload();
+    await eventually(async () => lostClaim() !== undefined || counts.renewals >= 3, SERVER_WAIT_MS, 'three renewals of the claim, or its loss');
+    a.fileQueue.start();
+
+    expect(lostClaim()?.fields.error ?? 'kept').toBe('kept');
+    expect((await uploadA).outcome).toBe('uploaded');
+    expect(counts.renewals).toBeGreaterThanOrEqual(3);
     expect(await keysOfSnapshot()).toEqual([MANIFEST_FILE_NAME, ...Object.keys(FILES)].sort());
   });
 

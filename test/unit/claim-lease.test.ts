@@ -13,6 +13,8 @@ import { claimLapse, claimObject, METADATA_CLAIM_LEASE, UNLEASED_CLAIM_LAPSE_MS 
 import { NameClaims } from '../../src/upload/name-claim.js';
 import { METADATA_AGENT } from '../../src/upload/plan.js';
 import { retryingWith } from '../../src/upload/requests.js';
+import { loadConfig } from '../../src/config.js';
+import { configProblems } from '../helpers/config-problems.js';
 import { recordingLogger, type LogLine } from '../helpers/recording-logger.js';
 
 const NAME = 'auto_20260301_120000';
@@ -26,7 +28,7 @@ function claimsFor(store: MemoryRemoteStore, agentId: string, extra: { leaseMs?:
 
 /** A claim another agent wrote at `atMs` by the store's clock, with a lease of `leaseMs`. */
 function plantClaim(store: MemoryRemoteStore, agent: string, leaseMs: number, atMs: number): void {
-  const { body, metadata } = claimObject(agent, leaseMs, atMs);
+  const { body, metadata } = claimObject(agent, leaseMs, atMs, `nonce-${agent}`);
   store.objects.set(KEY, { bytes: body, etag: `etag-${agent}`, metadata, lastModifiedMs: atMs });
 }
 
@@ -39,15 +41,21 @@ async function rejectionOf(promise: Promise<unknown>): Promise<unknown> {
 
 describe('claimLapse', () => {
   const lease = (ms: number | string): Record<string, string> => ({ [METADATA_AGENT]: 'other', [METADATA_CLAIM_LEASE]: String(ms) });
+  const TWO_MIN = 120_000;
+  const TEN_MIN = 600_000;
   it.each([
-    // Whole seconds on both sides: the age counted is the least the real one can be.
-    { what: 'younger than its lease', metadata: lease(60_000), age: 30_000, lapsed: false },
-    { what: 'exactly its lease by the store, maybe less in truth', metadata: lease(60_000), age: 60_000, lapsed: false },
-    { what: 'its lease and a second past it', metadata: lease(60_000), age: 61_000, lapsed: true },
-    { what: 'an older memsync (no lease): a day', metadata: { [METADATA_AGENT]: 'other' }, age: UNLEASED_CLAIM_LAPSE_MS, lapsed: false },
-    { what: 'an older memsync, a day and a second', metadata: { [METADATA_AGENT]: 'other' }, age: UNLEASED_CLAIM_LAPSE_MS + 1000, lapsed: true },
-    { what: 'a lease that is no number counts as none', metadata: lease('soon'), age: 61_000, lapsed: false },
-    { what: 'a lease of zero counts as none', metadata: lease(0), age: 61_000, lapsed: false },
+    // Whole seconds on both sides: the age counted is the least the real one can be. On top of the
+    // lease, an allowance for the store's nodes disagreeing on the time: 30 s, or a tenth of the lease.
+    { what: 'younger than its lease', metadata: lease(TWO_MIN), age: 60_000, lapsed: false },
+    { what: 'its lease and a second past it, within the allowance', metadata: lease(TWO_MIN), age: TWO_MIN + 1000, lapsed: false },
+    { what: 'its lease and 29 s past it, within the 30 s allowance', metadata: lease(TWO_MIN), age: TWO_MIN + 30_000, lapsed: false },
+    { what: 'its lease, the 30 s allowance and a second past it', metadata: lease(TWO_MIN), age: TWO_MIN + 31_000 + 1000, lapsed: true },
+    { what: 'a 10 min lease and 59 s past it, within a tenth of the lease', metadata: lease(TEN_MIN), age: TEN_MIN + 60_000, lapsed: false },
+    { what: 'a 10 min lease, its minute of allowance and a second past it', metadata: lease(TEN_MIN), age: TEN_MIN + 61_000 + 1000, lapsed: true },
+    { what: 'an older memsync (no lease): a day and a second', metadata: { [METADATA_AGENT]: 'other' }, age: UNLEASED_CLAIM_LAPSE_MS + 1000, lapsed: false },
+    { what: 'an older memsync, a day and a tenth of a day past it', metadata: { [METADATA_AGENT]: 'other' }, age: UNLEASED_CLAIM_LAPSE_MS * 1.1 + 2000, lapsed: true },
+    { what: 'a lease that is no number counts as none', metadata: lease('soon'), age: TWO_MIN + 32_000, lapsed: false },
+    { what: 'a lease of zero counts as none', metadata: lease(0), age: TWO_MIN + 32_000, lapsed: false },
   ])('$what: lapsed $lapsed', ({ metadata, age, lapsed }) => {
     expect(claimLapse({ metadata, lastModifiedMs: T0, storeTimeMs: T0 + age }).lapsed).toBe(lapsed);
   });
@@ -60,6 +68,7 @@ describe('claimLapse', () => {
 describe('taking over a lapsed claim', () => {
   it('takes it over where the store checks If-Match', async () => {
     const store = new MemoryRemoteStore({ now: () => T0 + 120_000 });
+    // A one-minute lease, two minutes old: past the lease and its 30 s allowance.
     plantClaim(store, 'dead-agent', 60_000, T0);
     const held = await claimsFor(store, 'agent-b').claim(NAME, new Map(), new AbortController().signal, silentLogger);
     await held.stop();
@@ -136,5 +145,13 @@ describe('a held claim', () => {
     await held.release();
 
     expect(store.objects.has(KEY)).toBe(false);
+  });
+});
+
+describe('CLOUD_SYNC_CLAIM_LEASE_S', () => {
+  const enabled = { CLOUD_SYNC_ENABLED: 'true', CLOUD_SYNC_BUCKET: 'my-memories' };
+  it('is at least 120 s: a shorter lease leaves too little room for the store\'s clocks to disagree', () => {
+    expect(configProblems({ ...enabled, CLOUD_SYNC_CLAIM_LEASE_S: '119' })).toMatch(/CLOUD_SYNC_CLAIM_LEASE_S="119": .*between 120 and 86400/);
+    expect(loadConfig({ ...enabled, CLOUD_SYNC_CLAIM_LEASE_S: '120' }).claimLeaseMs).toBe(120_000);
   });
 });
