@@ -189,6 +189,17 @@ export function configCorpus(c: ConfigContext): ConfigCase[] {
     one('CLOUD_SYNC_DELTA', 'maybe'),
     one('CLOUD_SYNC_DELTA_MIN_MB', '4'),
     one('CLOUD_SYNC_REFUSE_HARDLINKS', 'sometimes'),
+    one('CLOUD_SYNC_CLAIM_LEASE_S', '60'),
+    one('CLOUD_SYNC_S3_PROFILE', 'digitalocean'),
+    one('CLOUD_SYNC_OBJECT_LOCK_MODE', 'forever'),
+    one('CLOUD_SYNC_OBJECT_LOCK_DAYS', '0'),
+    one('CLOUD_SYNC_BANDWIDTH_LIMIT', 'fast'),
+    one('CLOUD_SYNC_STORAGE_CLASS', 'GLACIER'),
+    one('CLOUD_SYNC_SSE', 'kms'),
+    one('CLOUD_SYNC_SSE_KMS_KEY_ID', 'alias/memsync'),
+    // Names no account key or SAS: the azure provider cannot sign a request with it.
+    { variable: 'AZURE_STORAGE_CONNECTION_STRING', env: { CLOUD_SYNC_PROVIDER: 'azure', AZURE_STORAGE_CONNECTION_STRING: 'AccountName=memsync' }, exit: 2 },
+    { variable: 'AZURE_STORAGE_CONNECTION_STRING_FILE', env: { CLOUD_SYNC_PROVIDER: 'azure', AZURE_STORAGE_CONNECTION_STRING_FILE: c.missingFile }, exit: 2 },
     one('CLOUD_SYNC_HOST', '0.0.0.0'),
     // An address of another machine: valid, but memsync cannot listen there.
     { variable: 'CLOUD_SYNC_HOST', env: { CLOUD_SYNC_HOST: '192.0.2.1', CLOUD_SYNC_API_TOKEN: c.fake.token }, exit: 2 },
