@@ -61,7 +61,14 @@ export class Restorer {
     return this.running.has(name);
   }
 
-  /** Removes staging directories a crash left behind; they never held a complete, renamed snapshot. */
+  /** Names of the staging directories of restores running now. */
+  private readonly stagingInUse = new Set<string>();
+
+  /**
+   * Removes staging directories a crash left behind; they never held a complete, renamed snapshot.
+   * Not those of restores running now: the API answers before start-up cleans, so a restore may
+   * already be filling its staging directory.
+   */
   async cleanStaging(): Promise<number> {
     let entries: string[];
     try {
@@ -69,7 +76,7 @@ export class Restorer {
     } catch {
       return 0;
     }
-    const leftovers = entries.filter((entry) => entry.startsWith(STAGING_PREFIX));
+    const leftovers = entries.filter((entry) => entry.startsWith(STAGING_PREFIX) && !this.stagingInUse.has(entry));
     for (const entry of leftovers) await rm(path.join(this.options.backupDir, entry), { recursive: true, force: true });
     if (leftovers.length > 0) this.options.log.info('removed staging leftovers of interrupted restores', { count: leftovers.length });
     return leftovers.length;
@@ -100,7 +107,9 @@ export class Restorer {
     if (plan.manifest !== undefined && (await exists(target))) return this.compareExisting(plan, plan.manifest, log);
 
     await mkdir(this.options.backupDir, { recursive: true });
-    const staging = path.join(this.options.backupDir, `${STAGING_PREFIX}${name}-${randomBytes(4).toString('hex')}`);
+    const stagingName = `${STAGING_PREFIX}${name}-${randomBytes(4).toString('hex')}`;
+    const staging = path.join(this.options.backupDir, stagingName);
+    this.stagingInUse.add(stagingName);
     await mkdir(staging);
     try {
       const verifications: Verification[] = [];
@@ -127,6 +136,7 @@ export class Restorer {
         verifications.push(verification);
       }
       await fsyncTree(staging);
+      await requireStaged(plan, staging);
       if (plan.manifest === undefined && (await exists(target))) {
         return await this.compareExistingToStaged(plan, staging, log);
       }
@@ -136,6 +146,7 @@ export class Restorer {
       return { outcome: 'restored', snapshot: name, files: plan.files.length, bytes: plan.totalBytes, verification, durationMs: this.options.now() - progress.startedAtMs };
     } finally {
       await rm(staging, { recursive: true, force: true }).catch((error: unknown) => log.warn('cannot remove staging directory', { staging, error: describeError(error) }));
+      this.stagingInUse.delete(stagingName);
     }
   }
 
@@ -186,6 +197,21 @@ export class Restorer {
       details,
       hint: 'move the local snapshot aside first if the remote one should replace it',
     });
+  }
+}
+
+/**
+ * Every file verified into the staging directory is still there, at its size, right before the
+ * rename: each was checked as it was written, and something else in the directory (a cleanup, an
+ * operator) must not turn a verified restore into a partial one reported as complete.
+ */
+async function requireStaged(plan: RemoteSnapshotPlan, staging: string): Promise<void> {
+  for (const file of plan.files) {
+    const staged = path.join(staging, ...file.path.split('/'));
+    const found = await lstat(staged).catch(() => undefined);
+    if (found === undefined || !found.isFile() || found.size !== file.size) {
+      throw new AppError('local_io', `restore ${plan.name}: ${file.path} is ${found === undefined ? 'gone' : 'not as verified'} in the staging directory before the rename; nothing was put in place`, { retryable: true });
+    }
   }
 }
 
