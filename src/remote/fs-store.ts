@@ -10,10 +10,10 @@ import { checkKey, isTemporaryName, splitKey, temporaryName } from './fs-layout.
 import { listObjectPages, listTemporaryFiles } from './fs-listing.js';
 import { GuardedFs, NODE_FS_OPERATIONS, type FsOperations, type GuardedFile } from './fs-operations.js';
 import { keyDirectory, requireBase, symlinkRefusal, type StoreRoot } from './fs-paths.js';
-import { ObjectReadStream } from './fs-read-stream.js';
 import { describeObject } from './fs-sidecar.js';
 import { placeObject, removeEmptyDirectories, removeObject, TempObject } from './fs-write.js';
 import type { BodySource, ComposeOptions, CopyOptions, MultipartUpload, PutOptions, RemoteHead, RemoteObject, RemoteStore } from './store.js';
+import { RangeReadStream } from '../snapshot/range-read-stream.js';
 
 /**
  * A RemoteStore on a directory, typically a mounted share (NFS, SMB, a second disk): the snapshots
@@ -188,7 +188,9 @@ export class FsRemoteStore implements RemoteStore {
       throw translateFsError(error, what);
     }
     // The stream reads the file it opened: an object replaced meanwhile is read whole as it was.
-    const stream = range === undefined ? new ObjectReadStream(file, 0, size) : new ObjectReadStream(file, range.start, Math.min(size, range.endInclusive + 1));
+    // Each read under the store's deadline; the file opened for this stream is closed with it.
+    const end = range === undefined ? size : Math.min(size, range.endInclusive + 1);
+    const stream = new RangeReadStream(file, range?.start ?? 0, end, () => file.close());
     return signal === undefined ? stream : addAbortSignal(signal, stream);
   }
 

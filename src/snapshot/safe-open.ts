@@ -1,7 +1,8 @@
 import { constants, type Stats } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { AppError } from '../errors.js';
+import { RangeReadStream } from './range-read-stream.js';
 
 /**
  * The one way memsync opens a file of the backup directory for reading. Between the scan and
@@ -45,7 +46,6 @@ export interface OpenOptions extends Partial<LocalFileOptions> {
 }
 
 const READ_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOFOLLOW;
-const CHUNK_BYTES = 1024 * 1024;
 
 /** Opens `absolutePath` for reading and checks what was opened; throws an AppError naming the file. */
 export async function openLocalFile(absolutePath: string, options: OpenOptions = {}): Promise<LocalFile> {
@@ -88,7 +88,7 @@ export class LocalFile {
 
   /** The first `lengthBytes` of the file (fewer if it ends sooner) as a stream; the file stays open when it ends. */
   stream(lengthBytes: number): Readable {
-    return new FileRangeStream(this, lengthBytes);
+    return new RangeReadStream(this, 0, lengthBytes);
   }
 
   /**
@@ -218,38 +218,4 @@ function openError(absolutePath: string, error: unknown): AppError {
 function fileError(absolutePath: string, operation: string, error: unknown): AppError {
   const code = (error as NodeJS.ErrnoException).code;
   return new AppError('local_io', `cannot ${operation} ${absolutePath}: ${code ?? String(error)}`, { cause: error });
-}
-
-/** Reads a range of an open file in chunks, each read under the file's deadline. */
-class FileRangeStream extends Readable {
-  private position = 0;
-
-  constructor(
-    private readonly file: LocalFile,
-    private readonly lengthBytes: number,
-  ) {
-    super({ highWaterMark: CHUNK_BYTES });
-  }
-
-  override _read(): void {
-    const remaining = this.lengthBytes - this.position;
-    if (remaining <= 0) {
-      this.push(null);
-      return;
-    }
-    const chunk = Buffer.allocUnsafe(Math.min(CHUNK_BYTES, remaining));
-    this.file.read(chunk, 0, chunk.length, this.position).then(
-      (bytesRead) => {
-        // The consumer gave up meanwhile (the store failed or the upload was cancelled).
-        if (this.destroyed) return;
-        if (bytesRead === 0) {
-          this.push(null);
-          return;
-        }
-        this.position += bytesRead;
-        this.push(bytesRead === chunk.length ? chunk : chunk.subarray(0, bytesRead));
-      },
-      (error: unknown) => this.destroy(error as Error),
-    );
-  }
 }
