@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { buildMemsync } from '../../src/app.js';
-import { loadConfig } from '../../src/config.js';
+import { loadConfig, type Config } from '../../src/config.js';
 import { silentLogger } from '../../src/log.js';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
 import { tempDir } from '../helpers/tmp.js';
@@ -19,20 +19,25 @@ class HangingStore extends MemoryRemoteStore {
   }
 }
 
+/** An enabled configuration with its own backup directory, on a port of its own. */
+async function configIn(dirName: string): Promise<Config> {
+  const root = await tempDir(dirName);
+  await mkdir(path.join(root, 'backups'));
+  return loadConfig({
+    CLOUD_SYNC_ENABLED: 'true',
+    CLOUD_SYNC_BUCKET: 'start-order',
+    CLOUD_SYNC_BACKUP_DIR: path.join(root, 'backups'),
+    CLOUD_SYNC_STATE_DIR: path.join(root, 'state'),
+    CLOUD_SYNC_ENDPOINT: 'http://127.0.0.1:9',
+    CLOUD_SYNC_ACCESS_KEY: 'test',
+    CLOUD_SYNC_SECRET_KEY: 'test',
+    CLOUD_SYNC_PORT: '0',
+  });
+}
+
 describe('start order', () => {
   it('answers /healthz while the store has not answered the start probe, and /readyz says it is not ready', async () => {
-    const root = await tempDir('start-order');
-    await mkdir(path.join(root, 'backups'));
-    const config = loadConfig({
-      CLOUD_SYNC_ENABLED: 'true',
-      CLOUD_SYNC_BUCKET: 'start-order',
-      CLOUD_SYNC_BACKUP_DIR: path.join(root, 'backups'),
-      CLOUD_SYNC_STATE_DIR: path.join(root, 'state'),
-      CLOUD_SYNC_ENDPOINT: 'http://127.0.0.1:9',
-      CLOUD_SYNC_ACCESS_KEY: 'test',
-      CLOUD_SYNC_SECRET_KEY: 'test',
-      CLOUD_SYNC_PORT: '0',
-    });
+    const config = await configIn('start-order');
     const store = new HangingStore();
     const memsync = await buildMemsync(config, silentLogger, { store });
     const starting = memsync.start();
@@ -53,18 +58,7 @@ describe('start order', () => {
 
 describe('start against a store that does not answer', () => {
   it('watches without it after the wait: start resolves and the sidecar readiness is 200', async () => {
-    const root = await tempDir('start-order-wait');
-    await mkdir(path.join(root, 'backups'));
-    const config = loadConfig({
-      CLOUD_SYNC_ENABLED: 'true',
-      CLOUD_SYNC_BUCKET: 'start-order',
-      CLOUD_SYNC_BACKUP_DIR: path.join(root, 'backups'),
-      CLOUD_SYNC_STATE_DIR: path.join(root, 'state'),
-      CLOUD_SYNC_ENDPOINT: 'http://127.0.0.1:9',
-      CLOUD_SYNC_ACCESS_KEY: 'test',
-      CLOUD_SYNC_SECRET_KEY: 'test',
-      CLOUD_SYNC_PORT: '0',
-    });
+    const config = await configIn('start-order-wait');
     const store = new HangingStore();
     const memsync = await buildMemsync(config, silentLogger, { store, startProbeWaitMs: 200 });
     try {
