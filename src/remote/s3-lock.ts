@@ -49,9 +49,11 @@ export function objectLockParameters(client: S3Client, settings: ObjectLockSetti
 /**
  * Some servers (Ceph RGW 16) ignore the lock headers on CopyObject and CreateMultipartUpload and
  * store the object unlocked: an object shown without a lock is locked afterwards
- * (PutObjectRetention), or the write fails.
+ * (PutObjectRetention), or the write fails. `versionId` undefined: the current version.
+ * A refusal to lock is not retryable: it fails the snapshot, which is then never completed
+ * over an object that an attacker with memsync's credentials could delete.
  */
-async function lockIfUnlocked(client: S3Client, bucket: string, key: string, versionId: string | undefined, settings: ObjectLockSettings, until: Date): Promise<void> {
+export async function lockIfUnlocked(client: S3Client, bucket: string, key: string, versionId: string | undefined, settings: ObjectLockSettings, until: Date): Promise<void> {
   const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }));
   if (head.ObjectLockMode !== undefined) return;
   try {

@@ -22,8 +22,8 @@ import { keepServerDate } from './s3-server-clock.js';
 import { bandwidthLimiters, type BandwidthLimit } from './bandwidth-limit.js';
 import { askForAtRest, withAtRestHint, type S3AtRest } from './s3-storage-settings.js';
 import { limitBandwidth } from './throttle-middleware.js';
-import type { ObjectLockSettings } from './object-lock.js';
-import { bucketKeepsVersions, checkObjectLockEnabled, contentMd5OnEveryWrite, objectLockParameters, purgeS3Key, type PurgeOutcome } from './s3-lock.js';
+import { isLockedKey, retainUntil, type ObjectLockSettings } from './object-lock.js';
+import { bucketKeepsVersions, checkObjectLockEnabled, contentMd5OnEveryWrite, lockIfUnlocked, objectLockParameters, purgeS3Key, type PurgeOutcome } from './s3-lock.js';
 import type { CreateOnlyHeader } from './s3-profile.js';
 import { applyCreateOnlyHeader } from './s3-profile-requests.js';
 import { CANCEL_GRACE_MS, isFileBody, type BodySource, type ComposeOptions, type FileBody, type CopyOptions, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
@@ -351,6 +351,12 @@ export class S3RemoteStore implements RemoteStore {
 
   keepsVersions(): Promise<boolean> {
     return bucketKeepsVersions(this.client, this.options.bucket);
+  }
+
+  async ensureLocked(key: string): Promise<void> {
+    const settings = this.options.objectLock;
+    if (settings === undefined || !isLockedKey(key)) return;
+    await lockIfUnlocked(this.client, this.options.bucket, this.fullKey(key), undefined, settings, retainUntil(settings, Date.now()));
   }
 
   async listMultipartUploads(keyPrefix: string): Promise<MultipartUpload[]> {

@@ -195,6 +195,13 @@ export interface RemoteStore {
   purge?(key: string): Promise<'every-version' | 'current-only'>;
   /** Whether the store keeps versions of overwritten and deleted objects (S3: versioning on or suspended); left out by stores that never do. */
   keepsVersions?(): Promise<boolean>;
+  /**
+   * With Object Lock configured: makes sure the object at `key` is locked, locking it now when it
+   * is not (a server that dropped the lock of a copy or a multipart upload, and a failed attempt
+   * to lock it afterwards, leave such an object for a later attempt to find). Fails with
+   * remote_rejected when it cannot be locked. Resolves at once where memsync locks nothing.
+   */
+  ensureLocked?(key: string, signal?: AbortSignal): Promise<void>;
   /** Unfinished multipart uploads under `keyPrefix`; throws remote_rejected when the server cannot list them. */
   listMultipartUploads(keyPrefix: string): Promise<MultipartUpload[]>;
   abortMultipartUpload(upload: MultipartUpload): Promise<void>;

@@ -1,4 +1,5 @@
 import { isAppError } from '../errors.js';
+import { discardObject } from '../remote/discard.js';
 import { listAllObjects } from '../remote/remote-index.js';
 import type { RemoteStore } from '../remote/store.js';
 import { isSnapshotName } from '../snapshot/naming.js';
@@ -25,7 +26,7 @@ export async function writeDeletionNote(store: RemoteStore, snapshot: string, no
 
 export async function removeDeletionNote(store: RemoteStore, snapshot: string): Promise<void> {
   try {
-    await store.delete(deletionNoteKey(snapshot));
+    await discardObject(store, deletionNoteKey(snapshot));
   } catch (error) {
     if (!isAppError(error, 'not_found')) throw error;
   }

@@ -1,5 +1,6 @@
 import { describeError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { discardObject } from '../remote/discard.js';
 import { listAllObjects } from '../remote/remote-index.js';
 import type { RemoteStore } from '../remote/store.js';
 import { manifestFormatOf } from '../snapshot/manifest-codec.js';
@@ -21,7 +22,7 @@ export async function abandonUpload(store: RemoteStore, agentId: string, name: s
   for (const key of keys) {
     try {
       if (!sent.has(key) && (await store.head(key))?.metadata[METADATA_AGENT] !== agentId) continue;
-      await store.delete(key);
+      await discardObject(store, key);
       removed += 1;
     } catch (error) {
       log.warn('could not remove abandoned object', { key, error: describeError(error) });
@@ -45,7 +46,7 @@ export async function removeAbandonedAttempt(store: RemoteStore, agentId: string
     // Another agent uploading the same content may have adopted this object meanwhile and
     // completed the name: asked again before each delete, so its snapshot never loses a file.
     if (holdsManifest(name, await listAllObjects(store, `${name}/${MANIFEST_STEM}`))) break;
-    await store.delete(key);
+    await discardObject(store, key);
     removed += 1;
   }
   if (removed > 0) log.info('removed what failed upload attempts left of a pruned snapshot', { snapshot: name, objectsRemoved: removed });

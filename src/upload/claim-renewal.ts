@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { AppError, describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { discardObject } from '../remote/discard.js';
 import type { RemoteHead, RemoteStore } from '../remote/store.js';
 import { claimNonce, holdWithoutRenewalMs, renewalIntervalMs } from './claim-lease.js';
 import { METADATA_AGENT } from './plan.js';
@@ -78,7 +79,7 @@ export class HeldClaim {
     await this.endRenewals();
     if (this.lost.signal.aborted) return;
     try {
-      await this.options.store.delete(this.options.key);
+      await discardObject(this.options.store, this.options.key);
     } catch (error) {
       this.options.log.warn('could not remove the claim on the name; it lapses after its lease', { key: this.options.key, leaseMs: this.options.leaseMs, error: describeError(error) });
     }

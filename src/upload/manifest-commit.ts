@@ -101,6 +101,7 @@ export class ManifestCommit {
     const bytes = codec.encode(manifest);
     const md5Hex = md5Of(bytes);
     const stored: StoredManifest = { manifestEtag: md5Hex, encrypted: codec.format === 'encrypted' };
+    await this.requireLocked(name, manifest, signal);
     const honoured = this.options.conditionalWritesHonoured?.() === true;
     const existingHead = honoured ? undefined : await retrying(() => store.head(key), `head ${key}`, signal);
     if (existingHead === undefined) {
@@ -114,6 +115,20 @@ export class ManifestCommit {
     const remote = await this.readRemoteManifest(name, manifest, signal);
     if (remote === undefined) return stored;
     return compared(manifest, remote);
+  }
+
+  /**
+   * With Object Lock, a manifest is written only over locked files. An object can reach this point
+   * unlocked: one stored by an earlier attempt whose lock the server dropped and whose locking then
+   * failed, found again and kept by this one. Such an object is locked now, or the upload fails.
+   */
+  private async requireLocked(name: string, manifest: Manifest, signal: AbortSignal): Promise<void> {
+    const { store, retrying } = this.options;
+    if (store.ensureLocked === undefined) return;
+    for (const file of manifest.files) {
+      const key = fileKey(name, file.path);
+      await retrying(() => store.ensureLocked?.(key, signal) ?? Promise.resolve(), `lock ${key}`, signal);
+    }
   }
 
   /**
