@@ -12,6 +12,7 @@ import {
   ListObjectVersionsCommand,
   PutBucketPolicyCommand,
   PutObjectCommand,
+  PutObjectLockConfigurationCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -200,6 +201,39 @@ describe.skipIf(lockUnsupported())('Object Lock at start', () => {
   it('refuses a bucket without Object Lock, naming the variable', async () => {
     const start = world.start({ CLOUD_SYNC_OBJECT_LOCK_MODE: 'governance', CLOUD_SYNC_OBJECT_LOCK_DAYS: '7' });
     await expect(start).rejects.toSatisfy((error: unknown) => isAppError(error, 'config') && error.message.includes('CLOUD_SYNC_OBJECT_LOCK_MODE') && error.message.includes(world.bucket));
+  });
+});
+
+describe.skipIf(lockUnsupported())('a bucket whose default retention the operator set', () => {
+  it('takes complete snapshots without memsync\'s lock variables, every object locked by the bucket', async () => {
+    const server = testServer();
+    const client = s3ClientFor(server);
+    const bucket = `memsync-default-lock-${randomBytes(4).toString('hex')}`;
+    const started: Memsync[] = [];
+    try {
+      await client.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: true }));
+      await client.send(new PutObjectLockConfigurationCommand({ Bucket: bucket, ObjectLockConfiguration: { ObjectLockEnabled: 'Enabled', Rule: { DefaultRetention: { Mode: 'GOVERNANCE', Days: 1 } } } }));
+      const root = await tempDir('memsync-default-lock');
+      const backupDir = path.join(root, 'backups');
+      await mkdir(backupDir);
+      const memsync = await buildMemsync(
+        loadConfig({ ...s3Env(server, bucket), CLOUD_SYNC_PREFIX: PREFIX, CLOUD_SYNC_BACKUP_DIR: backupDir, CLOUD_SYNC_STATE_DIR: path.join(root, 'state'), CLOUD_SYNC_SETTLE_MS: '200', CLOUD_SYNC_SCHEDULE: NEVER_SOON, CLOUD_SYNC_MULTIPART_THRESHOLD_MB: '5' }),
+        silentLogger,
+      );
+      started.push(memsync);
+      await memsync.start({ listen: false });
+      // A small file in one PUT and a large one in parts: the bucket refuses either without a Content-MD5.
+      await writeSnapshot(backupDir, OLD);
+      await backUp(memsync, client, bucket, OLD);
+      for (const file of ['metadata.json', 'vectors.bin', MANIFEST]) {
+        const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: `${PREFIX}${OLD}/${file}` }));
+        expect(head.ObjectLockMode, file).toBe('GOVERNANCE');
+      }
+      expect(memsync.agent?.status().lastError ?? null).toBeNull();
+    } finally {
+      for (const memsync of started) await memsync.stop();
+      client.destroy();
+    }
   });
 });
 
