@@ -5,7 +5,7 @@ import { readBody } from './body.js';
 import type { AzureContainer } from './azure-client.js';
 import { translateAzureError } from './azure-errors.js';
 import { blockIdsFor, md5HexOf, reportedEtag, toAzureMetadata } from './azure-metadata.js';
-import { MIN_COMPOSE_PART_BYTES, partMd5Mismatch } from './compose-parts.js';
+import { CopiedPartChecks, localPartMd5, MIN_COMPOSE_PART_BYTES, partMd5Mismatch } from './compose-parts.js';
 import { retryInUpload } from './part-retry.js';
 import { CANCEL_GRACE_MS, type FileBody, type PartRetryOptions } from './store.js';
 
@@ -13,8 +13,9 @@ import { CANCEL_GRACE_MS, type FileBody, type PartRetryOptions } from './store.j
  * A blob written from ranges of another blob copied by the service (Put Block From URL) and
  * bytes of the local file sent (Put Block), committed by one Put Block List: a delta upload, or
  * a copy in parts. Each copied range is checked by the service against its planned MD5 where one
- * is known (x-ms-source-content-md5), else the MD5 the service reports for it is used; each sent
- * range against its Content-MD5. The commit records the S3 multipart ETag of the blocks.
+ * is known (x-ms-source-content-md5), else the MD5 the service reports for it is used, compared
+ * with the planned one once that is known; each sent range against its Content-MD5. The commit
+ * records the S3 multipart ETag of the blocks.
  *
  * Put Block From URL takes no condition on its source, so the source is pinned by its Azure
  * ETag: read before the first block and again before the commit. Azure never gives two versions
@@ -23,7 +24,8 @@ import { CANCEL_GRACE_MS, type FileBody, type PartRetryOptions } from './store.j
  */
 
 export type StagedPart =
-  | { kind: 'copy'; sourceStart: number; /** Exclusive. */ sourceEnd: number; md5Hex: string | undefined }
+  /** md5Hex: known, still being computed (the copy does not wait for it), or none (the service's is taken). */
+  | { kind: 'copy'; sourceStart: number; /** Exclusive. */ sourceEnd: number; md5Hex: string | Promise<string> | undefined }
   | { kind: 'send'; targetStart: number; length: number; md5Hex: string };
 
 export interface StagedComposition {
@@ -137,7 +139,7 @@ async function explainCopyFailure(
   if (!isAppError(error, 'integrity') && !isAppError(error, 'not_found') && !isAppError(error, 'conflict')) return error;
   const version = await currentVersion(context, job).catch(() => pinned);
   if (version !== pinned) return sourceChanged(job);
-  if (!isAppError(error, 'integrity') || part.md5Hex === undefined) return error;
+  if (!isAppError(error, 'integrity') || typeof part.md5Hex !== 'string') return error;
   let actual = '';
   const bytes = part.sourceEnd - part.sourceStart;
   if (bytes <= MAX_DIAGNOSTIC_READ_BYTES) {
@@ -166,6 +168,7 @@ class StagedInFlight {
   /** Aborted on a cancellation or a failure for good: blocks waiting to be staged again give up. */
   private readonly stopping = new AbortController();
   private graceTimer: NodeJS.Timeout | undefined;
+  private readonly checks: CopiedPartChecks;
   private readonly onCancel = (): void => {
     this.cancelled = true;
     this.stopping.abort();
@@ -176,6 +179,7 @@ class StagedInFlight {
     private readonly context: AzureComposeContext,
     private readonly job: StagedComposition,
   ) {
+    this.checks = new CopiedPartChecks(job.what, this.stopping.signal);
     if (job.signal?.aborted === true) this.onCancel();
     else job.signal?.addEventListener('abort', this.onCancel, { once: true });
   }
@@ -184,6 +188,8 @@ class StagedInFlight {
     const md5s = new Array<Buffer>(this.job.parts.length);
     const workers = Math.max(1, Math.min(this.context.partsInFlight, this.job.parts.length));
     await Promise.all(Array.from({ length: workers }, () => this.work(md5s)));
+    // The commit needs every copied block checked against its local MD5, which may come after the copy.
+    await this.checks.firstFailure();
     if (this.cancelled) throw new AppError('cancelled', `${this.job.what}: aborted`);
     if (this.failure !== undefined) throw this.failure;
     return md5s;
@@ -192,6 +198,15 @@ class StagedInFlight {
   dispose(): void {
     clearTimeout(this.graceTimer);
     this.job.signal?.removeEventListener('abort', this.onCancel);
+  }
+
+  private failWith(error: unknown, index: number, part: StagedPart): void {
+    if (this.failure === undefined) {
+      this.failure = error;
+      this.failedOn = { index, part };
+    }
+    this.stopping.abort();
+    this.windDown();
   }
 
   private windDown(): void {
@@ -213,12 +228,7 @@ class StagedInFlight {
           md5s[index] = await this.sendPart(index, part, buffer.subarray(0, part.length));
         }
       } catch (error) {
-        if (this.failure === undefined) {
-          this.failure = error;
-          this.failedOn = { index, part };
-        }
-        this.stopping.abort();
-        this.windDown();
+        this.failWith(error, index, part);
         return;
       }
       this.job.onPartDone?.({ index, bytes: stagedPartBytes(part), kind: part.kind });
@@ -226,27 +236,41 @@ class StagedInFlight {
   }
 
   private async copyPart(index: number, part: Extract<StagedPart, { kind: 'copy' }>): Promise<Buffer> {
-    const { what, sourceName, targetName } = this.job;
-    const count = part.sourceEnd - part.sourceStart;
-    const context = `${what}: part ${index + 1} (copy bytes=${part.sourceStart}-${part.sourceEnd - 1})`;
-    const answer = await this.inPlace(context, () =>
-      this.context.container.client.getBlockBlobClient(targetName).stageBlockFromURL(this.blockId(index), this.context.container.sourceUrl(sourceName), part.sourceStart, count, {
-        sourceContentMD5: part.md5Hex === undefined ? undefined : Buffer.from(part.md5Hex, 'hex'),
-        abortSignal: this.requests.signal,
-      }),
-    );
-    const reported = md5HexOf(answer.contentMD5);
-    if (part.md5Hex !== undefined) {
+    const { what } = this.job;
+    const reported = md5HexOf((await this.stageCopy(index, part, typeof part.md5Hex === 'string' ? part.md5Hex : undefined)).contentMD5);
+    if (typeof part.md5Hex === 'string') {
       if (reported !== '' && reported !== part.md5Hex.toLowerCase()) throw partMd5Mismatch(what, index + 1, part.md5Hex, reported);
       return Buffer.from(part.md5Hex, 'hex');
     }
+    if (part.md5Hex !== undefined) {
+      if (reported !== '') {
+        void this.checks.add(index + 1, part.md5Hex, reported).then((failure) => failure !== undefined && this.failWith(failure, index, part));
+        return Buffer.from(reported, 'hex');
+      }
+      // A service that names no MD5 for the range is given the local one and checks it itself.
+      const local = await localPartMd5(part.md5Hex, this.stopping.signal, `${what}: part ${index + 1}`);
+      await this.stageCopy(index, part, local);
+      return Buffer.from(local, 'hex');
+    }
     if (reported === '') {
-      throw new AppError('remote_rejected', `${context}: the service reported no MD5 for the copied range, so its ETag cannot be known`, {
+      throw new AppError('remote_rejected', `${what}: part ${index + 1} (copy bytes=${part.sourceStart}-${part.sourceEnd - 1}): the service reported no MD5 for the copied range, so its ETag cannot be known`, {
         retryable: false,
         details: { code: 'NoRangeMd5' },
       });
     }
     return Buffer.from(reported, 'hex');
+  }
+
+  /** Stages a copied range, checked by the service against `md5Hex` when one is given. */
+  private stageCopy(index: number, part: Extract<StagedPart, { kind: 'copy' }>, md5Hex: string | undefined): Promise<{ contentMD5?: Uint8Array }> {
+    const { what, sourceName, targetName } = this.job;
+    const context = `${what}: part ${index + 1} (copy bytes=${part.sourceStart}-${part.sourceEnd - 1})`;
+    return this.inPlace(context, () =>
+      this.context.container.client.getBlockBlobClient(targetName).stageBlockFromURL(this.blockId(index), this.context.container.sourceUrl(sourceName), part.sourceStart, part.sourceEnd - part.sourceStart, {
+        sourceContentMD5: md5Hex === undefined ? undefined : Buffer.from(md5Hex, 'hex'),
+        abortSignal: this.requests.signal,
+      }),
+    );
   }
 
   private async sendPart(index: number, part: Extract<StagedPart, { kind: 'send' }>, data: Buffer): Promise<Buffer> {

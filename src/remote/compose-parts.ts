@@ -37,3 +37,61 @@ export function partMd5Mismatch(what: string, partNumber: number, expectedMd5Hex
     details: { partNumber, expectedMd5: expectedMd5Hex, actualMd5: actualMd5Hex },
   });
 }
+
+/**
+ * A copied part's MD5 as the local file holds it, in lower case, once known. Rejects with the
+ * promise's own error, or with cancelled when `stop` aborts first (the composition is cancelled
+ * or failed elsewhere), so no check waits on an MD5 nobody needs any more.
+ */
+export function localPartMd5(md5Hex: string | Promise<string>, stop: AbortSignal | undefined, what: string): Promise<string> {
+  if (typeof md5Hex === 'string') return Promise.resolve(md5Hex.toLowerCase());
+  return new Promise<string>((resolve, reject) => {
+    const stopped = (): void => reject(new AppError('cancelled', `${what}: stopped before the local MD5 was known`));
+    if (stop?.aborted === true) return stopped();
+    stop?.addEventListener('abort', stopped, { once: true });
+    md5Hex.then(
+      (known) => {
+        stop?.removeEventListener('abort', stopped);
+        resolve(known.toLowerCase());
+      },
+      (error: unknown) => {
+        stop?.removeEventListener('abort', stopped);
+        reject(error);
+      },
+    );
+  });
+}
+
+/**
+ * The checks of a composition's copied parts against their local MD5s, which may still be being
+ * computed: each starts once its part is copied and runs beside the parts after it, so the
+ * server's copies never wait for the local reads. Every check is settled before the composition
+ * may complete.
+ */
+export class CopiedPartChecks {
+  private readonly results: Promise<unknown>[] = [];
+
+  constructor(
+    private readonly what: string,
+    private readonly stop: AbortSignal | undefined,
+  ) {}
+
+  /** Checks copied part `partNumber`, which came out with `copiedMd5Hex`; resolves to its failure, or undefined. Never rejects. */
+  add(partNumber: number, localMd5Hex: string | Promise<string>, copiedMd5Hex: string): Promise<unknown> {
+    const result = localPartMd5(localMd5Hex, this.stop, `${this.what}: part ${partNumber}`).then(
+      (expected) => (expected === normalizedPartMd5(copiedMd5Hex) ? undefined : partMd5Mismatch(this.what, partNumber, expected, copiedMd5Hex)),
+      (error: unknown) => error,
+    );
+    this.results.push(result);
+    return result;
+  }
+
+  /** Once every check started so far is done: the first failure among them, in the order they started, or undefined. */
+  async firstFailure(): Promise<unknown> {
+    for (const result of this.results) {
+      const failure = await result;
+      if (failure !== undefined) return failure;
+    }
+    return undefined;
+  }
+}

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { AppError, asAppError } from '../errors.js';
 import { multipartEtag } from '../snapshot/digest.js';
-import { checkComposeParts, MIN_COMPOSE_PART_BYTES, partMd5Mismatch } from './compose-parts.js';
+import { checkComposeParts, CopiedPartChecks, MIN_COMPOSE_PART_BYTES } from './compose-parts.js';
 import { expectedSource, lowerCaseKeys, openExpectedSource } from './fs-copy.js';
 import { isAborted, translateFsError } from './fs-errors.js';
 import { checkKey } from './fs-layout.js';
@@ -13,8 +13,8 @@ import type { ComposeOptions, ComposePartSpec } from './store.js';
 /**
  * The directory store's composition: the new object is assembled in a temporary file from
  * ranges of the source (read from one open handle, so a source replaced meanwhile cannot splice
- * two versions) and bytes of the local file, each part checked against its planned MD5 on the
- * way, then put in place create-only (a key another writer took meanwhile is a conflict, never
+ * two versions) and bytes of the local file, each part checked against its planned MD5 (a copied
+ * part's once it is known, without holding up the parts after it), then put in place create-only (a key another writer took meanwhile is a conflict, never
  * replaced). The ETag is the multipart ETag of those parts, as S3
  * gives the same composition, and the same limits apply (5 MiB parts but the last), so a plan
  * behaves alike on every store.
@@ -38,11 +38,16 @@ export async function composeObject(where: StoreRoot, targetKey: string, options
     const temp = await TempObject.create(where, targetKey, what);
     try {
       const md5s: Buffer[] = [];
+      const checks = new CopiedPartChecks(what, options.signal);
       for (const [index, part] of options.parts.entries()) {
         if (isAborted(options.signal)) throw new AppError('cancelled', `${what}: aborted`);
-        md5s.push(await writePart(temp, source, expected.size, part, index + 1, options, what));
+        const md5 = await writePart(temp, source, expected.size, part, index + 1, options, what);
+        if (part.kind === 'copy') void checks.add(index + 1, part.md5Hex, md5.toString('hex'));
+        md5s.push(md5);
         options.onPartDone?.({ index, bytes: partBytes(part), kind: part.kind });
       }
+      const failure = await checks.firstFailure();
+      if (failure !== undefined) throw failure;
       if (isAborted(options.signal)) throw new AppError('cancelled', `${what}: aborted`);
       const identity = await finish(temp, what);
       await placeObject(temp, identity, { etag: multipartEtag(md5s), metadata: lowerCaseKeys(options.metadata) }, 'create', what);
@@ -59,7 +64,7 @@ function partBytes(part: ComposePartSpec): number {
   return part.kind === 'copy' ? part.sourceEnd - part.sourceStart : part.length;
 }
 
-/** Appends one part and checks it against its planned MD5; returns that MD5 (raw). */
+/** Appends one part; returns its MD5 (raw), checked against the planned one if it was sent (a copied part's is checked by the caller). */
 async function writePart(temp: TempObject, source: GuardedFile, sourceSize: number, part: ComposePartSpec, partNumber: number, options: ComposeOptions, what: string): Promise<Buffer> {
   const md5 = createHash('md5');
   const buffer = Buffer.allocUnsafe(Math.min(READ_BYTES, partBytes(part)));
@@ -84,8 +89,7 @@ async function writePart(temp: TempObject, source: GuardedFile, sourceSize: numb
     }
   }
   const actual = md5.digest();
-  if (actual.toString('hex') !== part.md5Hex.toLowerCase()) {
-    if (part.kind === 'copy') throw partMd5Mismatch(what, partNumber, part.md5Hex, actual.toString('hex'));
+  if (part.kind === 'send' && actual.toString('hex') !== part.md5Hex.toLowerCase()) {
     throw new AppError('integrity', `${what}: part ${partNumber}: BadDigest (the sent bytes are not the planned ones: the file changed)`, { details: { code: 'BadDigest' } });
   }
   return actual;

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { AppError, asAppError } from '../errors.js';
 import { multipartEtag, PartHasher } from '../snapshot/digest.js';
-import { checkComposeParts, MIN_COMPOSE_PART_BYTES, partMd5Mismatch } from './compose-parts.js';
+import { checkComposeParts, CopiedPartChecks, MIN_COMPOSE_PART_BYTES } from './compose-parts.js';
 import { isFileBody, type BodySource, type ComposeOptions, type ComposePartSpec, type CopyOptions, type FileBody, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
 
 interface StoredObject {
@@ -153,17 +153,19 @@ export class MemoryRemoteStore implements RemoteStore {
     this.multipartUploads.push(upload);
     try {
       const partBytes: Buffer[] = [];
+      // As S3 does: a copy is made without waiting for its local MD5; the check of it waits.
+      const checks = new CopiedPartChecks(what, options.signal);
       for (const [index, part] of options.parts.entries()) {
         if (cancelled()) throw new AppError('cancelled', `${what}: aborted`);
         const bytes = part.kind === 'copy' ? this.copiedPart(what, index + 1, part, options) : await sentPart(what, part, options);
         const md5Hex = createHash('md5').update(bytes).digest('hex');
-        if (md5Hex !== part.md5Hex.toLowerCase()) {
-          if (part.kind === 'send') throw new AppError('integrity', `${what}: part ${index + 1}: BadDigest (HTTP 400)`, { details: { code: 'BadDigest' } });
-          throw partMd5Mismatch(what, index + 1, part.md5Hex, md5Hex);
-        }
+        if (part.kind === 'copy') void checks.add(index + 1, part.md5Hex, md5Hex);
+        else if (md5Hex !== part.md5Hex.toLowerCase()) throw new AppError('integrity', `${what}: part ${index + 1}: BadDigest (HTTP 400)`, { details: { code: 'BadDigest' } });
         partBytes.push(bytes);
         options.onPartDone?.({ index, bytes: bytes.length, kind: part.kind });
       }
+      const failure = await checks.firstFailure();
+      if (failure !== undefined) throw failure;
       if (cancelled()) throw new AppError('cancelled', `${what}: aborted`);
       if (partBytes.slice(0, -1).some((bytes) => bytes.length < MIN_COMPOSE_PART_BYTES)) {
         throw new AppError('object_refused', `${what}: complete: EntityTooSmall (HTTP 400)`, { retryable: false, details: { code: 'EntityTooSmall' } });

@@ -9,7 +9,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { AppError, asAppError, isAppError } from '../errors.js';
-import { checkComposeParts, composePartBytes, normalizedPartMd5, partMd5Mismatch } from './compose-parts.js';
+import { checkComposeParts, composePartBytes, CopiedPartChecks, normalizedPartMd5 } from './compose-parts.js';
 import { retryInUpload } from './part-retry.js';
 import { copySource, quoted, withServerCode } from './s3-copy.js';
 import { errorCodeOf } from './s3-errors.js';
@@ -98,6 +98,7 @@ class ComposeInFlight {
   /** Aborted on a cancellation or a failure for good: parts waiting to be sent again give up. */
   private readonly stopping = new AbortController();
   private graceTimer: NodeJS.Timeout | undefined;
+  private readonly checks: CopiedPartChecks;
   private readonly onCancel = (): void => {
     this.cancelled = true;
     this.windDown();
@@ -108,6 +109,7 @@ class ComposeInFlight {
     private readonly target: ComposeTarget,
     private readonly options: ComposeOptions,
   ) {
+    this.checks = new CopiedPartChecks(target.what, this.stopping.signal);
     // Aborted while the upload was being created: no event will come.
     if (options.signal?.aborted === true) this.onCancel();
     else options.signal?.addEventListener('abort', this.onCancel, { once: true });
@@ -117,6 +119,8 @@ class ComposeInFlight {
     const completed = new Array<CompletedPart>(this.options.parts.length);
     const workers = Math.max(1, Math.min(this.context.partsInFlight, this.options.parts.length));
     await Promise.all(Array.from({ length: workers }, () => this.work(completed)));
+    // Completing needs every copied part checked against its local MD5, which may come after the copy.
+    await this.checks.firstFailure();
     if (this.cancelled) throw new AppError('cancelled', `${this.target.what}: aborted`);
     if (this.failure !== undefined) throw this.failure;
     return completed;
@@ -129,6 +133,15 @@ class ComposeInFlight {
 
   private stopped(): boolean {
     return this.cancelled || this.failure !== undefined;
+  }
+
+  /** The first failure for good stops the composition; those after it are its consequences. */
+  private failWith(error: unknown, onCopy: boolean): void {
+    if (this.failure === undefined) {
+      this.failure = error;
+      this.failedOnCopy = onCopy;
+    }
+    this.windDown();
   }
 
   private windDown(): void {
@@ -153,12 +166,12 @@ class ComposeInFlight {
           this.options.partRetry,
           this.stopping.signal,
         );
-      } catch (error) {
-        if (this.failure === undefined) {
-          this.failure = error;
-          this.failedOnCopy = part.kind === 'copy';
+        if (part.kind === 'copy') {
+          const copiedMd5 = normalizedPartMd5(completed[index]?.ETag);
+          void this.checks.add(index + 1, part.md5Hex, copiedMd5).then((failure) => failure !== undefined && this.failWith(failure, true));
         }
-        this.windDown();
+      } catch (error) {
+        this.failWith(error, part.kind === 'copy');
         return;
       }
       this.options.onPartDone?.({ index, bytes: composePartBytes(part), kind: part.kind });
@@ -187,9 +200,8 @@ class ComposeInFlight {
     } catch (error) {
       throw rangedCopyFailure(error, `${what}: part ${partNumber} (copy ${range})`);
     }
-    const copiedMd5 = normalizedPartMd5(answer.CopyPartResult?.ETag);
-    if (copiedMd5 !== part.md5Hex.toLowerCase()) throw partMd5Mismatch(what, partNumber, part.md5Hex, copiedMd5);
-    return { PartNumber: partNumber, ETag: quoted(part.md5Hex) };
+    // Checked against the local MD5 by the caller, once that is known (see CopiedPartChecks).
+    return { PartNumber: partNumber, ETag: quoted(normalizedPartMd5(answer.CopyPartResult?.ETag)) };
   }
 
   private async sendPart(partNumber: number, part: Extract<ComposePartSpec, { kind: 'send' }>, data: Buffer): Promise<CompletedPart> {

@@ -102,9 +102,14 @@ export interface CopyOptions {
  * copied by the server (UploadPartCopy), or bytes of the local file sent. `md5Hex` is the MD5 of
  * the part's bytes as the local file holds them: a copied part whose server-side MD5 differs, or
  * a sent part the server received differently, fails the composition.
+ *
+ * A copied part's MD5 may still be being computed (a promise): the server's copy does not wait
+ * for it, only the check of the server's answer does, and every check is done before the
+ * composition completes. A promise that rejects fails the composition with its error; the caller
+ * handles its rejections, since a composition that fails first never awaits it.
  */
 export type ComposePartSpec =
-  | { kind: 'copy'; sourceStart: number; /** Exclusive. */ sourceEnd: number; md5Hex: string }
+  | { kind: 'copy'; sourceStart: number; /** Exclusive. */ sourceEnd: number; md5Hex: string | Promise<string> }
   | { kind: 'send'; targetStart: number; length: number; md5Hex: string };
 
 export interface ComposeOptions {

@@ -128,3 +128,34 @@ export class Md5Offload {
     return new AppError('local_io', `hashing thread failed: ${describeError(error)}`, { cause: error, retryable: true });
   }
 }
+
+/** Blocks read ahead of the thread hashing a range, and their size (as for a file's digests). */
+const RANGE_SLOTS = 4;
+const RANGE_SLOT_BYTES = 4 * 1024 * 1024;
+
+/**
+ * The MD5 (hex) of bytes [start, start + length) of a file, read through `read` (which fills its
+ * target from the position given, or throws) and hashed on a thread of its own, so the main
+ * thread only waits for reads. Stops with AppError cancelled when `signal` aborts.
+ */
+export async function md5OfRangeOnThread(read: (target: Buffer, position: number) => Promise<void>, start: number, length: number, signal?: AbortSignal): Promise<string> {
+  const md5s = new Md5Offload({ partSizeBytes: 0, wholeMd5: true, slotBytes: RANGE_SLOT_BYTES, slotCount: RANGE_SLOTS });
+  try {
+    for (let offset = 0; offset < length; ) {
+      if (signal?.aborted === true) throw new AppError('cancelled', `MD5 of bytes ${start}-${start + length - 1}: stopped`);
+      const slot = await md5s.slot();
+      const bytes = Math.min(slot.buffer.length, length - offset);
+      try {
+        await read(slot.buffer.subarray(0, bytes), start + offset);
+      } catch (error) {
+        md5s.release(slot.index);
+        throw error;
+      }
+      md5s.submit(slot.index, bytes);
+      offset += bytes;
+    }
+    return (await md5s.finish()).md5;
+  } finally {
+    await md5s.close();
+  }
+}

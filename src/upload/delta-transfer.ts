@@ -14,6 +14,7 @@ import { multipartEtag, normalizeEtag, type FileDigest } from '../snapshot/diges
 import { fileKey } from '../snapshot/manifest.js';
 import type { SignatureStore } from '../state/signature-store.js';
 import { copyFallback, type KnownSnapshot } from './copy-plan.js';
+import { rangeMd5sOnThread, type RangeMd5s } from './delta-part-md5s.js';
 import { METADATA_AGENT, METADATA_SHA256 } from './plan.js';
 
 /**
@@ -22,9 +23,11 @@ import { METADATA_AGENT, METADATA_SHA256 } from './plan.js';
  * server and the changed bytes sent. Which ranges are shared comes from content-defined chunk
  * signatures (src/delta). The result is verified like a plain upload: every copied part's MD5
  * equals the MD5 of the same range of the local file, every sent part carries its Content-MD5,
- * and the finished object's ETag is the multipart ETag those MD5s predict. Anything in the way
- * (no base, no signature, a base changed since, a server without ranged copies) makes the caller
- * upload the file whole, as before.
+ * and the finished object's ETag is the multipart ETag those MD5s predict. The server's copies
+ * start at once: the local MD5s of the copied ranges are taken while it copies (on a thread), and
+ * only the checks of its answers wait for them, all before the object is completed. Anything
+ * in the way (no base, no signature, a base changed since, a server without ranged copies) makes
+ * the caller upload the file whole, as before.
  */
 
 export interface DeltaOptions {
@@ -37,6 +40,8 @@ export interface DeltaOptions {
   agentId: string;
   retry: RetryPolicy;
   log: Logger;
+  /** The local MD5s of copied parts; default rangeMd5sOnThread. */
+  copiedPartMd5s?: RangeMd5s;
 }
 
 export interface NewFileVersion {
@@ -106,24 +111,14 @@ export class DeltaTransfer {
       log.info('previous version of the file is gone or changed; sending it whole', { file: local.path, base: base.key });
       return undefined;
     }
-    const parts = await partSpecs(plan, local.body);
-    const expectedEtag = multipartEtag(parts.map((part) => Buffer.from(part.md5Hex, 'hex')));
+    // Stops the local MD5s still being taken once the composition is over, whichever way it ended.
+    const md5sDone = new AbortController();
+    let parts: ComposePartSpec[];
     try {
-      await this.retrying(
-        () =>
-          this.options.store.compose(targetKey, {
-            sourceKey: base.key,
-            sourceEtag: head.etag,
-            parts,
-            body: local.body,
-            metadata: { [METADATA_AGENT]: this.options.agentId, [METADATA_SHA256]: local.digest.sha256 },
-            signal,
-            partRetry: this.retrying.inParts,
-          }),
-        `compose ${targetKey}`,
-        signal,
-      );
+      parts = await this.partSpecs(plan, local.body, AbortSignal.any([signal, md5sDone.signal]));
+      await this.composeParts(targetKey, base, head.etag, parts, local, signal);
     } catch (error) {
+      md5sDone.abort();
       if (!isAppError(error)) throw error;
       const fallback = isAppError(error, 'integrity') ? { reason: 'a copied range differs from the local file', scope: 'file' as const } : copyFallback(error);
       if (fallback === undefined) throw error;
@@ -131,6 +126,9 @@ export class DeltaTransfer {
       log.warn('delta upload not possible; sending the file whole', { file: local.path, base: base.key, reason: fallback.reason, error: describeError(error), ...(fallback.scope === 'all' ? { deltaDisabled: true } : {}) });
       return undefined;
     }
+    md5sDone.abort();
+    // Settled: the composition completed only after every copied part was checked against its MD5.
+    const expectedEtag = multipartEtag((await Promise.all(parts.map((part) => part.md5Hex))).map((md5Hex) => Buffer.from(md5Hex, 'hex')));
     const stored = await this.retrying(() => this.options.store.head(targetKey), `head ${targetKey}`, signal);
     const problem =
       stored === undefined
@@ -149,6 +147,45 @@ export class DeltaTransfer {
     await this.options.signatures.noteComposedEtag(local.digest.sha256, expectedEtag);
     log.info('file composed from its previous version', { file: local.path, base: base.snapshot, bytesSent: plan.bytesSent, bytesDelta: plan.bytesCopied, parts: parts.length });
     return { bytesSent: plan.bytesSent, bytesDelta: plan.bytesCopied, baseSnapshot: base.snapshot, etag: expectedEtag };
+  }
+
+  private composeParts(targetKey: string, base: Base, sourceEtag: string, parts: ComposePartSpec[], local: NewFileVersion, signal: AbortSignal): Promise<void> {
+    const compose = (): Promise<void> =>
+      this.options.store.compose(targetKey, {
+        sourceKey: base.key,
+        sourceEtag,
+        parts,
+        body: local.body,
+        metadata: { [METADATA_AGENT]: this.options.agentId, [METADATA_SHA256]: local.digest.sha256 },
+        signal,
+        partRetry: this.retrying.inParts,
+      });
+    return this.retrying(compose, `compose ${targetKey}`, signal);
+  }
+
+  /**
+   * The plan's parts with their MD5s as the local file holds them. A sent part's is taken here,
+   * as it is sent with it; a copied part's is a promise, taken on a thread while the server copies.
+   */
+  private async partSpecs(plan: CompositionPlan, body: FileBody, stop: AbortSignal): Promise<ComposePartSpec[]> {
+    const copies = plan.parts.filter((part) => part.kind === 'copy');
+    const copyMd5s = (this.options.copiedPartMd5s ?? rangeMd5sOnThread)(body, copies.map((part) => ({ start: part.targetStart, length: part.length })), stop);
+    // A composition that fails first never asks for the rest; their failure is then nobody's news.
+    for (const md5 of copyMd5s) md5.catch(() => undefined);
+    const specs: ComposePartSpec[] = [];
+    const buffer = Buffer.allocUnsafe(READ_BYTES);
+    let copyIndex = 0;
+    for (const part of plan.parts) {
+      if (part.kind === 'copy') {
+        specs.push({ kind: 'copy', sourceStart: part.sourceStart, sourceEnd: part.sourceEnd, md5Hex: copyMd5s[copyIndex] as Promise<string> });
+        copyIndex += 1;
+        continue;
+      }
+      const md5 = createHash('md5');
+      await readRange(body, part.targetStart, part.length, buffer, (bytes) => void md5.update(bytes));
+      specs.push({ kind: 'send', targetStart: part.targetStart, length: part.length, md5Hex: md5.digest('hex') });
+    }
+    return specs;
   }
 
   /**
@@ -211,19 +248,6 @@ export class DeltaTransfer {
     await this.options.signatures.put(signature);
     return signature;
   }
-}
-
-/** The plan's parts with the MD5 of each as the local file holds it (one read of the file). */
-async function partSpecs(plan: CompositionPlan, body: FileBody): Promise<ComposePartSpec[]> {
-  const specs: ComposePartSpec[] = [];
-  const buffer = Buffer.allocUnsafe(READ_BYTES);
-  for (const part of plan.parts) {
-    const md5 = createHash('md5');
-    await readRange(body, part.targetStart, part.length, buffer, (bytes) => void md5.update(bytes));
-    const md5Hex = md5.digest('hex');
-    specs.push(part.kind === 'copy' ? { kind: 'copy', sourceStart: part.sourceStart, sourceEnd: part.sourceEnd, md5Hex } : { kind: 'send', targetStart: part.targetStart, length: part.length, md5Hex });
-  }
-  return specs;
 }
 
 /** Shows `onBlock` the `length` bytes of `body` from `start` on, in order, read through `buffer`. */

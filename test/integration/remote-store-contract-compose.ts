@@ -70,7 +70,31 @@ function partsFor(base: Buffer, local: Buffer, plan: Step[]): ComposePartSpec[] 
 }
 
 function partMd5(part: ComposePartSpec): Buffer {
+  if (typeof part.md5Hex !== 'string') throw new Error('partMd5: the MD5 is still pending');
   return Buffer.from(part.md5Hex, 'hex');
+}
+
+/**
+ * The plan's copied parts with their local MD5s made known only once every copied part has been
+ * reported done: a store that waited for an MD5 before copying would never finish. `md5Of` says
+ * what each copied part's MD5 turns out to be (default: the right one).
+ */
+function md5sKnownAfterTheCopies(parts: ComposePartSpec[], md5Of: (md5Hex: string, index: number) => Promise<string> = async (md5Hex) => md5Hex) {
+  const copies = parts.flatMap((part, index) => (part.kind === 'copy' ? [index] : []));
+  const reported = new Set<number>();
+  let allCopied!: () => void;
+  const copied = new Promise<void>((resolve) => (allCopied = resolve));
+  const pending = parts.map((part, index): ComposePartSpec => {
+    if (part.kind !== 'copy') return part;
+    const md5Hex = copied.then(() => md5Of(part.md5Hex as string, index));
+    md5Hex.catch(() => undefined); // a composition that fails first never asks
+    return { ...part, md5Hex };
+  });
+  const onPartDone = (part: { index: number; kind: string }): void => {
+    if (part.kind === 'copy') reported.add(part.index);
+    if (copies.every((index) => reported.has(index))) allCopied();
+  };
+  return { parts: pending, onPartDone, copies };
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
@@ -187,6 +211,68 @@ export function composeContract(context: ComposeContractContext): void {
         }
       });
     }
+
+    it('copied parts whose local MD5s are known only after the server copied them: the copies do not wait for them; byte-identical, ETag as planned', async ({ skip }) => {
+      context.need(skip, 'partCopy');
+      const store = context.store();
+      const keyPrefix = context.ns('compose-md5-later');
+      const targetKey = `${keyPrefix}index.faiss`;
+      const local = Buffer.concat([base, pseudoRandomBytes(110, 1000)]);
+      const planned = partsFor(base, local, [{ copy: [0, 10 * MIB] }, { copy: [10 * MIB, BASE_BYTES] }, { send: 1000 }]);
+      const later = md5sKnownAfterTheCopies(planned);
+      await store.compose(targetKey, options(baseKey, baseEtag, local, later.parts, { onPartDone: later.onPartDone }));
+      const head = await store.head(targetKey);
+      expect(normalizeEtag(head?.etag)).toBe(multipartEtag(planned.map(partMd5)));
+      expect((await readAll(await store.get(targetKey))).equals(local), 'composed bytes differ from the local file').toBe(true);
+      if (context.has('multipartHousekeeping')) expect(await store.listMultipartUploads(keyPrefix)).toEqual([]);
+    });
+
+    it('a copied part whose local MD5, known only after the copy, differs: AppError integrity naming the part; no object, no open upload', async ({ skip }) => {
+      context.need(skip, 'partCopy');
+      const store = context.store();
+      const keyPrefix = context.ns('compose-md5-later-wrong');
+      const targetKey = `${keyPrefix}index.faiss`;
+      const planned = partsFor(base, base, [{ copy: [0, 10 * MIB] }, { copy: [10 * MIB, BASE_BYTES] }]);
+      const wrongMd5 = md5Hex(Buffer.from('not these bytes'));
+      const later = md5sKnownAfterTheCopies(planned, async (md5, index) => (index === 1 ? wrongMd5 : md5));
+      const error = await appErrorOf(store.compose(targetKey, options(baseKey, baseEtag, base, later.parts, { onPartDone: later.onPartDone })));
+      expect(error.kind, error.message).toBe('integrity');
+      expect(error.message).toContain('part 2');
+      expect(error.message).toContain(wrongMd5);
+      await expectNothingLeft(keyPrefix, targetKey);
+    });
+
+    it('a copied part whose local MD5 cannot be taken (the local file unreadable): that failure; no object, no open upload', async ({ skip }) => {
+      context.need(skip, 'partCopy');
+      const store = context.store();
+      const keyPrefix = context.ns('compose-md5-failed');
+      const targetKey = `${keyPrefix}index.faiss`;
+      const planned = partsFor(base, base, [{ copy: [0, 10 * MIB] }, { copy: [10 * MIB, BASE_BYTES] }]);
+      const unreadable = new AppError('local_io', 'read index.faiss: EIO', { retryable: false });
+      const later = md5sKnownAfterTheCopies(planned, async () => Promise.reject(unreadable));
+      const error = await appErrorOf(store.compose(targetKey, options(baseKey, baseEtag, base, later.parts, { onPartDone: later.onPartDone })));
+      expect(error.kind, error.message).toBe('local_io');
+      await expectNothingLeft(keyPrefix, targetKey);
+    });
+
+    it('cancelled while a copied part still waits for its local MD5: AppError cancelled; no object, no open upload', async ({ skip }) => {
+      context.need(skip, 'partCopy');
+      const store = context.store();
+      const keyPrefix = context.ns('compose-md5-cancel');
+      const targetKey = `${keyPrefix}index.faiss`;
+      const planned = partsFor(base, base, [{ copy: [0, 10 * MIB] }, { copy: [10 * MIB, BASE_BYTES] }]);
+      const cancel = new AbortController();
+      // MD5s that never come: only the cancellation ends the wait.
+      const parts = planned.map((part): ComposePartSpec => (part.kind === 'copy' ? { ...part, md5Hex: new Promise<string>(() => undefined) } : part));
+      const done = new Set<number>();
+      const onPartDone = (part: { index: number }): void => {
+        done.add(part.index);
+        if (done.size === parts.length) cancel.abort();
+      };
+      const error = await appErrorOf(store.compose(targetKey, options(baseKey, baseEtag, base, parts, { signal: cancel.signal, onPartDone })));
+      expect(error.kind, error.message).toBe('cancelled');
+      await expectNothingLeft(keyPrefix, targetKey);
+    });
 
     it('a source replaced since the plan was made: AppError conflict naming the source; no object, no open upload', async ({ skip }) => {
       context.need(skip, 'partCopy');
