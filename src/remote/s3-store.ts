@@ -17,6 +17,7 @@ import { composeS3Object } from './s3-compose.js';
 import { copyS3Object } from './s3-copy.js';
 import { httpStatusOf, isNotFound, translateS3BucketError, translateS3Error } from './s3-errors.js';
 import { uploadFileInParts } from './s3-file-parts.js';
+import { downloadS3RangesToFile } from './s3-range-download.js';
 import { IfMatchForm } from './s3-if-match.js';
 import { keepServerDate } from './s3-server-clock.js';
 import { bandwidthLimiters, type BandwidthLimit } from './bandwidth-limit.js';
@@ -26,7 +27,7 @@ import { isLockedKey, retainUntil, type ObjectLockSettings } from './object-lock
 import { bucketKeepsVersions, checkObjectLockEnabled, contentMd5OnEveryWrite, lockIfUnlocked, objectLockParameters, purgeS3Key, type PurgeOutcome } from './s3-lock.js';
 import type { CreateOnlyHeader } from './s3-profile.js';
 import { applyCreateOnlyHeader } from './s3-profile-requests.js';
-import { CANCEL_GRACE_MS, isFileBody, type BodySource, type ComposeOptions, type FileBody, type CopyOptions, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
+import { CANCEL_GRACE_MS, isFileBody, type BodySource, type ComposeOptions, type FileBody, type FileDownloadOptions, type CopyOptions, type MultipartUpload, type PutOptions, type RemoteHead, type RemoteObject, type RemoteStore } from './store.js';
 
 export interface S3StoreOptions {
   bucket: string;
@@ -324,6 +325,13 @@ export class S3RemoteStore implements RemoteStore {
 
   getRange(key: string, start: number, endInclusive: number, signal?: AbortSignal): Promise<Readable> {
     return this.getObject(key, `bytes=${start}-${endInclusive}`, signal);
+  }
+
+  downloadRangesToFile(key: string, options: FileDownloadOptions): Promise<void> | undefined {
+    // The download limit is applied by this client's HTTP layer, on this thread: limited downloads read through getRange.
+    if (this.options.bandwidthLimit?.downBytesPerSecond !== undefined) return undefined;
+    const context = { client: this.client, bucket: this.options.bucket, connectTimeoutMs: CONNECT_TIMEOUT_MS, idleTimeoutMs: this.options.idleTimeoutMs ?? IDLE_SOCKET_TIMEOUT_MS };
+    return downloadS3RangesToFile(context, this.fullKey(key), options);
   }
 
   private async getObject(key: string, range: string | undefined, signal: AbortSignal | undefined): Promise<Readable> {

@@ -127,6 +127,20 @@ export interface ComposeOptions {
   partRetry?: PartRetryOptions;
 }
 
+/** A ranged download straight into a local file (RemoteStore.downloadRangesToFile). */
+export interface FileDownloadOptions {
+  /** An open descriptor of the file, written at the object's offsets; the caller closes it once the download has settled. */
+  fd: number;
+  sizeBytes: number;
+  rangeBytes: number;
+  rangesInFlight: number;
+  signal: AbortSignal | undefined;
+  /** Told once [position, position + length) of the file is written (not yet synced). */
+  onWritten: (position: number, length: number) => void;
+  /** Retries of a range cut in transit; each asks only for the bytes it had not received. */
+  rangeRetry: PartRetryOptions;
+}
+
 export interface MultipartUpload {
   key: string;
   uploadId: string;
@@ -189,6 +203,14 @@ export interface RemoteStore {
   get(key: string, signal?: AbortSignal): Promise<Readable>;
   /** Bytes `start` to `endInclusive` of the object (a ranged GET). */
   getRange(key: string, start: number, endInclusive: number, signal?: AbortSignal): Promise<Readable>;
+  /**
+   * Writes the object at `key` into a local file as parallel ranged reads on a thread of its own,
+   * for stores whose reads cost the main thread much CPU. Resolves once every byte is written;
+   * by the time it settles, the thread has stopped writing. Returns undefined when the store
+   * cannot do it now (an S3 store with a download bandwidth limit, which its client applies on
+   * this thread), so the caller reads with getRange. Left out by stores without it.
+   */
+  downloadRangesToFile?(key: string, options: FileDownloadOptions): Promise<void> | undefined;
   delete(key: string): Promise<void>;
   /**
    * Deletes `key` for good: in a store that keeps versions (an S3 bucket with versioning, which

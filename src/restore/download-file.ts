@@ -4,7 +4,7 @@ import type { Keyring } from '../crypto/keys.js';
 import { noKeyConfigured } from '../crypto/keys.js';
 import { DecryptStream } from '../crypto/streams.js';
 import { AppError, isAppError } from '../errors.js';
-import type { RemoteStore } from '../remote/store.js';
+import type { PartRetryOptions, RemoteStore } from '../remote/store.js';
 import { checkObject, ObjectDigester, type ObjectDigest, type Verification } from '../snapshot/object-check.js';
 import { FileHasher } from './file-hasher.js';
 import { fetchRangesToFile, type PositionalWriter } from './ranged-fetch.js';
@@ -26,28 +26,30 @@ const RANGES_IN_FLIGHT = 4;
 /** Written bytes after which a data sync starts in the background. */
 const FLUSH_EVERY_BYTES = 64 * 1024 * 1024;
 
+export interface DownloadOptions {
+  signal: AbortSignal | undefined;
+  /** Told of the bytes received, for progress. */
+  onBytes: (bytes: number) => void;
+  /** The configured key; omitted: an encrypted object is refused. */
+  keyring?: Keyring | undefined;
+  /** Retries of one range of a large file cut in transit, where the store fetches ranges on a thread of its own. */
+  rangeRetry: PartRetryOptions;
+}
+
 /**
  * Downloads one object to a local file, fsyncs it, and checks it against what it must be.
  * Nothing unverified is ever reported as a success.
  */
-export async function downloadVerified(
-  store: RemoteStore,
-  key: string,
-  targetPath: string,
-  expected: ExpectedFile,
-  signal: AbortSignal | undefined,
-  onBytes: (bytes: number) => void,
-  keyring?: Keyring,
-): Promise<Verification> {
+export async function downloadVerified(store: RemoteStore, key: string, targetPath: string, expected: ExpectedFile, options: DownloadOptions): Promise<Verification> {
   const ranged = !expected.encrypted && expected.size >= RANGED_FROM_BYTES;
-  const body = ranged ? undefined : plaintextOf(await store.get(key, signal), key, expected, keyring);
+  const body = ranged ? undefined : plaintextOf(await store.get(key, options.signal), key, expected, options.keyring);
   // Readable too: the ranged path hashes what it wrote by reading it back.
   const handle = await open(targetPath, 'wx+', 0o644).catch((error: unknown) => {
     body?.destroy();
     throw localError(error, targetPath);
   });
   try {
-    const digest = body === undefined ? await fetchRangedAndHash(store, key, handle, targetPath, expected, signal, onBytes) : await streamAndHash(body, key, handle, targetPath, expected, onBytes);
+    const digest = body === undefined ? await fetchRangedAndHash(store, key, handle, targetPath, expected, options) : await streamAndHash(body, key, handle, targetPath, expected, options.onBytes);
     const check = checkObject(expected, digest);
     if (!check.ok) throw new AppError('integrity', `${key}: ${check.reason}`);
     return check.verification;
@@ -57,39 +59,35 @@ export async function downloadVerified(
 }
 
 /**
- * Ranges written at their offsets as they arrive (see ranged-fetch.ts); another thread hashes the
- * file in order behind them, as far as it is written, so the hash costs the transfer no time.
+ * Ranges written at their offsets as they arrive: by the store on a thread of its own where it
+ * can (downloadRangesToFile), else here (see ranged-fetch.ts). Another thread hashes the file in
+ * order behind them, as far as it is written, by reading it back: the check covers what the file
+ * holds, wherever each byte was written from, and the hash costs the transfer no time.
  */
-async function fetchRangedAndHash(
-  store: RemoteStore,
-  key: string,
-  handle: FileHandle,
-  targetPath: string,
-  expected: ExpectedFile,
-  signal: AbortSignal | undefined,
-  onBytes: (bytes: number) => void,
-): Promise<ObjectDigest> {
+async function fetchRangedAndHash(store: RemoteStore, key: string, handle: FileHandle, targetPath: string, expected: ExpectedFile, options: DownloadOptions): Promise<ObjectDigest> {
   const hasher = new FileHasher(handle.fd, expected, key);
   const flusher = new BackgroundFlush(handle);
   const written = new WrittenExtents();
-  const file: PositionalWriter = {
-    writev: (buffers, position) =>
-      handle.writev(buffers, position).catch((error: unknown) => {
-        throw localError(error, targetPath);
-      }),
+  const onWritten = (position: number, length: number): void => {
+    flusher.written(length);
+    hasher.advance(written.add(position, length));
   };
   try {
     try {
-      await fetchRangesToFile(store, key, expected.size, file, {
+      const threaded = store.downloadRangesToFile?.(key, {
+        fd: handle.fd,
+        sizeBytes: expected.size,
         rangeBytes: RANGE_BYTES,
         rangesInFlight: RANGES_IN_FLIGHT,
-        signal,
-        onBytes,
+        signal: options.signal,
+        // Progress counts written bytes: a range resumed after a cut is not counted twice.
         onWritten: (position, length) => {
-          flusher.written(length);
-          hasher.advance(written.add(position, length));
+          options.onBytes(length);
+          onWritten(position, length);
         },
+        rangeRetry: options.rangeRetry,
       });
+      await (threaded ?? fetchRangesHere(store, key, handle, targetPath, expected.size, options, onWritten));
     } catch (error) {
       if (isAppError(error)) throw error;
       throw new AppError('remote_unavailable', `download ${key}: connection failed mid-body`, { cause: error });
@@ -102,6 +100,25 @@ async function fetchRangedAndHash(
     // The thread reads through this descriptor: it must have ended before the file is closed.
     await hasher.close();
   }
+}
+
+/** The ranges fetched and written on this thread (stores without a download thread, or limited in bandwidth). */
+function fetchRangesHere(
+  store: RemoteStore,
+  key: string,
+  handle: FileHandle,
+  targetPath: string,
+  sizeBytes: number,
+  options: DownloadOptions,
+  onWritten: (position: number, length: number) => void,
+): Promise<void> {
+  const file: PositionalWriter = {
+    writev: (buffers, position) =>
+      handle.writev(buffers, position).catch((error: unknown) => {
+        throw localError(error, targetPath);
+      }),
+  };
+  return fetchRangesToFile(store, key, sizeBytes, file, { rangeBytes: RANGE_BYTES, rangesInFlight: RANGES_IN_FLIGHT, signal: options.signal, onBytes: options.onBytes, onWritten });
 }
 
 /** One GET, hashed on this thread as it streams (smaller objects, and encrypted ones that are decrypted on the way). */

@@ -5,7 +5,7 @@ import { AppError, describeError } from '../errors.js';
 import type { Keyring } from '../crypto/keys.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
-import type { RemoteStore } from '../remote/store.js';
+import type { PartRetryOptions, RemoteStore } from '../remote/store.js';
 import { withRetry, type RetryPolicy } from '../retry.js';
 import { buildManifest, diffManifests, fileKey, manifestDigest, sameContent, type Manifest } from '../snapshot/manifest.js';
 import { requireSnapshotName } from '../snapshot/naming.js';
@@ -101,6 +101,12 @@ export class Restorer {
     const retry = <T>(operation: () => Promise<T>, what: string): Promise<T> =>
       withRetry(operation, { policy: this.options.retry, signal, onRetry: (error, attempt, delayMs) => log.warn('retrying', { operation: what, attempt, delayMs, error: error.message }) });
 
+    // A range cut in transit is asked for again in place, from its first missing byte; once its
+    // tries are used up, the file's own retry below starts the file again.
+    const rangeRetry: PartRetryOptions = {
+      policy: this.options.retry,
+      onRetry: ({ what, attempt, delayMs, error }) => log.warn('retrying', { operation: what, attempt, delayMs, error: error.message }),
+    };
     const plan = await retry(() => planRemoteSnapshot(this.options.store, name, signal, this.options.keyring), `read remote snapshot ${name}`);
     progress.totalBytes = plan.totalBytes;
     const target = path.join(this.options.backupDir, name);
@@ -121,17 +127,14 @@ export class Restorer {
           // A failed attempt leaves a partial file; start each attempt from nothing.
           await unlink(localPath).catch(() => undefined);
           progress.receivedBytes = before;
-          return downloadVerified(
-            this.options.store,
-            fileKey(name, file.path),
-            localPath,
-            file,
+          return downloadVerified(this.options.store, fileKey(name, file.path), localPath, file, {
             signal,
-            (bytes) => {
+            onBytes: (bytes) => {
               progress.receivedBytes += bytes;
             },
-            this.options.keyring,
-          );
+            keyring: this.options.keyring,
+            rangeRetry,
+          });
         }, `download ${name}/${file.path}`);
         verifications.push(verification);
       }
