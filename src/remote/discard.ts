@@ -2,13 +2,15 @@ import { isAppError } from '../errors.js';
 import type { RemoteStore } from './store.js';
 
 /**
- * Removing what memsync wrote and no longer needs (a released name claim, a failed attempt's
- * object, a finished deletion note) without leaving its data behind. In a bucket that keeps
- * versions (versioning on, which Object Lock implies) a plain DELETE only adds a delete marker:
- * every claim and every failed attempt would stay stored, hidden and billed. There, every version
- * of the key is deleted. Where that is not possible (a version still locked, credentials without
- * s3:ListBucketVersions or s3:DeleteObjectVersion) the key is deleted as before, which at least
- * hides it; a denial is remembered, so later removals do not ask again.
+ * Removing memsync's own bookkeeping (a released name claim, a finished deletion note) without
+ * leaving it behind. In a bucket that keeps versions (versioning on, which Object Lock implies) a
+ * plain DELETE only adds a delete marker: every claim would stay stored, hidden and billed, one per
+ * upload. There, every version of the key is deleted. Where that is not possible (a version still
+ * locked, credentials without s3:ListBucketVersions or s3:DeleteObjectVersion) the key is deleted
+ * as before, which at least hides it; a denial is remembered, so later removals do not ask again.
+ *
+ * Only for keys whose every version is memsync's bookkeeping: a snapshot's file key may hold an
+ * earlier version that another writer stored, which must never be destroyed.
  */
 
 interface StoreVersions {

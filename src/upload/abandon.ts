@@ -18,11 +18,15 @@ export async function abandonUpload(store: RemoteStore, agentId: string, name: s
   const sent = new Set(created);
   let removed = 0;
   // The claim goes too (when it is this agent's): a name that is no longer being uploaded is free.
-  const keys = [...plans.filter((plan) => plan.action.action === 'upload').map((plan) => fileKey(name, plan.file.path)), claimKey(name), signaturesKey(name)];
+  const claim = claimKey(name);
+  const keys = [...plans.filter((plan) => plan.action.action === 'upload').map((plan) => fileKey(name, plan.file.path)), claim, signaturesKey(name)];
   for (const key of keys) {
     try {
       if (!sent.has(key) && (await store.head(key))?.metadata[METADATA_AGENT] !== agentId) continue;
-      await discardObject(store, key);
+      // A claim holds no backup data: every version of it goes. Files are only hidden, never
+      // purged: on a server that ignores If-None-Match on multipart completion, an earlier
+      // version under the key may be another writer's object.
+      await (key === claim ? discardObject(store, key) : store.delete(key));
       removed += 1;
     } catch (error) {
       log.warn('could not remove abandoned object', { key, error: describeError(error) });
@@ -46,7 +50,7 @@ export async function removeAbandonedAttempt(store: RemoteStore, agentId: string
     // Another agent uploading the same content may have adopted this object meanwhile and
     // completed the name: asked again before each delete, so its snapshot never loses a file.
     if (holdsManifest(name, await listAllObjects(store, `${name}/${MANIFEST_STEM}`))) break;
-    await discardObject(store, key);
+    await (key === claimKey(name) ? discardObject(store, key) : store.delete(key));
     removed += 1;
   }
   if (removed > 0) log.info('removed what failed upload attempts left of a pruned snapshot', { snapshot: name, objectsRemoved: removed });
