@@ -70,6 +70,8 @@ export interface AgentOptions {
   refuseHardlinks?: boolean;
   /** Delta uploads of large files (needs serverSideCopy); signatures of file versions are kept in `signaturesDir`. Omitted: off. */
   delta?: { minFileBytes: number; signaturesDir: string } | undefined;
+  /** How long an uploaded snapshot is still watched inside after its last change; default the watcher's (10 min). */
+  watchAfterChangeMs?: number;
   /** Omitted: nothing is recorded (tests, one-shot commands). */
   metrics?: Metrics;
   /** Alerts on upload failures, conflicts and recovery; omitted: none. */
@@ -200,7 +202,12 @@ export class Agent {
       onSettled: (stat) => void this.upload(stat),
       onGone: (name) => this.onGone(name),
     });
-    this.watcher = new BackupWatcher({ backupDir: options.backupDir, log: log.child({ component: 'watch' }), onActivity: (name) => this.onActivity(name) });
+    this.watcher = new BackupWatcher({
+      backupDir: options.backupDir,
+      log: log.child({ component: 'watch' }),
+      onActivity: (name) => this.onActivity(name),
+      ...(options.watchAfterChangeMs === undefined ? {} : { watchAfterChangeMs: options.watchAfterChangeMs }),
+    });
     this.schedule = new SweepSchedule(options.schedule, () => this.sweep('scheduled'), log.child({ component: 'schedule' }));
     this.sweepRetry = new SweepRetry(() => void this.sweep('retry').catch(() => undefined), options.sweepRetry);
   }
@@ -305,10 +312,16 @@ export class Agent {
       const uploads: Promise<{ name: string; outcome: SnapshotOutcome | undefined }>[] = [];
       // In directory order (oldest name first), as before: uploads are queued in that order.
       for (const [index, name] of listing.names.entries()) {
-        const verdict = await this.considerForSweep(name, await (stats[index] as Promise<SnapshotStat | 'gone'>));
-        if (verdict === 'in-sync') inSync.push(name);
-        else if (verdict === 'settling') settling.push(name);
-        else if (verdict !== 'gone') {
+        const stat = await (stats[index] as Promise<SnapshotStat | 'gone'>);
+        const verdict = await this.considerForSweep(name, stat);
+        if (verdict === 'in-sync') {
+          inSync.push(name);
+          if (stat !== 'gone') this.releaseWatch(stat);
+        } else if (verdict === 'settling') {
+          settling.push(name);
+          void this.watcher.watchInside(name);
+        } else if (verdict !== 'gone') {
+          void this.watcher.watchInside(name);
           queued.push(name);
           uploads.push(verdict.upload.then((outcome) => ({ name, outcome })));
         }
@@ -466,6 +479,7 @@ export class Agent {
       this.localEntries.set(stat.name, { name: stat.name, timeMs: stat.timeMs, manifestEtag: outcome.outcome === 'conflict' ? this.uploader.manifestEtag(outcome.manifest) : outcome.manifestEtag });
       this.retryTimers.delete(stat.name);
       this.outcomes.record(stat, outcome, this.remote);
+      if (outcome.outcome !== 'conflict') this.releaseWatch(stat);
       this.lastOutcomes.set(stat.name, { stat, outcome, atMs: this.now() });
       return outcome;
     } catch (error) {
@@ -522,6 +536,15 @@ export class Agent {
     this.localEntries.delete(name);
     this.confirmedManifests.delete(name);
     this.outcomes.recordGone(name, this.remote);
+    this.watcher.stopWatchingInside(name);
+  }
+
+  /**
+   * In sync with the bucket: watched inside only while it may still change (a change to one long
+   * quiet is the next sweep's to find, as a conflict), or while activity has it settling again.
+   */
+  private releaseWatch(stat: SnapshotStat): void {
+    if (!this.settler.isSettling(stat.name)) this.watcher.releaseInside(stat.name, stat.newestChangeMs);
   }
 
   /** Cancels the snapshot's upload, if there is one; the store may be checked then (see OutageAfterPrune). */

@@ -63,7 +63,7 @@ export async function runSweep(ctx: BenchContext): Promise<void> {
     }
     for (const tool of ['memsync', 'memsync status', ...PEERS]) ctx.record({ caseName, tool, runs: runs[tool] ?? [], work: { objects: tree.files }, peer: PEERS.includes(tool as 'aws') });
     ctx.note(
-      `case 4: ${count} snapshots, ${tree.files} local files (${formatBytes(tree.bytes)}), ${tree.files + count} objects remote; memsync's time is agent spawn -> 'sweep finished' (reason start), so it includes Node start-up, config and the bucket probe, with the watcher's initial scan running alongside the sweep; bytes read by the agent per sweep (rchar): ${reads.map(formatBytes).join(', ')} against ${formatBytes(tree.bytes)} of file data`,
+      `case 4: ${count} snapshots, ${tree.files} local files (${formatBytes(tree.bytes)}), ${tree.files + count} objects remote; memsync's time is agent spawn -> 'sweep finished' (reason start), so it includes Node start-up, config, the bucket probe and the watcher's start (one watch on the backup directory; nothing inside uploaded snapshots is watched), which the sweep waits for; bytes read by the agent per sweep (rchar): ${reads.map(formatBytes).join(', ')} against ${formatBytes(tree.bytes)} of file data`,
     );
   } finally {
     await rm(backupDir, { recursive: true, force: true });
