@@ -1,46 +1,28 @@
-import { watch } from 'chokidar';
-
-/**
- * Levels below a snapshot folder that are watched. The folder sits one level under the backup
- * directory, so this reaches as deep as watching the backup directory 8 levels down did; the
- * memory service's own layout is one level.
- */
-const DEPTH_BELOW_FOLDER = 7;
+import { watch, type FSWatcher } from 'node:fs';
 
 export interface FolderWatch {
-  /** Resolves once every file and directory below the folder is watched. */
+  /** Resolves once changes below the folder are reported. */
   ready: Promise<void>;
   close(): Promise<void>;
 }
 
 /**
- * chokidar over one snapshot folder: `onChange` for anything written, added or removed below
- * it. Files already there when watching begins are not reported.
+ * Watches one snapshot folder and what is below it: `onChange` for anything written, added,
+ * removed or renamed there. One kernel watch per directory (Node's recursive fs.watch), nothing
+ * kept per file, and links are never followed: a snapshot watched while it settles or uploads
+ * costs a few watches, and closing it frees them.
  */
 export function watchFolder(folder: string, onChange: () => void, onError: (error: unknown) => void): FolderWatch {
-  const watcher = watch(folder, { ignoreInitial: true, depth: DEPTH_BELOW_FOLDER, followSymlinks: false });
-  let ready = false;
-  let markReady = (): void => undefined;
-  const readyPromise = new Promise<void>((resolve) => {
-    markReady = () => {
-      ready = true;
-      resolve();
-    };
-  });
-  watcher.on('all', (_event, _path, stats) => {
-    // With followSymlinks off, chokidar reports the links its first scan finds despite
-    // ignoreInitial; links are skipped by the scan anyway, and they are not a change.
-    if (!ready && stats?.isSymbolicLink() === true) return;
-    onChange();
-  });
-  watcher.on('error', onError);
-  watcher.once('ready', markReady);
+  let watcher: FSWatcher | undefined;
+  try {
+    watcher = watch(folder, { recursive: true, persistent: false }, () => onChange());
+    watcher.on('error', onError);
+  } catch (error) {
+    // Gone (or replaced by a file) before it could be watched: the directory's own watch reports that.
+    onError(error);
+  }
   return {
-    ready: readyPromise,
-    close: () => {
-      // No 'ready' comes after close: whoever waits for it must not wait forever.
-      markReady();
-      return watcher.close();
-    },
+    ready: Promise.resolve(),
+    close: async () => watcher?.close(),
   };
 }
