@@ -3,7 +3,7 @@
 // the figures to bench/results/. Not part of the test suite: nothing here asserts a time.
 //
 // Environment: BENCH_SCALE=full|small (default full), BENCH_REPS (default 3), BENCH_CASES=1,2,...
-// (default 1 to 6; case 7, delta uploads, runs only when named), BENCH_BURST_SNAPSHOTS / BENCH_SWEEP_SNAPSHOTS (override the scale's counts),
+// (default 1 to 6; case 7, delta uploads, and case 8, a burst as the memory service writes and prunes it, run only when named), BENCH_BURST_SNAPSHOTS / BENCH_SWEEP_SNAPSHOTS (override the scale's counts),
 // BENCH_SETTLE_MS (memsync's CLOUD_SYNC_SETTLE_MS, default 1000), BENCH_DIR (parent
 // of the temp work dir, default the OS temp dir), BENCH_KEEP=1 (keep the work dir and the server's
 // state), BENCH_CPU_PROF=DIR (run the agents with --cpu-prof into DIR), BENCH_RGW_STATE=DIR (use a
@@ -25,6 +25,7 @@ import { SCALES, type Scale } from './scale.js';
 import { prepareLarge, runLarge, runRssScaling } from './cases/large.js';
 import { runLatency } from './cases/latency.js';
 import { runBurst } from './cases/burst.js';
+import { runServiceBurst } from './cases/burst-service.js';
 import { runSweep } from './cases/sweep.js';
 import { runRestore } from './cases/restore.js';
 import { runIdle } from './cases/idle.js';
@@ -154,6 +155,7 @@ async function main(): Promise<void> {
     if (s.cases.has(5) && large !== undefined) await ctx.timedCase('5. restore', () => runRestore(ctx, large, s.cases.has(1) ? 'c1/memsync/r1/' : undefined));
     if (s.cases.has(6)) await ctx.timedCase('6. idle', () => runIdle(ctx));
     if (s.cases.has(7)) await ctx.timedCase('7. delta', () => runDelta(ctx));
+    if (s.cases.has(8)) await ctx.timedCase('8. burst as the service makes it', () => runServiceBurst(ctx));
 
     const header = ['case', 'tool', 'median wall', 'throughput', 'peak RSS', 'CPU s', 'memsync / best peer'];
     const table = markdownTable(header, tableRows(ctx.rows));

@@ -28,17 +28,20 @@ import { OutageAfterPrune } from './outage-after-prune.js';
 import type { Notifier } from './alerts/notifier.js';
 import type { Encryption } from './crypto/encryption.js';
 import { buildStatus, type AgentStatus } from './status.js';
+import { ETAG_VERIFICATION, storedVerification, type StoredVerification } from './upload/stored-verification.js';
 
 /** The agent's settings that come straight from the configuration (the agent and the CLI build it alike). */
 export function agentSettings(
   config: Config,
 ): Pick<
   AgentOptions,
-  'backupDir' | 'settleMs' | 'concurrency' | 'multipartThresholdBytes' | 'shutdownTimeoutMs' | 'schedule' | 'staleMultipartMs' | 'serverSideCopy' | 'localFileDeadlineMs' | 'refuseHardlinks' | 'delta' | 'claimLeaseMs'
+  'backupDir' | 'settleMs' | 'concurrency' | 'multipartThresholdBytes' | 'shutdownTimeoutMs' | 'schedule' | 'staleMultipartMs' | 'serverSideCopy' | 'localFileDeadlineMs' | 'refuseHardlinks' | 'delta' | 'claimLeaseMs' | 'verification'
 > {
   const { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks, deltaMinFileBytes, claimLeaseMs } = config;
   const delta = deltaMinFileBytes === undefined ? undefined : { minFileBytes: deltaMinFileBytes, signaturesDir: path.join(config.stateDir, 'signatures') };
-  return { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks, delta, claimLeaseMs };
+  // Server-side encryption is asked for of S3 stores only; the others' ETags stay what they are.
+  const verification = storedVerification(config.storage.provider === 's3' ? config.s3.atRest : undefined);
+  return { backupDir, settleMs, concurrency, multipartThresholdBytes, shutdownTimeoutMs, schedule, staleMultipartMs, serverSideCopy, localFileDeadlineMs, refuseHardlinks, delta, claimLeaseMs, verification };
 }
 
 export interface AgentOptions {
@@ -70,6 +73,8 @@ export interface AgentOptions {
   refuseHardlinks?: boolean;
   /** Delta uploads of large files (needs serverSideCopy); signatures of file versions are kept in `signaturesDir`. Omitted: off. */
   delta?: { minFileBytes: number; signaturesDir: string } | undefined;
+  /** How stored objects are proven to hold the bytes sent (see stored-verification.ts); default by ETag. */
+  verification?: StoredVerification;
   /** How long an uploaded snapshot is still watched inside after its last change; default the watcher's (10 min). */
   watchAfterChangeMs?: number;
   /** Omitted: nothing is recorded (tests, one-shot commands). */
@@ -127,6 +132,7 @@ const SNAPSHOT_RETRY: RetryPolicy = { attempts: Number.POSITIVE_INFINITY, baseDe
 export class Agent {
   readonly health: RemoteHealth;
   private readonly now: () => number;
+  private readonly verification: StoredVerification;
   private readonly settler: Settler;
   private readonly watcher: BackupWatcher;
   private readonly jobs: UploadJobs;
@@ -153,6 +159,7 @@ export class Agent {
 
   constructor(private readonly options: AgentOptions) {
     this.now = options.now ?? Date.now;
+    this.verification = options.verification ?? ETAG_VERIFICATION;
     const log = options.log;
     this.health = new RemoteHealth(log.child({ component: 'remote' }), this.now);
     this.signatures = options.delta === undefined ? undefined : new SignatureStore(options.delta.signaturesDir, log.child({ component: 'upload' }));
@@ -183,11 +190,13 @@ export class Agent {
       },
       // The listing sweeps keep (and uploads extend) says which snapshots are complete: no listing of its own.
       serverSideCopy: options.serverSideCopy === false ? undefined : { remoteIndex: () => this.remote },
+      remoteIndex: () => this.remote,
       ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
       ...(options.conditionalWritesHonoured === undefined ? {} : { conditionalWritesHonoured: options.conditionalWritesHonoured }),
       ...(options.localFileDeadlineMs === undefined ? {} : { localFileDeadlineMs: options.localFileDeadlineMs }),
       ...(options.claimLeaseMs === undefined ? {} : { claimLeaseMs: options.claimLeaseMs }),
       refuseHardlinks: options.refuseHardlinks ?? false,
+      verification: this.verification,
       ...(this.signatures === undefined || options.delta === undefined ? {} : { delta: { minFileBytes: options.delta.minFileBytes, signatures: this.signatures } }),
     });
     // As many snapshots in preparation as file slots: more would keep the slots busier during a
@@ -237,7 +246,7 @@ export class Agent {
     await this.watcher.start();
     this.schedule.start();
     this.started = true;
-    this.options.log.info('watching for backups', { backupDir: this.options.backupDir, settleMs: this.options.settleMs, schedule: this.options.schedule });
+    this.options.log.info('watching for backups', { backupDir: this.options.backupDir, settleMs: this.options.settleMs, schedule: this.options.schedule, storedObjects: this.verification.description });
     void this.sweep('start').catch(() => undefined);
   }
 
@@ -533,10 +542,27 @@ export class Agent {
       this.abandoned.abandon(name, this.uploading.get(name)?.promise);
     }
     this.retryTimers.delete(name);
+    this.watcher.stopWatchingInside(name);
+    this.forgetLocal(name);
+    const running = this.uploading.get(name)?.promise;
+    if (running === undefined) {
+      this.outcomes.recordGone(name, this.remote);
+      return;
+    }
+    // A prune does not stop an upload whose files are all stored and verified (its manifest may
+    // already be at the server): what the upload came to decides whether the snapshot was lost.
+    void running.then(() => {
+      if (this.uploading.has(name)) return;
+      // The upload recorded its outcome as for a snapshot still there.
+      this.forgetLocal(name);
+      this.outcomes.recordGone(name, this.remote);
+    });
+  }
+
+  private forgetLocal(name: string): void {
     this.localEntries.delete(name);
     this.confirmedManifests.delete(name);
-    this.outcomes.recordGone(name, this.remote);
-    this.watcher.stopWatchingInside(name);
+    this.lastOutcomes.delete(name);
   }
 
   /**
@@ -587,6 +613,7 @@ export class Agent {
       health: this.health,
       nextSweepMs: this.started ? this.schedule.nextRunMs() : undefined,
       watching: this.watcher.isRunning,
+      verification: this.verification,
     });
   }
 }

@@ -511,11 +511,6 @@ function checkCombinations(values: Partial<EnvValues>, raw: Record<string, strin
   if (raw.CLOUD_SYNC_SSE_KMS_KEY_ID !== undefined && values.CLOUD_SYNC_SSE !== 'aws:kms') {
     problems.push({ variable: 'CLOUD_SYNC_SSE_KMS_KEY_ID', value: raw.CLOUD_SYNC_SSE_KMS_KEY_ID, expected: 'set only with CLOUD_SYNC_SSE=aws:kms (the key encrypts nothing otherwise)' });
   }
-  if (values.CLOUD_SYNC_SSE === 'aws:kms') {
-    // Under SSE-KMS an ETag is no MD5, and memsync proves every write by its ETag: each upload
-    // would fail its check. Refused until writes are checked by a server-side SHA-256 instead.
-    problems.push({ variable: 'CLOUD_SYNC_SSE', value: raw.CLOUD_SYNC_SSE, expected: 'AES256, or unset: aws:kms is not supported yet (its ETags are not MD5s, so memsync could not verify what it stored); for encryption under your own key use CLOUD_SYNC_ENCRYPTION_KEY' });
-  }
   return stateDir;
 }
 

@@ -6,6 +6,7 @@ import type { SaveHealth } from './state/persisted.js';
 import { compareSides, type LocalEntry } from './upload/compare.js';
 import type { UploadJobs } from './upload/jobs.js';
 import type { UploadProgress } from './upload/snapshot-uploader.js';
+import type { StoredVerification } from './upload/stored-verification.js';
 
 /** What memsync reports about itself; built from memory, never from a bucket listing per call. */
 export interface AgentStatus {
@@ -29,6 +30,8 @@ export interface AgentStatus {
   counters: Counters;
   /** Whether the state directory takes memsync's saves (agent id, counters, conflicts). */
   stateSaves: { ok: boolean; failures: number; lastFailure: { at: string; file: string; message: string } | undefined };
+  /** How each stored object is proven to hold the bytes sent (by ETag, or read back under SSE-KMS), and whether copies are on for it. */
+  verification: StoredVerification;
 }
 
 export interface StatusInputs {
@@ -41,6 +44,7 @@ export interface StatusInputs {
   health: RemoteHealth;
   nextSweepMs: number | undefined;
   watching: boolean;
+  verification: StoredVerification;
 }
 
 const iso = (ms: number | undefined): string | undefined => (ms === undefined || ms === 0 ? undefined : new Date(ms).toISOString());
@@ -99,5 +103,6 @@ export function buildStatus(inputs: StatusInputs): AgentStatus {
       failures: inputs.stateSaves.failures,
       lastFailure: inputs.stateSaves.lastFailure && { at: iso(inputs.stateSaves.lastFailure.atMs) ?? '', file: inputs.stateSaves.lastFailure.file, message: inputs.stateSaves.lastFailure.message },
     },
+    verification: { ...inputs.verification },
   };
 }

@@ -66,9 +66,9 @@ export function writeParameters(atRest: S3AtRest | undefined): S3WriteParameters
 
 /**
  * Whether the store's ETags are the MD5 of the object's bytes (or of its parts' MD5s). Under
- * SSE-KMS they are not: S3 then answers an opaque ETag, and only the Content-MD5 each write
- * carries (checked by the server) and the manifest's SHA-256 (checked on restore and verify)
- * still tie the stored bytes to the file.
+ * SSE-KMS AWS S3 answers an ETag that is not (Ceph RGW 16 still answers the MD5, but memsync
+ * cannot tell the two apart): what was stored is then proven another way (see
+ * upload/stored-verification.ts).
  */
 export function etagsAreDigests(atRest: S3AtRest | undefined): boolean {
   return atRest?.sse?.mode !== 'aws:kms';

@@ -32,6 +32,8 @@ export interface FilePlannerOptions {
   copier: ServerSideCopier | undefined;
   delta: DeltaTransfer | undefined;
   retrying: Retrying;
+  /** False where the store's ETags are no MD5s of the content (SSE-KMS): an object is then compared by reading it. */
+  etagsAreDigests: boolean;
 }
 
 /** The snapshot's objects by key (relative to the prefix), from one paginated listing. */
@@ -85,7 +87,7 @@ export class FilePlanner {
         const digest = digests.get(file.path) ?? (await this.options.files.digest(stat, file));
         const sealed = sealedIdentity(this.options.encryption, digest, this.options.multipartThresholdBytes);
         if (sealed !== undefined) return { file, digest, action: planEncryptedFile(sealed, head, agentId), storedEtag };
-        let action = planFile(digest, head, agentId);
+        let action = planFile(digest, head, agentId, this.options.etagsAreDigests);
         if (action.action === 'verify-remote') {
           const remoteSha256 = await retrying(async () => sha256OfBody(await store.get(key, signal), key), `verify ${key}`, signal);
           action = remoteSha256 === digest.sha256 ? { action: 'skip' } : { action: 'conflict', reason: `remote SHA-256 ${remoteSha256} differs` };

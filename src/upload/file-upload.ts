@@ -5,9 +5,12 @@ import type { FileBody, RemoteStore } from '../remote/store.js';
 import { fileDigestAccumulator, normalizeEtag, partSizeFor, usesMultipart, type DigestAccumulator, type FileDigest } from '../snapshot/digest.js';
 import { fileKey } from '../snapshot/manifest.js';
 import { isStuckFileOperation } from '../snapshot/safe-open.js';
-import { METADATA_AGENT, METADATA_CONTENT_TAG, METADATA_SHA256, sameEncryptedContent, verifyStored } from './plan.js';
+import { METADATA_AGENT, METADATA_CONTENT_TAG, METADATA_SHA256, sameEncryptedContent, verifyStored, type ReadBackDigest } from './plan.js';
+import { readBack } from './read-back.js';
 import type { Retrying } from './requests.js';
+import { nameTaken } from './unlisted-upload.js';
 import type { SnapshotFiles } from './snapshot-files.js';
+import type { StoredVerificationMethod } from './stored-verification.js';
 import type { FinalTransfer, TransferContext, TransferInput, TransferResult } from './transfer.js';
 import { ciphertextDigest, digestedBody, encryptedBody, fileBody, readFrom, sealedIdentity, sealedLayout } from './upload-body.js';
 
@@ -25,6 +28,8 @@ export interface FileUploadOptions {
   encryption: Encryption | undefined;
   retrying: Retrying;
   now: () => number;
+  /** How a stored object is proven to hold the bytes sent (stored-verification.ts). Default 'etag'. */
+  verification?: StoredVerificationMethod;
 }
 
 /** Large-file progress lines at most this often, so a multi-GB upload shows it is alive without flooding. */
@@ -61,12 +66,13 @@ export class FileUpload implements FinalTransfer {
       // this call, instead of erupting later as an 'error' event on a stream nobody listens to yet.
       // Refused unless it is still the regular file that was scanned (and hashed): see safe-open.ts.
       const file = await files.open(stat, input.file);
+      context.writing?.(key);
       // The digests of what this attempt sends, when they are not known before: an encrypted
       // body's (known once the ciphertext has streamed out), or a file hashed on the way.
       const attempt: { sent: DigestAccumulator | undefined; storedEtag: string | undefined } = { sent: undefined, storedEtag: undefined };
       const body = (): Readable | FileBody => {
         if (encryption !== undefined && sealed !== undefined) {
-          attempt.sent = ciphertextDigest(sealed);
+          attempt.sent = ciphertextDigest(sealed, { sha256: this.readsBack });
           return encryptedBody(readFrom(file, size), encryption.writeKey, attempt.sent);
         }
         if (known !== undefined) return multipart ? fileBody(file, absolute) : readFrom(file, size);
@@ -103,7 +109,10 @@ export class FileUpload implements FinalTransfer {
         });
       } catch (error) {
         // Awaited here: the finally below must not close the file while it is still pending.
-        if (isAppError(error, 'conflict')) return await this.resolveRace(input, context, key);
+        if (isAppError(error, 'conflict')) {
+          if (context.unlisted === true) throw nameTaken(key, error);
+          return await this.resolveRace(input, context, key);
+        }
         // A failed read of the local file means the snapshot changed or went away, not a store problem.
         // Not after a stuck one: the disk is not answering, and another look at it would hang too.
         if (!isStuckFileOperation(error)) await files.requireFileUnchanged(stat, input.file);
@@ -115,7 +124,7 @@ export class FileUpload implements FinalTransfer {
       // The write's own answer says what the server stored (an ETag is the MD5 of those bytes, or
       // of their parts); only a server that answered without one costs a HEAD.
       const stored = attempt.storedEtag === undefined ? await store.head(key) : { size: expected.size, etag: attempt.storedEtag, metadata: {} };
-      const problem = verifyStored(expected, stored);
+      const problem = verifyStored(expected, stored, await this.readBackIfAsked(key, signal));
       if (problem !== undefined) {
         // Removed only when it is this agent's: a server that ignores If-None-Match on multipart
         // completion may hold another writer's object there now, which is never deleted.
@@ -154,12 +163,22 @@ export class FileUpload implements FinalTransfer {
     return { [METADATA_AGENT]: agentId, [METADATA_CONTENT_TAG]: encryption.contentTag(digest.sha256) };
   }
 
+  private get readsBack(): boolean {
+    return this.options.verification === 'read-back-sha256';
+  }
+
+  /** The object read back, where its ETag proves nothing; undefined where it does. */
+  private async readBackIfAsked(key: string, signal: AbortSignal | undefined): Promise<ReadBackDigest | undefined> {
+    return this.readsBack ? readBack(this.options.store, key, signal) : undefined;
+  }
+
   /** Someone wrote the key between our HEAD and PUT: identical content is fine, anything else is a conflict. */
-  private async resolveRace(input: TransferInput, { stat }: TransferContext, key: string): Promise<TransferResult> {
+  private async resolveRace(input: TransferInput, { stat, signal }: TransferContext, key: string): Promise<TransferResult> {
     const head = await this.options.store.head(key);
     const digest = input.digest ?? (await this.options.files.digest(stat, input.file));
     const sealed = sealedIdentity(this.options.encryption, digest, this.options.multipartThresholdBytes);
-    if (sealed === undefined ? verifyStored(digest, head) === undefined : sameEncryptedContent(sealed, head)) {
+    const readBackDigest = sealed === undefined && head?.size === digest.size ? await this.readBackIfAsked(key, signal) : undefined;
+    if (sealed === undefined ? verifyStored(digest, head, readBackDigest) === undefined : sameEncryptedContent(sealed, head)) {
       return { kind: 'found', storedEtag: normalizeEtag(head?.etag), digest, bytesSent: 0, bytesCopied: 0, bytesDelta: 0 };
     }
     throw new AppError('conflict', `${key} was written by someone else during the upload`);

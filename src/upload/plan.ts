@@ -61,21 +61,39 @@ const PLAIN_MD5 = /^[0-9a-f]{32}$/;
  * key is kept when it provably holds the same bytes, replaced only when this agent wrote it
  * in an attempt that never completed, and otherwise left alone as a conflict.
  */
-export function planFile(local: FileDigest, remote: RemoteHead | undefined, agentId: string): FileAction {
+export function planFile(local: FileDigest, remote: RemoteHead | undefined, agentId: string, etagsAreDigests = true): FileAction {
   if (remote === undefined) return { action: 'upload', replace: false };
   const remoteEtag = normalizeEtag(remote.etag);
   if (remote.size === local.size && remoteEtag === local.etag) return { action: 'skip' };
   if (remote.metadata[METADATA_AGENT] === agentId) return { action: 'upload', replace: true };
   if (remote.size !== local.size) return { action: 'conflict', reason: `remote object has ${remote.size} bytes, local file ${local.size}` };
-  // Another tool's part size (or server-side encryption) gives an ETag that is not comparable: read it to know.
-  if (!PLAIN_MD5.test(remoteEtag) || local.multipart) return { action: 'verify-remote' };
+  // Another tool's part size, or server-side encryption (an ETag that only looks like an MD5,
+  // etagsAreDigests false), gives an ETag that is not comparable: read it to know.
+  if (!etagsAreDigests || !PLAIN_MD5.test(remoteEtag) || local.multipart) return { action: 'verify-remote' };
   return { action: 'conflict', reason: `remote object's MD5 ${remoteEtag} differs from local ${local.md5}` };
 }
 
-/** Whether the server's account of a finished upload matches what memsync read from disk. */
-export function verifyStored(local: FileDigest, stored: RemoteHead | undefined): string | undefined {
+/** An object as it was read back whole from the store (see upload/read-back.ts). */
+export interface ReadBackDigest {
+  size: number;
+  sha256: string;
+}
+
+/**
+ * Whether the server's account of a finished upload matches what memsync read from disk: its
+ * ETag, or, when the object was read back (ETags that are no MD5s: see stored-verification.ts),
+ * the SHA-256 of those bytes against that of the bytes sent.
+ */
+export function verifyStored(local: FileDigest, stored: RemoteHead | undefined, readBack?: ReadBackDigest): string | undefined {
   if (stored === undefined) return 'object missing after upload';
   if (stored.size !== local.size) return `stored ${stored.size} bytes, sent ${local.size}`;
+  if (readBack !== undefined) {
+    // Never passed for want of something to compare with: that would verify nothing.
+    if (local.sha256 === '') return 'object read back, but the SHA-256 of the bytes sent was not taken';
+    if (readBack.size !== local.size) return `read back ${readBack.size} bytes, sent ${local.size}`;
+    if (readBack.sha256 !== local.sha256) return `SHA-256 ${readBack.sha256} read back, sent ${local.sha256}`;
+    return undefined;
+  }
   const etag = normalizeEtag(stored.etag);
   // Some servers report the whole object's MD5 for a multipart upload too: that proves as much.
   if (!producesEtag(local, etag)) return `stored ETag ${etag || '(empty)'}, expected ${local.etag}`;

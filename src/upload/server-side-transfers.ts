@@ -19,9 +19,15 @@ export class CopyTransfer implements FileTransfer {
     private readonly sources: ReadonlyMap<string, CopySource[]>,
   ) {}
 
-  async attempt(input: TransferInput, { stat, signal, log }: TransferContext): Promise<TransferResult | undefined> {
+  /** Whether any file of the snapshot may be copied (a copy is not create-only: see unlisted-upload.ts). */
+  get copiesAny(): boolean {
+    return this.sources.size > 0;
+  }
+
+  async attempt(input: TransferInput, { stat, signal, log, writing }: TransferContext): Promise<TransferResult | undefined> {
     const sources = this.sources.get(input.file.path);
     if (sources === undefined || input.digest === undefined) return undefined;
+    writing?.(fileKey(stat.name, input.file.path));
     const storedEtag = await this.copier.copy(fileKey(stat.name, input.file.path), input.digest, sources, signal, log);
     if (storedEtag === undefined) return undefined;
     return { kind: 'copied', storedEtag, bytesSent: 0, bytesCopied: input.file.size, bytesDelta: 0 };
@@ -35,9 +41,10 @@ export class ComposeTransfer implements FileTransfer {
     private readonly files: SnapshotFiles,
   ) {}
 
-  async attempt(input: TransferInput, { stat, signal, log }: TransferContext): Promise<TransferResult | undefined> {
+  async attempt(input: TransferInput, { stat, signal, log, writing }: TransferContext): Promise<TransferResult | undefined> {
     if (input.digest === undefined || !this.delta.considers(input.file.size)) return undefined;
     const file = await this.files.open(stat, input.file);
+    writing?.(fileKey(stat.name, input.file.path));
     try {
       const body = fileBody(file, this.files.absolutePath(stat, input.file));
       const composed = await this.delta.compose(stat.name, fileKey(stat.name, input.file.path), { path: input.file.path, digest: input.digest, body }, signal, log);

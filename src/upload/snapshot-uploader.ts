@@ -1,7 +1,7 @@
 import type PQueue from 'p-queue';
 import { AppError, describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { RemoteStore } from '../remote/store.js';
+import type { RemoteObject, RemoteStore } from '../remote/store.js';
 import { usesMultipart, type FileDigest } from '../snapshot/digest.js';
 import { buildManifest, fileKey, type Manifest } from '../snapshot/manifest.js';
 import { manifestKeyFor, plainManifestCodec, type ManifestCodec } from '../snapshot/manifest-codec.js';
@@ -12,7 +12,7 @@ import type { HashCacheDocument } from '../state/hash-cache.js';
 import type { PersistedJson } from '../state/persisted.js';
 import type { RetryPolicy } from '../retry.js';
 import type { RemoteIndex } from '../remote/remote-index.js';
-import { abandonUpload } from './abandon.js';
+import { cleanUpCancelledAttempt } from './attempt-cleanup.js';
 import { DeltaTransfer } from './delta-transfer.js';
 import { FilePlanner, listSnapshot, type FilePlan } from './file-plans.js';
 import { FileUpload } from './file-upload.js';
@@ -21,8 +21,11 @@ import { NameClaims, type HeldClaim } from './name-claim.js';
 import { requireUploadablePaths } from './plan.js';
 import { retryingWith, type Retrying } from './requests.js';
 import { ServerSideCopier } from './server-side-copy.js';
+import { commitSignal, type CommitSignal } from './commit-signal.js';
+import { isNameTaken, listingNeeded } from './unlisted-upload.js';
 import { ComposeTransfer, CopyTransfer } from './server-side-transfers.js';
 import { SnapshotFiles } from './snapshot-files.js';
+import { ETAG_VERIFICATION, type StoredVerification } from './stored-verification.js';
 import { addTransfer, noTransfers, transferFile, type FileTransfer, type TransferContext, type TransferTotals } from './transfer.js';
 import { sealedLayout } from './upload-body.js';
 
@@ -106,7 +109,18 @@ export interface UploaderOptions {
   delta?: { minFileBytes: number; signatures: SignatureStore };
   /** Lease of this agent's claims on snapshot names, renewed every third of it (see claim-lease.ts). Default 10 min. */
   claimLeaseMs?: number;
+  /** How stored objects are proven (stored-verification.ts); where only by reading them back, no copies or compositions. Default: by ETag. */
+  verification?: StoredVerification;
+  /**
+   * The bucket's listing as sweeps keep it and uploads extend it. Where it shows nothing under a
+   * new snapshot's name, that snapshot's own listing may be skipped (unlisted-upload.ts). Omitted:
+   * every snapshot is listed before its upload.
+   */
+  remoteIndex?: () => RemoteIndex;
 }
+
+/** Names remembered as tried and not completed (see `tried`). */
+const MAX_TRIED_NAMES = 10_000;
 
 export class SnapshotUploader {
   private readonly copier: ServerSideCopier | undefined;
@@ -119,17 +133,21 @@ export class SnapshotUploader {
   /** Delta uploads' transfer, tried after a copy and before the upload; undefined when off. */
   private readonly compose: ComposeTransfer | undefined;
   private readonly fileUpload: FileUpload;
+  private readonly delta: DeltaTransfer | undefined;
+  /** Names whose upload started in this process and has not completed: a failed attempt may have left objects. */
+  private readonly tried = new Set<string>();
 
   constructor(private readonly options: UploaderOptions) {
     const { store, agentId, encryption, multipartThresholdBytes } = options;
     const copy = options.serverSideCopy;
     const signatures = options.delta?.signatures;
+    const verification = options.verification ?? ETAG_VERIFICATION;
     this.codec = encryption?.codec ?? plainManifestCodec();
     this.retrying = retryingWith(options.retry, options.log, options.onRetry);
-    // An encrypted object's ETag cannot be predicted from the local file, so a copy could not be
-    // verified without downloading it: with encryption, every file is sent.
+    // An encrypted object's ETag cannot be predicted from the local file, and an SSE-KMS one is no
+    // digest at all: a copy could then not be verified without downloading it, so every file is sent.
     this.copier =
-      copy === undefined || encryption !== undefined
+      copy === undefined || encryption !== undefined || !verification.serverSideCopies
         ? undefined
         : new ServerSideCopier({
             store,
@@ -163,11 +181,12 @@ export class SnapshotUploader {
       refuseHardlinks: options.refuseHardlinks,
       delta,
     });
-    this.planner = new FilePlanner({ store, files: this.files, agentId, multipartThresholdBytes, encryption, copier, delta, retrying });
+    this.planner = new FilePlanner({ store, files: this.files, agentId, multipartThresholdBytes, encryption, copier, delta, retrying, etagsAreDigests: verification.method === 'etag' });
     this.manifests = new ManifestCommit({ store, codec: this.codec, encryption, agentId, conditionalWritesHonoured: options.conditionalWritesHonoured, delta, retrying });
     this.claims = new NameClaims({ store, agentId, now: options.now, retrying, leaseMs: options.claimLeaseMs });
+    this.delta = delta;
     this.compose = delta === undefined ? undefined : new ComposeTransfer(delta, this.files);
-    this.fileUpload = new FileUpload({ store, files: this.files, agentId, multipartThresholdBytes, encryption, retrying, now: options.now });
+    this.fileUpload = new FileUpload({ store, files: this.files, agentId, multipartThresholdBytes, encryption, retrying, now: options.now, verification: verification.method });
   }
 
   /** Digests a settled snapshot into its manifest, re-reading only files whose stat changed. */
@@ -195,10 +214,48 @@ export class SnapshotUploader {
     if (stat.skipped.length > 0) {
       log.warn('entries inside the snapshot are not uploaded: symbolic links and special files are never followed', { entries: stat.skipped.slice(0, 20), count: stat.skipped.length });
     }
-    // One listing says what the bucket holds under this name: manifests and files, sizes and
-    // ETags. Keys it does not show need no HEAD before their upload (a conditional PUT still
-    // guards the race with another writer).
-    const listed = await this.retrying(() => listSnapshot(this.options.store, stat.name), `list ${stat.name}/`, signal);
+    const unlisted = !this.listingNeeded(stat);
+    this.tried.add(stat.name);
+    // Bounded: a name forgotten is only listed first no more (a 412 still sends it to the listing).
+    if (this.tried.size > MAX_TRIED_NAMES) this.tried.delete(this.tried.values().next().value as string);
+    try {
+      const outcome = await this.uploadAttempt(stat, signal, onProgress, { startedAtMs, log, unlisted });
+      if (outcome.outcome !== 'conflict') this.tried.delete(stat.name);
+      return outcome;
+    } catch (error) {
+      if (!isNameTaken(error)) throw error;
+      // A create-only write found an object after all: the listing decides, as for any snapshot
+      // whose name the bucket knows (what this attempt wrote is this agent's, and is kept).
+      log.debug('name taken in the bucket after all; listing it and starting over', { reason: describeError(error) });
+    }
+    const outcome = await this.uploadAttempt(stat, signal, onProgress, { startedAtMs, log, unlisted: false });
+    if (outcome.outcome !== 'conflict') this.tried.delete(stat.name);
+    return outcome;
+  }
+
+  private listingNeeded(stat: SnapshotStat): boolean {
+    return listingNeeded({
+      index: this.options.remoteIndex?.(),
+      name: stat.name,
+      triedBefore: this.tried.has(stat.name),
+      conditionalWritesHonoured: this.options.conditionalWritesHonoured?.() === true,
+      largeFiles: stat.files.some((file) => this.sendsInParts(file.size) || this.delta?.considers(file.size) === true),
+    });
+  }
+
+  /**
+   * One upload. One listing says what the bucket holds under this name: manifests and files,
+   * sizes and ETags. Keys it does not show need no HEAD before their upload (a conditional PUT
+   * still guards the race with another writer). `unlisted`: planned as if the listing were empty
+   * (see unlisted-upload.ts), listed after all before a server-side copy, which is not create-only.
+   */
+  private async uploadAttempt(
+    stat: SnapshotStat,
+    signal: AbortSignal,
+    onProgress: (progress: UploadProgress) => void,
+    { startedAtMs, log, unlisted }: { startedAtMs: number; log: Logger; unlisted: boolean },
+  ): Promise<SnapshotOutcome> {
+    const listed = unlisted ? new Map<string, RemoteObject>() : await this.retrying(() => listSnapshot(this.options.store, stat.name), `list ${stat.name}/`, signal);
     const remoteHasManifest = (['plain', 'encrypted'] as const).some((format) => listed.has(manifestKeyFor(stat.name, format)));
 
     if (remoteHasManifest) {
@@ -217,37 +274,52 @@ export class SnapshotUploader {
       const { manifest } = await this.buildLocalManifest(stat);
       return { outcome: 'conflict', manifest, conflict: incompleteConflict(manifest, conflicts) };
     }
+    const transfers = await this.transfersFor(stat.name, plans, signal);
+    if (unlisted && transfers.some((transfer) => transfer instanceof CopyTransfer && transfer.copiesAny)) {
+      return this.uploadAttempt(stat, signal, onProgress, { startedAtMs, log, unlisted: false });
+    }
 
     const progress: UploadProgress = { snapshot: stat.name, totalBytes: stat.files.reduce((sum, f) => sum + f.size, 0), sentBytes: 0, files: plans.length, filesDone: 0, startedAtMs };
     const context: TransferContext = {
       stat,
       signal,
       log,
+      unlisted,
       addSentBytes: (bytes) => {
         progress.sentBytes += bytes;
         onProgress({ ...progress });
       },
     };
     const created: string[] = [];
+    const attempted = new Set<string>();
     let claim: HeldClaim | undefined;
+    let committing: CommitSignal | undefined;
     try {
       // Inside the try: a claim cancelled by a prune ends as snapshot_gone and is removed with the rest.
       if (plans.some((plan) => plan.action.action === 'upload' && this.sendsInParts(plan.file.size))) claim = await this.claims.claim(stat.name, listed, signal, log);
       // Under a claim, its signal: a claim lost (taken over, or not renewed in time) stops the upload.
       const claimed = claim === undefined ? context : { ...context, signal: claim.signal };
-      const totals = await this.transferFiles(plans, claimed, progress, onProgress, created);
+      const totals = await this.transferFiles(plans, transfers, claimed, progress, onProgress, { created, attempted });
       // Files changed while they were being sent: what was sent is not a consistent snapshot.
       await this.files.requireUnchanged(stat);
-      const outcome = await this.commit(plans, claimed, { bytes: progress.totalBytes, totals, startedAtMs });
+      if (claimed.signal.aborted) throw cancelledOr(undefined, claimed.signal);
+      // From here on a prune does not stop the upload (see commit-signal.ts).
+      committing = commitSignal(claimed.signal);
+      const outcome = await this.commit(plans, { ...claimed, signal: committing.signal }, { bytes: progress.totalBytes, totals, startedAtMs });
       await claim?.release();
       return outcome;
     } catch (error) {
       await claim?.stop();
-      const translated = cancelledOr(error, claim?.signal ?? signal);
+      // A commit that failed is never abandoned: its manifest may be stored (see commit-signal.ts).
+      const translated = cancelledOr(error, committing?.signal ?? claim?.signal ?? signal);
       // A snapshot that vanished or changed leaves nothing half-written under its name. On
       // shutdown, files already sent are kept: they are reused when the upload resumes.
-      if (translated.kind === 'snapshot_gone') await abandonUpload(this.options.store, this.options.agentId, stat.name, plans, created, log);
+      if (translated.kind === 'snapshot_gone' && committing === undefined) {
+        await cleanUpCancelledAttempt(this.options.store, this.options.agentId, { name: stat.name, plans, attempted, created, claimed: claim !== undefined }, log);
+      }
       throw translated;
+    } finally {
+      committing?.dispose();
     }
   }
 
@@ -256,10 +328,16 @@ export class SnapshotUploader {
     return encryption === undefined ? usesMultipart(plainBytes, multipartThresholdBytes) : sealedLayout(plainBytes, multipartThresholdBytes).multipart;
   }
 
-  /** Writes each file the plan says to by the first transfer that applies; `created` collects the keys written. */
-  private async transferFiles(plans: readonly FilePlan[], context: TransferContext, progress: UploadProgress, onProgress: (progress: UploadProgress) => void, created: string[]): Promise<TransferTotals> {
+  /** Writes each file the plan says to by the first transfer that applies; `keys` collects those begun and those written. */
+  private async transferFiles(
+    plans: readonly FilePlan[],
+    transfers: readonly FileTransfer[],
+    context: TransferContext,
+    progress: UploadProgress,
+    onProgress: (progress: UploadProgress) => void,
+    keys: { created: string[]; attempted: Set<string> },
+  ): Promise<TransferTotals> {
     const { stat, signal } = context;
-    const transfers = await this.transfersFor(stat.name, plans, signal);
     const totals = noTransfers();
     const priority = Math.floor(stat.timeMs / 1000);
     // No signal is handed to the queue: an aborted add() would reject while its task still
@@ -269,11 +347,12 @@ export class SnapshotUploader {
         async () => {
           if (signal.aborted) throw cancelledOr(undefined, signal);
           if (plan.action.action === 'upload') {
-            const result = await transferFile({ file: plan.file, digest: plan.digest, replace: plan.action.replace }, context, transfers, this.fileUpload);
+            const writing = (key: string): void => void keys.attempted.add(key);
+            const result = await transferFile({ file: plan.file, digest: plan.digest, replace: plan.action.replace }, { ...context, writing }, transfers, this.fileUpload);
             plan.storedEtag = result.storedEtag;
             if (result.digest !== undefined) plan.digest = result.digest;
             addTransfer(totals, result);
-            if (result.kind !== 'found') created.push(fileKey(stat.name, plan.file.path));
+            if (result.kind !== 'found') keys.created.push(fileKey(stat.name, plan.file.path));
             // An upload counted its bytes as they went out; a copy or composition counts once done.
             if (result.kind === 'copied' || result.kind === 'composed') progress.sentBytes += plan.file.size;
           } else {

@@ -24,8 +24,18 @@ export interface TransferContext {
   signal: AbortSignal;
   /** The snapshot's logger (its name as a field). */
   log: Logger;
+  /**
+   * Planned without a listing of the name (unlisted-upload.ts): a key found taken by a create-only
+   * write means the upload starts over with a listing, not a race to resolve here. Default false.
+   */
+  unlisted?: boolean;
   /** Counts bytes of the file that have just gone out into the snapshot's progress, and reports it. */
   addSentBytes(bytes: number): void;
+  /**
+   * Called before the first request that may store an object at `key`: a transfer that failed
+   * before it (a local file gone) left nothing to clean up there. Optional.
+   */
+  writing?(key: string): void;
 }
 
 export interface TransferResult {

@@ -27,9 +27,9 @@ export function sealedLayout(plainBytes: number, multipartThresholdBytes: number
   return { sizeBytes, multipart: usesMultipart(sizeBytes, multipartThresholdBytes), partSizeBytes: partSizeFor(sizeBytes) };
 }
 
-/** MD5 and multipart ETag of the ciphertext of one upload attempt (its SHA-256 is of no use). */
-export function ciphertextDigest(layout: SealedLayout): DigestAccumulator {
-  return new DigestAccumulator(layout.partSizeBytes, layout.multipart, false);
+/** MD5 and multipart ETag of the ciphertext of one upload attempt; its SHA-256 only where the object is read back to verify it. */
+export function ciphertextDigest(layout: SealedLayout, options: { sha256: boolean } = { sha256: false }): DigestAccumulator {
+  return new DigestAccumulator(layout.partSizeBytes, layout.multipart, options.sha256);
 }
 
 /** The plaintext stream encrypted, its output digested on the way. Errors end the returned stream (destroying one end destroys both). */

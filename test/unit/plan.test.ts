@@ -44,6 +44,20 @@ describe('planFile', () => {
   });
 });
 
+describe('planFile where ETags are no digests (SSE-KMS)', () => {
+  // An opaque ETag that happens to look like an MD5, as AWS S3 gives under SSE-KMS.
+  const opaque = hex('kms', 'md5');
+  it('reads a same-size object of another writer to compare, instead of calling it a conflict', () => {
+    expect(planFile(single, head(100, opaque, { [METADATA_AGENT]: 'agent-2' }), AGENT, false).action).toBe('verify-remote');
+    expect(planFile(single, head(100, opaque), AGENT, false).action).toBe('verify-remote');
+  });
+  it('still replaces its own object, skips a proven one and refuses a size that differs', () => {
+    expect(planFile(single, head(100, opaque, { [METADATA_AGENT]: AGENT }), AGENT, false)).toEqual({ action: 'upload', replace: true });
+    expect(planFile(single, head(100, MD5), AGENT, false).action).toBe('skip');
+    expect(planFile(single, head(101, opaque), AGENT, false).action).toBe('conflict');
+  });
+});
+
 describe('verifyStored', () => {
   it.each<[string, FileDigest, RemoteHead | undefined, boolean]>([
     ['matching single-part object', single, head(100, `"${MD5}"`), true],

@@ -85,8 +85,9 @@ describe('CLOUD_SYNC_STORAGE_CLASS and CLOUD_SYNC_SSE', () => {
     expect(loadConfig({}).s3.atRest).toEqual({ storageClass: undefined, sse: undefined });
   });
 
-  it('refuses aws:kms for now, saying why: its ETags are not MD5s, so no write could be verified', () => {
-    expect(() => loadConfig({ CLOUD_SYNC_SSE: 'aws:kms', CLOUD_SYNC_SSE_KMS_KEY_ID: 'alias/memsync' })).toThrow(/CLOUD_SYNC_SSE="aws:kms": AES256, or unset: aws:kms is not supported yet/);
+  it('takes aws:kms with a key id, or with none (the bucket\'s default key)', () => {
+    expect(loadConfig({ CLOUD_SYNC_SSE: 'aws:kms', CLOUD_SYNC_SSE_KMS_KEY_ID: 'alias/memsync' }).s3.atRest.sse).toEqual({ mode: 'aws:kms', kmsKeyId: 'alias/memsync' });
+    expect(loadConfig({ CLOUD_SYNC_SSE: 'aws:kms' }).s3.atRest.sse).toEqual({ mode: 'aws:kms', kmsKeyId: undefined });
   });
 
   it.each([

@@ -112,6 +112,11 @@ admin socket = $D/run/\$name.asok
 # memstore frees deleted/overwritten objects only after gc: 2 min instead of the default 2 h
 rgw gc obj min wait = 120
 rgw gc processor period = 120
+# SSE-KMS with keys from this file instead of a KMS (test only); plain HTTP allowed for it.
+# The key id is the one tests ask for (test/integration/sse-kms.test.ts); the key is a fixed 256-bit test value.
+rgw crypt s3 kms backend = testing
+rgw crypt s3 kms encryption keys = memsync-test-key=yVyHHvIG8rG2PNCDtxeaeJxYW6BKYioK/upFO88xh90=
+rgw crypt require ssl = false
 CONF
 
 # Every command that talks to the cluster is under timeout: a misconfigured client waits forever for a mon.
