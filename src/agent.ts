@@ -133,6 +133,8 @@ export class Agent {
   readonly health: RemoteHealth;
   private readonly now: () => number;
   private readonly verification: StoredVerification;
+  /** Snapshots whose upload is writing its manifest: a prune no longer stops those. */
+  private readonly committing = new Set<string>();
   private readonly settler: Settler;
   private readonly watcher: BackupWatcher;
   private readonly jobs: UploadJobs;
@@ -191,6 +193,7 @@ export class Agent {
       // The listing sweeps keep (and uploads extend) says which snapshots are complete: no listing of its own.
       serverSideCopy: options.serverSideCopy === false ? undefined : { remoteIndex: () => this.remote },
       remoteIndex: () => this.remote,
+      onCommitting: (name) => void this.committing.add(name),
       ...(options.encryption === undefined ? {} : { encryption: options.encryption }),
       ...(options.conditionalWritesHonoured === undefined ? {} : { conditionalWritesHonoured: options.conditionalWritesHonoured }),
       ...(options.localFileDeadlineMs === undefined ? {} : { localFileDeadlineMs: options.localFileDeadlineMs }),
@@ -468,7 +471,9 @@ export class Agent {
     const running = this.uploading.get(stat.name);
     if (running !== undefined && sameFingerprint(running.stat, stat)) return running.promise;
     const promise = this.uploadAndRecord(stat).finally(() => {
-      if (this.uploading.get(stat.name)?.promise === promise) this.uploading.delete(stat.name);
+      if (this.uploading.get(stat.name)?.promise !== promise) return;
+      this.uploading.delete(stat.name);
+      this.committing.delete(stat.name);
     });
     this.uploading.set(stat.name, { stat, promise, startedMs: this.now() });
     return promise;
@@ -545,12 +550,12 @@ export class Agent {
     this.watcher.stopWatchingInside(name);
     this.forgetLocal(name);
     const running = this.uploading.get(name)?.promise;
-    if (running === undefined) {
+    if (running === undefined || !this.committing.has(name)) {
       this.outcomes.recordGone(name, this.remote);
       return;
     }
     // A prune does not stop an upload whose files are all stored and verified (its manifest may
-    // already be at the server): what the upload came to decides whether the snapshot was lost.
+    // already be at the server): what the commit came to decides whether the snapshot was lost.
     void running.then(() => {
       if (this.uploading.has(name)) return;
       // The upload recorded its outcome as for a snapshot still there.

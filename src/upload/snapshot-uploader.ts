@@ -72,6 +72,8 @@ export interface UploadProgress {
 
 export interface UploaderOptions {
   store: RemoteStore;
+  /** Told when a snapshot's upload enters its commit: from then on a prune no longer stops it (commit-signal.ts). */
+  onCommitting?: (name: string) => void;
   hashCache: PersistedJson<HashCacheDocument>;
   /** The file queue shared by all snapshots: its concurrency is the number of files in flight. */
   fileQueue: PQueue;
@@ -305,6 +307,7 @@ export class SnapshotUploader {
       if (claimed.signal.aborted) throw cancelledOr(undefined, claimed.signal);
       // From here on a prune does not stop the upload (see commit-signal.ts).
       committing = commitSignal(claimed.signal);
+      this.options.onCommitting?.(stat.name);
       const outcome = await this.commit(plans, { ...claimed, signal: committing.signal }, { bytes: progress.totalBytes, totals, startedAtMs });
       await claim?.release();
       return outcome;
