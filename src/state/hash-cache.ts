@@ -43,6 +43,26 @@ export function storeDigest(cache: HashCacheDocument, snapshot: string, file: Fi
   cache.entries[cacheKey(snapshot, file)] = { size: file.size, mtimeMs: file.mtimeMs, ctimeMs: file.ctimeMs, thresholdBytes, digest };
 }
 
+/**
+ * The digests of other versions of a file: the same path, of the same size, in any snapshot,
+ * taken for the same multipart threshold; one per content, preferring one that has the
+ * whole-file MD5. Whether the file holds one of them is for its SHA-256 to say, never its stat.
+ * A scan of every entry rather than an index kept beside the document: it is asked once per new
+ * version of a large file, and the cache holds one entry per file of each local snapshot, so a
+ * scan is far cheaper than reading the file it may save.
+ */
+export function digestsOfOtherVersions(cache: HashCacheDocument, file: FileStat, thresholdBytes: number): FileDigest[] {
+  const byContent = new Map<string, FileDigest>();
+  for (const [key, entry] of Object.entries(cache.entries)) {
+    if (entry.size !== file.size || entry.thresholdBytes !== thresholdBytes || entry.digest.size !== file.size) continue;
+    // Snapshot names hold no '/': the path starts after the first one.
+    if (key.slice(key.indexOf('/') + 1) !== file.path) continue;
+    const known = byContent.get(entry.digest.sha256);
+    if (known === undefined || (known.md5 === '' && entry.digest.md5 !== '')) byContent.set(entry.digest.sha256, entry.digest);
+  }
+  return [...byContent.values()];
+}
+
 /** Drops entries of snapshots that no longer exist locally, so the cache tracks the directory, not history. */
 export function pruneDigests(cache: HashCacheDocument, liveSnapshots: ReadonlySet<string>): number {
   let removed = 0;

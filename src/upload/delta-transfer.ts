@@ -91,6 +91,11 @@ export class DeltaTransfer {
     await this.options.signatures.put(createSignature(chunks, digest.size, digest.sha256));
   }
 
+  /** Whether the signature of this content is kept (a file holding it then needs no chunking). */
+  async keeps(digest: FileDigest): Promise<boolean> {
+    return (await this.options.signatures.get(digest.sha256, digest.size)) !== undefined;
+  }
+
   /**
    * Writes `targetKey` by composition; undefined when the file must be sent whole instead
    * (logged with the reason). Failures that are not about composing (store unreachable after

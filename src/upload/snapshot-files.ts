@@ -3,10 +3,10 @@ import path from 'node:path';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Chunker, type Chunk } from '../delta/chunker.js';
-import { digestFile, type FileDigest } from '../snapshot/digest.js';
+import { digestFile, hasLayoutFor, MD5_OFFLOAD_MIN_BYTES, sha256OfFile, type FileDigest } from '../snapshot/digest.js';
 import { openLocalFile, DEFAULT_FILE_DEADLINE_MS, type LocalFile, type OpenOptions } from '../snapshot/safe-open.js';
 import { sameFingerprint, statSnapshot, type FileStat, type SnapshotStat } from '../snapshot/scan.js';
-import { lookupDigest, storeDigest, type HashCacheDocument } from '../state/hash-cache.js';
+import { digestsOfOtherVersions, lookupDigest, storeDigest, type HashCacheDocument } from '../state/hash-cache.js';
 import type { PersistedJson } from '../state/persisted.js';
 import type { DeltaTransfer } from './delta-transfer.js';
 
@@ -24,24 +24,75 @@ export interface SnapshotFilesOptions {
   localFileDeadlineMs: number | undefined;
   refuseHardlinks: boolean | undefined;
   /** Delta uploads, when on: files a later version may be composed from are chunked while digested. */
-  delta: DeltaTransfer | undefined;
+  delta: Pick<DeltaTransfer, 'considers' | 'keep' | 'keeps'> | undefined;
+  /** How files are read for their digests; default digest.ts's digestFile and sha256OfFile. */
+  passes?: DigestPasses;
 }
+
+export interface DigestPasses {
+  /** Every digest (and the chunks, when observed) in one read. */
+  full: typeof digestFile;
+  /** The SHA-256 alone. */
+  sha256: typeof sha256OfFile;
+}
+
+/**
+ * From this size on, a file of the same path and size as one digested in another snapshot has its
+ * SHA-256 taken first, to reuse that digest if the bytes are the same. The memory service copies
+ * its whole store into every backup, so most large files are unchanged copies. Below this size the
+ * MD5s saved are worth little, while a changed file is read twice and the digest cache is scanned
+ * (see digestsOfOtherVersions) once per file: thousands of small files would add that up.
+ */
+const REUSE_CHECK_MIN_BYTES = MD5_OFFLOAD_MIN_BYTES;
+
+const DEFAULT_PASSES: DigestPasses = { full: digestFile, sha256: sha256OfFile };
 
 export class SnapshotFiles {
   constructor(private readonly options: SnapshotFilesOptions) {}
 
   async digest(stat: SnapshotStat, file: FileStat): Promise<FileDigest> {
-    const { hashCache, multipartThresholdBytes, delta } = this.options;
+    const { hashCache, multipartThresholdBytes } = this.options;
     const cached = lookupDigest(hashCache.current, stat.name, file, multipartThresholdBytes);
     if (cached !== undefined) return cached;
+    const digest = (await this.digestOfIdenticalVersion(stat, file)) ?? (await this.digestInFull(stat, file));
+    this.remember(stat, file, digest);
+    return digest;
+  }
+
+  /**
+   * The cached digest of another version of this file (same path and size) whose bytes it holds,
+   * proved by a SHA-256-only pass: equal SHA-256 and size mean equal content, so the MD5s and part
+   * ETags (for the same part layout) and the chunk signature kept under that SHA-256 are this
+   * file's too. Undefined when there is none; the full pass then reads the file again, mostly
+   * from the page cache this pass has just filled.
+   */
+  private async digestOfIdenticalVersion(stat: SnapshotStat, file: FileStat): Promise<FileDigest | undefined> {
+    const { hashCache, multipartThresholdBytes, delta } = this.options;
+    if (file.size < REUSE_CHECK_MIN_BYTES) return undefined;
+    const candidates = digestsOfOtherVersions(hashCache.current, file, multipartThresholdBytes).filter((digest) => hasLayoutFor(digest, file.size, multipartThresholdBytes));
+    if (candidates.length === 0) return undefined;
+    const sha256 = await this.passes.sha256(this.absolutePath(stat, file), file.size, this.opening(stat, file));
+    const identical = candidates.find((digest) => digest.sha256 === sha256);
+    if (identical === undefined) return undefined;
+    // A version digested while delta uploads were off (or for a higher minimum) was never chunked.
+    if (delta?.considers(file.size) === true && !(await delta.keeps(identical))) return undefined;
+    this.options.log.debug('file identical to a version digested before; its digests reused', { snapshot: stat.name, file: file.path, sizeBytes: file.size });
+    return { ...identical };
+  }
+
+  private async digestInFull(stat: SnapshotStat, file: FileStat): Promise<FileDigest> {
+    const { multipartThresholdBytes, delta } = this.options;
     // A file a later version may be composed from is chunked in the same read (see delta-transfer.ts).
     const chunker = delta?.considers(file.size) === true ? new Chunker() : undefined;
     const chunks: Chunk[] = [];
     const observe = chunker === undefined ? undefined : (bytes: Buffer): void => void chunks.push(...chunker.push(bytes));
-    const digest = await digestFile(this.absolutePath(stat, file), file.size, multipartThresholdBytes, { opening: this.opening(stat, file), observe });
+    const digest = await this.passes.full(this.absolutePath(stat, file), file.size, multipartThresholdBytes, { opening: this.opening(stat, file), observe });
     if (chunker !== undefined) await delta?.keep([...chunks, ...chunker.finish()], digest);
-    this.remember(stat, file, digest);
     return digest;
+  }
+
+  private get passes(): DigestPasses {
+    return this.options.passes ?? DEFAULT_PASSES;
   }
 
   /** Caches a file's digest, so the next look at an unchanged file does not read it again. */

@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { isAppError } from '../../src/errors.js';
-import { DigestAccumulator, digestFile, fileDigestAccumulator, multipartEtag, normalizeEtag, PartHasher, partSizeFor, producesEtag, usesMultipart } from '../../src/snapshot/digest.js';
+import { DigestAccumulator, digestFile, fileDigestAccumulator, hasLayoutFor, multipartEtag, normalizeEtag, PartHasher, partSizeFor, producesEtag, sha256OfFile, usesMultipart } from '../../src/snapshot/digest.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const MIB = 1024 * 1024;
@@ -226,5 +226,48 @@ describe('producesEtag', () => {
     ['an empty ETag when the whole MD5 is unknown', { ...digest, md5: '' }, '', false],
   ])('%s -> %s', (_label, local, etag, expected) => {
     expect(producesEtag(local, etag)).toBe(expected);
+  });
+});
+
+describe('sha256OfFile', () => {
+  it.each([
+    ['empty', 0],
+    ['small', 1234],
+    ['of several reads', 9 * MIB + 7],
+  ])('returns the SHA-256 of a %s file, as digestFile does', async (_label, size) => {
+    const bytes = randomBytes(size);
+    const file = await writeTemp(bytes);
+    expect(await sha256OfFile(file, size)).toBe(sha256Hex(bytes));
+    expect(await sha256OfFile(file, size)).toBe((await digestFile(file, size, THRESHOLD)).sha256);
+  });
+
+  it.each([
+    ['grew', 100, 99],
+    ['shrank', 100, 101],
+  ])('reports a file that %s since the stat as snapshot_gone', async (_label, actual, expected) => {
+    const file = await writeTemp(randomBytes(actual));
+    expect(isAppError(await rejection(sha256OfFile(file, expected)), 'snapshot_gone')).toBe(true);
+  });
+
+  it('refuses a file that is not the one expected (safe-open rules)', async () => {
+    const file = await writeTemp(randomBytes(100));
+    const error = await rejection(sha256OfFile(file, 100, { expected: { size: 100, mtimeMs: 1, ctimeMs: 1 } }));
+    expect(isAppError(error, 'snapshot_gone')).toBe(true);
+  });
+
+  it('reports a directory in place of the file as local_io', async () => {
+    expect(isAppError(await rejection(sha256OfFile(await tempDir('digest'), 10)), 'local_io')).toBe(true);
+  });
+});
+
+describe('hasLayoutFor', () => {
+  const large = 40 * MIB;
+  const layout = { partSizeBytes: partSizeFor(large), multipart: usesMultipart(large, THRESHOLD) };
+  it.each([
+    ['the same part size and multipart choice', layout, true],
+    ['another part size', { ...layout, partSizeBytes: layout.partSizeBytes + MIB }, false],
+    ['a single PUT where multipart is due', { ...layout, multipart: false }, false],
+  ])('a digest with %s -> %s', (_label, digestLayout, expected) => {
+    expect(hasLayoutFor({ size: large, sha256: '', md5: '', etag: '', ...digestLayout }, large, THRESHOLD)).toBe(expected);
   });
 });

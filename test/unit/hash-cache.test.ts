@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { FileDigest } from '../../src/snapshot/digest.js';
 import type { FileStat } from '../../src/snapshot/scan.js';
-import { emptyHashCache, hashCacheSchema, lookupDigest, pruneDigests, storeDigest, type HashCacheDocument } from '../../src/state/hash-cache.js';
+import { digestsOfOtherVersions, emptyHashCache, hashCacheSchema, lookupDigest, pruneDigests, storeDigest, type HashCacheDocument } from '../../src/state/hash-cache.js';
 
 const NAME = 'auto_20250101_000000';
 const THRESHOLD = 5 * 1024 * 1024;
@@ -80,5 +80,41 @@ describe('pruneDigests', () => {
     expect(Object.keys(cache.entries)).toHaveLength(2);
     expect(pruneDigests(cache, new Set())).toBe(2);
     expect(cache.entries).toEqual({});
+  });
+});
+
+describe('digestsOfOtherVersions', () => {
+  const S2 = 'auto_20250102_000000';
+  const S3 = 'auto_20250103_000000';
+  const newFile: FileStat = { ...file, mtimeMs: 5000, ctimeMs: 6000 };
+
+  it('lists the digests of the same path and size in any snapshot, whatever their mtime and ctime', () => {
+    const cache = cacheWith([NAME, file]);
+    storeDigest(cache, S2, { ...file, ctimeMs: 7000 }, THRESHOLD, { ...digest, sha256: 'c'.repeat(64), md5: 'd'.repeat(32) });
+    const found = digestsOfOtherVersions(cache, newFile, THRESHOLD);
+    expect(found.map((entry) => entry.sha256).sort()).toEqual(['a'.repeat(64), 'c'.repeat(64)]);
+  });
+
+  it.each<[string, FileStat, number]>([
+    ['another size', { ...file, size: 101 }, THRESHOLD],
+    ['another threshold', file, THRESHOLD + 1],
+    ['another path ending the same', { ...file, path: 'index.faiss' }, THRESHOLD],
+    ['a path the cached one ends with', { ...file, path: 'x/sub/index.faiss' }, THRESHOLD],
+  ])('ignores a cached file of %s', (_label, stored, threshold) => {
+    const cache = emptyHashCache();
+    storeDigest(cache, NAME, stored, threshold, { ...digest, size: stored.size });
+    expect(digestsOfOtherVersions(cache, newFile, THRESHOLD)).toEqual([]);
+  });
+
+  it('lists each content once, preferring a digest that has the whole-file MD5', () => {
+    const cache = emptyHashCache();
+    storeDigest(cache, NAME, file, THRESHOLD, { ...digest, md5: '' });
+    storeDigest(cache, S2, file, THRESHOLD, digest);
+    storeDigest(cache, S3, file, THRESHOLD, { ...digest, md5: '' });
+    expect(digestsOfOtherVersions(cache, newFile, THRESHOLD)).toEqual([digest]);
+  });
+
+  it('finds nothing in an empty cache', () => {
+    expect(digestsOfOtherVersions(emptyHashCache(), newFile, THRESHOLD)).toEqual([]);
   });
 });
