@@ -196,7 +196,11 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
       );
       const waited = await firstAnswerWithin(firstAnswer, options.startProbeWaitMs ?? START_PROBE_WAIT_MS);
       if (waited instanceof AppError) throw waited;
-      if (waited === 'reachable') await conditionalWrites.ensure();
+      // The conditional-write probe can hang on a request lost on the way (a minute of timeouts):
+      // every upload waits for its answer (beforeUpload), so watching need not wait longer.
+      if (waited === 'reachable' && (await firstAnswerWithin(conditionalWrites.ensure(), options.startProbeWaitMs ?? START_PROBE_WAIT_MS)) === 'still waiting') {
+        log.warn('the conditional-write probe has not answered yet; watching meanwhile, uploads wait for it', { location: store.location });
+      }
       if (waited === 'still waiting') {
         // Too late to stop the start: a refusal after this is logged and shown like one a later sweep finds.
         log.warn('remote store has not answered yet; watching without it meanwhile', { location: store.location, waitedMs: options.startProbeWaitMs ?? START_PROBE_WAIT_MS });
