@@ -3,14 +3,11 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Agent } from '../../src/agent.js';
-import { silentLogger } from '../../src/log.js';
+import type { Agent } from '../../src/agent.js';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
 import type { BodySource, PutOptions } from '../../src/remote/store.js';
-import { agentStateSchema, freshAgentState, type AgentState } from '../../src/state/agent-state.js';
-import { emptyHashCache, hashCacheSchema, type HashCacheDocument } from '../../src/state/hash-cache.js';
-import { PersistedJson } from '../../src/state/persisted.js';
 import { recordingLogger, type LogLine } from '../helpers/recording-logger.js';
+import { agentInMemory } from '../helpers/test-agent.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const NAME = 'auto_20250101_000000';
@@ -38,19 +35,7 @@ describe('a snapshot pruned while its manifest is written', () => {
     }
 
     const lines: LogLine[] = [];
-    agent = new Agent({
-      backupDir,
-      settleMs: 100,
-      concurrency: 2,
-      multipartThresholdBytes: 16 * 1024 * 1024,
-      shutdownTimeoutMs: 1000,
-      schedule: '0 0 1 1 *',
-      store: new PruneDuringManifest(),
-      state: new PersistedJson<AgentState>(undefined, agentStateSchema, freshAgentState, silentLogger),
-      hashCache: new PersistedJson<HashCacheDocument>(undefined, hashCacheSchema, emptyHashCache, silentLogger),
-      log: recordingLogger(lines),
-      retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 2 },
-    });
+    agent = agentInMemory({ backupDir, store: new PruneDuringManifest(), log: recordingLogger(lines) });
     agents.push(agent);
     await agent.start();
 

@@ -3,15 +3,12 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Agent } from '../../src/agent.js';
+import type { Agent } from '../../src/agent.js';
 import { AppError } from '../../src/errors.js';
-import { silentLogger } from '../../src/log.js';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
 import type { RemoteObject } from '../../src/remote/store.js';
 import { sweepRetryDelayMs } from '../../src/schedule/sweep-retry.js';
-import { agentStateSchema, freshAgentState, type AgentState } from '../../src/state/agent-state.js';
-import { emptyHashCache, hashCacheSchema, type HashCacheDocument } from '../../src/state/hash-cache.js';
-import { PersistedJson } from '../../src/state/persisted.js';
+import { agentInMemory } from '../helpers/test-agent.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const NAME = 'auto_20250101_000000';
@@ -42,20 +39,7 @@ describe('sweep retries', () => {
     await mkdir(path.join(backupDir, NAME), { recursive: true });
     await writeFile(path.join(backupDir, NAME, 'metadata.json'), '{"m":1}');
     const store = new SwitchableStore();
-    const agent = new Agent({
-      backupDir,
-      settleMs: 100,
-      concurrency: 2,
-      multipartThresholdBytes: 16 * 1024 * 1024,
-      shutdownTimeoutMs: 1000,
-      schedule: '0 0 1 1 *',
-      store,
-      state: new PersistedJson<AgentState>(undefined, agentStateSchema, freshAgentState, silentLogger),
-      hashCache: new PersistedJson<HashCacheDocument>(undefined, hashCacheSchema, emptyHashCache, silentLogger),
-      log: silentLogger,
-      retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 2 },
-      sweepRetry: { baseDelayMs: 50, maxDelayMs: 200 },
-    });
+    const agent = agentInMemory({ backupDir, store, sweepRetry: { baseDelayMs: 50, maxDelayMs: 200 } });
     agents.push(agent);
     await agent.start();
     await expect.poll(() => store.listings, { timeout: 5_000 }).toBeGreaterThanOrEqual(3);

@@ -4,14 +4,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Agent } from '../../src/agent.js';
+import type { Agent } from '../../src/agent.js';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
-import { agentStateSchema, freshAgentState, type AgentState } from '../../src/state/agent-state.js';
-import { emptyHashCache, hashCacheSchema, type HashCacheDocument } from '../../src/state/hash-cache.js';
-import { PersistedJson } from '../../src/state/persisted.js';
-import { silentLogger } from '../../src/log.js';
 import { inotifyWatchCount } from '../helpers/inotify.js';
 import { recordingLogger, type LogLine } from '../helpers/recording-logger.js';
+import { agentInMemory } from '../helpers/test-agent.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const agents: Agent[] = [];
@@ -28,20 +25,7 @@ async function writeSnapshot(backupDir: string, name: string, content: string): 
 }
 
 function agentOver(backupDir: string, store: MemoryRemoteStore, lines: LogLine[], watchAfterChangeMs?: number): Agent {
-  const agent = new Agent({
-    backupDir,
-    settleMs: 100,
-    concurrency: 2,
-    multipartThresholdBytes: 16 * 1024 * 1024,
-    shutdownTimeoutMs: 1000,
-    schedule: '0 0 1 1 *',
-    store,
-    state: new PersistedJson<AgentState>(undefined, agentStateSchema, freshAgentState, silentLogger),
-    hashCache: new PersistedJson<HashCacheDocument>(undefined, hashCacheSchema, emptyHashCache, silentLogger),
-    log: recordingLogger(lines),
-    retry: { attempts: 1, baseDelayMs: 1, maxDelayMs: 2 },
-    ...(watchAfterChangeMs === undefined ? {} : { watchAfterChangeMs }),
-  });
+  const agent = agentInMemory({ backupDir, store, log: recordingLogger(lines), ...(watchAfterChangeMs === undefined ? {} : { watchAfterChangeMs }) });
   agents.push(agent);
   return agent;
 }
