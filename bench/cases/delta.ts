@@ -1,7 +1,9 @@
 // Case 7: a store that changes by a few bytes between backups. The memory service copies its whole
 // store into every backup folder, so each new folder holds a 200 MB metadata.json and a 1 GiB
 // index.faiss that differ from the previous folder's by one record. Each backup is uploaded by:
-// - memsync: `memsync upload` (see DeltaBench.memsync), one state directory for the whole sequence (its signatures);
+// - memsync: the agent as deployed, one long-running process per link over one state directory:
+//   each backup folder is dropped (renamed) into its backup directory and timed to its 'snapshot
+//   uploaded' line; BENCH_DELTA_MEMSYNC=cli runs `memsync upload` per backup instead (see DeltaBench);
 // - restic: `restic backup DIR` into one S3 repository on the same server (chunk deduplication);
 // - the AWS CLI: `aws s3 cp` of the files that changed, as a plain script would.
 // Twice: straight to the server (loopback) and through a link shaped to 100 Mbit/s each way
@@ -9,12 +11,12 @@
 // uploaded by memsync and restic before anything is measured, and once with `aws s3 cp
 // --recursive` over each link as the plain upload the goals are stated against.
 import { randomFillSync } from 'node:crypto';
-import { copyFile, mkdir, open, rm, stat, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, open, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { MEMSYNC_MAIN, PROJECT_DIR, memsyncEnv } from '../lib/agent.js';
+import { MEMSYNC_MAIN, PROJECT_DIR, memsyncEnv, type AgentRun, type LogLine } from '../lib/agent.js';
 import { alternate, log, type BenchContext } from '../lib/context.js';
 import { backupName, writeRandomFile } from '../lib/data.js';
-import { timeCommand, type CommandResult, type Usage } from '../lib/measure.js';
+import { TreeSampler, timeCommand, type CommandResult, type Usage } from '../lib/measure.js';
 import { AWS } from '../lib/peers.js';
 import { ShapedLink } from '../lib/shaped-link.js';
 import { formatBytes, formatMs, markdownTable, median } from '../lib/stats.js';
@@ -30,6 +32,14 @@ const RESTIC_PASSWORD = 'bench-repository-password';
 const INDEX_HEADER_BYTES = 64;
 const VECTOR_BYTES = 384 * 4;
 const SNAPSHOT_PREFIX = 'auto';
+/**
+ * Backup folders left in the backup directory, as the memory service leaves them: it keeps about
+ * its 10 newest. An earlier folder still on disk is what lets memsync prove an unchanged copy with
+ * one SHA-256 pass; BENCH_DELTA_KEEP=1 leaves only the newest (each backup is then read in full).
+ */
+const DEFAULT_KEPT_FOLDERS = 10;
+/** How often the agent's CPU and memory are sampled while it uploads a backup. */
+const SAMPLE_MS = 50;
 const FIRST_TIME = new Date('2026-12-01T02:00:00Z');
 
 type DeltaTool = 'memsync' | 'restic' | 'aws';
@@ -364,6 +374,19 @@ function memsyncFigures(result: CommandResult): MemsyncFigures {
   return { sent: Number(summary[1]), copied: Number(summary[2]), delta: Number(summary[3]), composed, warnings };
 }
 
+/** The same figures from the agent's JSON log: its 'snapshot uploaded' line and what it logged since the drop. */
+function agentFigures(uploaded: LogLine, lines: readonly LogLine[], name: string): MemsyncFigures {
+  const composed: string[] = [];
+  const warnings: string[] = [];
+  for (const line of lines) {
+    if (line.message === 'file composed from its previous version' && line.snapshot === name) {
+      composed.push(`snapshot=${name} file=${String(line.file)} base=${String(line.base)} bytesSent=${String(line.bytesSent)} bytesDelta=${String(line.bytesDelta)} parts=${String(line.parts)}`);
+    }
+    if (line.level === 'warn' || line.level === 'error') warnings.push(JSON.stringify(line));
+  }
+  return { sent: Number(uploaded.bytesSent), copied: Number(uploaded.bytesCopied), delta: Number(uploaded.bytesDelta), composed, warnings };
+}
+
 class DeltaBench {
   readonly results: Result[] = [];
   /** What each memsync run printed (progress lines left out), kept with the results. */
@@ -371,11 +394,79 @@ class DeltaBench {
   private readonly counter: RequestCounter;
   private readonly stateDir: string;
   private readonly backupsDir: string;
+  /** Where a backup is written before it is dropped into the watched directory. */
+  readonly stagingDir: string;
+  /** The running agent (agent mode), for one link at a time. */
+  private agent: { link: LinkSpec['name']; run: AgentRun; sampler: TreeSampler } | undefined;
+  readonly mode: 'agent' | 'cli';
 
   constructor(private readonly ctx: BenchContext) {
     this.counter = new RequestCounter(ctx.rgw.stateDir);
     this.stateDir = ctx.dir('c7', 'memsync-state');
     this.backupsDir = ctx.dir('c7', 'backups');
+    this.stagingDir = ctx.dir('c7', 'staging');
+    const mode = process.env.BENCH_DELTA_MEMSYNC ?? 'agent';
+    if (mode !== 'agent' && mode !== 'cli') throw new Error(`BENCH_DELTA_MEMSYNC must be agent or cli, not ${mode}`);
+    this.mode = mode;
+  }
+
+  private vars(link: LinkSpec): Promise<Record<string, string>> {
+    return this.ctx.memsyncVars({ backupDir: this.backupsDir, stateDir: this.stateDir, prefix: 'c7/memsync/', settleMs: 100, extra: { CLOUD_SYNC_ENDPOINT: link.endpoint } });
+  }
+
+  /**
+   * The agent uploading over `link`, started when first asked for. Agents of two links never run
+   * at once: they share the state directory and the backup directory, as one deployment would.
+   */
+  private async agentFor(link: LinkSpec): Promise<{ run: AgentRun; sampler: TreeSampler }> {
+    if (this.agent?.link === link.name) return this.agent;
+    await this.stopAgent();
+    const { agent } = await this.ctx.startAgent(await this.vars(link), `c7-${link.link === undefined ? 'loopback' : 'shaped'}`, RUN_TIMEOUT_MS);
+    this.agent = { link: link.name, run: agent, sampler: new TreeSampler(agent.pid, SAMPLE_MS).start() };
+    return this.agent;
+  }
+
+  async stopAgent(): Promise<void> {
+    const agent = this.agent;
+    this.agent = undefined;
+    if (agent === undefined) return;
+    agent.sampler.stop();
+    await agent.run.stop();
+  }
+
+  /** memsync's turn for a backup staged at `staged`: where the folder is afterwards (in the backup directory). */
+  async memsync(link: LinkSpec, name: string, staged: string): Promise<{ run: Measured; dir: string }> {
+    const dir = this.folder(name);
+    if (this.mode === 'cli') {
+      if (staged !== dir) await rename(staged, dir);
+      return { run: await this.memsyncCommand(link, name), dir };
+    }
+    return { run: await this.memsyncAgent(link, name, staged), dir };
+  }
+
+  /**
+   * The running agent: the folder, complete, is renamed into the backup directory (as a backup
+   * that settles at once would appear) and timed to the agent's 'snapshot uploaded' line, which
+   * it writes after every object was verified and the manifest stored. CPU is the agent's in that
+   * window, peak RSS its peak in that window (the kernel's high-water mark, reset at the drop).
+   */
+  private async memsyncAgent(link: LinkSpec, name: string, staged: string): Promise<Measured> {
+    const { run, sampler } = await this.agentFor(link);
+    const since = run.logs.length;
+    return this.measure(link, async () => {
+      sampler.resetPeak();
+      sampler.mark();
+      const t0 = performance.now();
+      await rename(staged, this.folder(name));
+      const uploaded = await run.waitFor((l) => l.message === 'snapshot uploaded' && l.snapshot === name, RUN_TIMEOUT_MS, `upload of ${name}`, since);
+      const usage = sampler.window();
+      const lines = run.logs.slice(since);
+      const figures = agentFigures(uploaded, lines, name);
+      this.memsyncLog.push(`=== ${link.name} ${name}`, ...lines.map((line) => JSON.stringify(line)));
+      for (const warning of figures.warnings) log(`memsync ${name}: ${warning}`);
+      const detail = `sent ${figures.sent}, copied ${figures.copied}, delta ${figures.delta}; ${figures.composed.join('; ') || 'nothing composed'}`;
+      return { usage: { ...usage, wallMs: uploaded.atMs - t0 }, sentBytes: figures.sent, detail };
+    });
   }
 
   folder(name: string): string {
@@ -383,7 +474,7 @@ class DeltaBench {
   }
 
   /** Runs `body` between two readings of the server's request count and the link's byte count. */
-  private async measure(link: LinkSpec, body: () => Promise<{ usage: CommandResult; sentBytes: number; detail: string }>): Promise<Measured> {
+  private async measure(link: LinkSpec, body: () => Promise<{ usage: Usage; sentBytes: number; detail: string }>): Promise<Measured> {
     await this.counter.mark();
     const before = link.link?.counters();
     const { usage, sentBytes, detail } = await body();
@@ -399,13 +490,16 @@ class DeltaBench {
     };
   }
 
-  async memsync(link: LinkSpec, name: string): Promise<Measured & { figures: MemsyncFigures }> {
-    const vars = await this.ctx.memsyncVars({ backupDir: this.backupsDir, stateDir: this.stateDir, prefix: 'c7/memsync/', settleMs: 100, extra: { CLOUD_SYNC_ENDPOINT: link.endpoint } });
+  /** `memsync upload` as a command of its own for this backup. */
+  private async memsyncCommand(link: LinkSpec, name: string): Promise<Measured> {
+    const vars = await this.vars(link);
     let figures: MemsyncFigures | undefined;
     const run = await this.measure(link, async () => {
       // `memsync upload` without a name: its sweep lists the bucket, which is what tells memsync
-      // the earlier snapshots (bases); the backup directory holds only this snapshot by now.
-      // `memsync upload NAME` does not list the bucket, so it finds no base and sends every file.
+      // the earlier snapshots (bases). A command keeps no digest cache of its own (the agent owns
+      // it), so every earlier folder still on disk is read again to be compared: with folders kept,
+      // its figures include that. `memsync upload NAME` does not list the bucket, so it finds no
+      // base and sends every file.
       const args = process.env.BENCH_DELTA_UPLOAD_NAMED === '1' ? ['upload', '--verbose', name] : ['upload', '--verbose'];
       const usage = await timeCommand(process.execPath, [MEMSYNC_MAIN, ...args], { env: memsyncEnv(vars), cwd: PROJECT_DIR, timeoutMs: RUN_TIMEOUT_MS, timeFile: this.ctx.timeFile() });
       figures = memsyncFigures(usage);
@@ -416,7 +510,7 @@ class DeltaBench {
     });
     if (figures === undefined) throw new Error('unreachable');
     for (const warning of figures.warnings) log(`memsync ${name}: ${warning}`);
-    return { ...run, figures };
+    return run;
   }
 
   async restic(link: LinkSpec, dir: string): Promise<Measured> {
@@ -463,8 +557,17 @@ class DeltaBench {
 
 // --- the case ----------------------------------------------------------------------------------
 
+function keptFolders(): number {
+  const value = Number(process.env.BENCH_DELTA_KEEP ?? DEFAULT_KEPT_FOLDERS);
+  if (!Number.isInteger(value) || value < 1) throw new Error('BENCH_DELTA_KEEP must be a whole number of at least 1');
+  return value;
+}
+
 export async function runDelta(ctx: BenchContext): Promise<void> {
   const { metadataBytes, indexBytes } = sizes(ctx);
+  const keep = keptFolders();
+  /** Folders on disk, oldest first; the oldest go once there are more than `keep`. */
+  const folders: string[] = [];
   const bench = new DeltaBench(ctx);
   const random = seededRandom(7007);
   let time = FIRST_TIME.getTime();
@@ -476,7 +579,7 @@ export async function runDelta(ctx: BenchContext): Promise<void> {
   // The store.
   const t0 = performance.now();
   let name = nextName();
-  let dir = bench.folder(name);
+  let dir = path.join(bench.stagingDir, name);
   await mkdir(dir, { recursive: true });
   const records = await writeMetadata(path.join(dir, 'metadata.json'), metadataBytes, random);
   await writeIndex(path.join(dir, 'index.faiss'), indexBytes);
@@ -492,7 +595,10 @@ export async function runDelta(ctx: BenchContext): Promise<void> {
   const loopback = links[0] as LinkSpec;
   try {
     // Set-up on loopback: memsync's first (whole) upload, restic's repository and first snapshot.
-    const setup = await bench.memsync(loopback, name);
+    const first = await bench.memsync(loopback, name, dir);
+    const setup = first.run;
+    dir = first.dir;
+    folders.push(dir);
     bench.results.push({ link: 'loopback', step: 'first backup (set-up)', tool: 'memsync (setup, whole folder)', rep: 0, run: setup });
     await timeCommand(RESTIC, resticArgs(ctx, ctx.rgw.endpoint, 'init'), { env: resticEnv(ctx), timeoutMs: RUN_TIMEOUT_MS, timeFile: ctx.timeFile() });
     const resticSetup = await bench.restic(loopback, dir);
@@ -512,11 +618,20 @@ export async function runDelta(ctx: BenchContext): Promise<void> {
         for (const [s, step] of STEPS.entries()) {
           const previous = dir;
           name = nextName();
-          dir = bench.folder(name);
+          // Written aside, then dropped into the backup directory on memsync's turn; the peers read it where it is.
+          dir = path.join(bench.stagingDir, name);
           const changed = await step.apply(previous, dir, random);
-          await rm(previous, { recursive: true, force: true });
+          // The service prunes before the next backup is taken; memsync sees the directory as it is then.
+          for (const old of folders.splice(0, Math.max(0, folders.length - (keep - 1)))) await rm(old, { recursive: true, force: true });
           for (const tool of alternate(TOOLS, rep + s)) {
-            const run = tool === 'memsync' ? await bench.memsync(link, name) : tool === 'restic' ? await bench.restic(link, dir) : await bench.aws(link, dir, changed);
+            let run: Measured;
+            if (tool === 'memsync') {
+              const turn = await bench.memsync(link, name, dir);
+              run = turn.run;
+              dir = turn.dir;
+            } else {
+              run = tool === 'restic' ? await bench.restic(link, dir) : await bench.aws(link, dir, changed);
+            }
             bench.results.push({ link: link.name, step: step.id, tool, rep: rep + 1, run });
             log(
               `c7 rep ${rep + 1} ${link.name} ${step.id} ${tool}: ${formatMs(run.wallMs)}, sent ${formatBytes(run.sentBytes)}` +
@@ -524,10 +639,12 @@ export async function runDelta(ctx: BenchContext): Promise<void> {
                 `${run.cpuS.toFixed(1)} s CPU, ${formatBytes(run.peakRssBytes)}; ${run.detail}`,
             );
           }
+          folders.push(dir);
         }
       }
     }
   } finally {
+    await bench.stopAgent();
     await shaped.stop();
     await rm(ctx.dir('c7'), { recursive: true, force: true });
   }
@@ -565,7 +682,7 @@ function recordRows(ctx: BenchContext, results: readonly Result[], storeBytes: n
       peer: tool !== 'memsync',
     });
   }
-  ctx.note(`case 7: store of ${formatBytes(storeBytes)}; memsync runs \`memsync upload${process.env.BENCH_DELTA_UPLOAD_NAMED === '1' ? ' NAME' : ''}\` with CLOUD_SYNC_SETTLE_MS=100; detailed table in bench/results/*-delta.md`);
+  ctx.note(`case 7: store of ${formatBytes(storeBytes)}; the ${keptFolders()} newest backup folders are kept (BENCH_DELTA_KEEP); memsync runs \`memsync upload${process.env.BENCH_DELTA_UPLOAD_NAMED === '1' ? ' NAME' : ''}\` with CLOUD_SYNC_SETTLE_MS=100; detailed table in bench/results/*-delta.md`);
 }
 
 async function writeReport(ctx: BenchContext, results: readonly Result[], storeBytes: number, records: number, memsyncLog: readonly string[]): Promise<void> {
@@ -590,7 +707,7 @@ async function writeReport(ctx: BenchContext, results: readonly Result[], storeB
   }
   const details = results.map((r) => `- rep ${r.rep} ${r.link} ${r.step} ${r.tool}: ${formatMs(r.run.wallMs)}, ${r.run.sentBytes} bytes sent${r.run.wireUpBytes === undefined ? '' : `, ${r.run.wireUpBytes} on the wire`}, ${r.run.requests ?? '?'} requests; ${r.run.detail}`);
   const text = [
-    `case 7, scale ${ctx.scale.name}, ${ctx.scale.reps} reps; store ${formatBytes(storeBytes)} (metadata.json ${records} records + index.faiss)`,
+    `case 7, scale ${ctx.scale.name}, ${ctx.scale.reps} reps, ${keptFolders()} newest backup folders kept; store ${formatBytes(storeBytes)} (metadata.json ${records} records + index.faiss)`,
     '',
     markdownTable(header, rows),
     '',

@@ -6,7 +6,7 @@
 //   descendants (differences between two samples give the CPU of a window) and /proc/PID/status
 //   VmRSS (polled, summed over the tree) and VmHWM (the kernel's own peak per process).
 import { spawn } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -175,6 +175,22 @@ export class TreeSampler {
   lifetime(): Usage {
     this.sample();
     return { wallMs: Number.NaN, cpuS: this.totalCpuTicks() / CLOCK_TICKS_PER_S, peakRssBytes: Math.max(0, ...this.hwmByPid.values()) };
+  }
+
+  /**
+   * Resets the kernel's high-water mark of resident memory (VmHWM) of every process in the tree
+   * (`/proc/PID/clear_refs`, value 5), so the next window's peak is its own and not the largest
+   * since the process started: for a long-running process measured window by window.
+   */
+  resetPeak(): void {
+    for (const pid of [this.rootPid, ...descendants(this.rootPid)]) {
+      try {
+        writeFileSync(`/proc/${pid}/clear_refs`, '5');
+      } catch {
+        // gone, or not ours to reset: its peak then stays the lifetime one
+      }
+    }
+    this.hwmByPid.clear();
   }
 
   /** Starts a measurement window: CPU from now on, peak RSS polled from now on. */
