@@ -9,13 +9,11 @@ import type { RangeDownloadSetup, RangeFailure, RangeFetch, RangeReport } from '
  */
 
 /**
- * The thread's heap holds little (a few sockets, one write batch per range), but every socket read
- * is a new buffer outside it, freed only by a full collection, which V8 starts after a share of
- * the old generation's limit in such buffers. A limit of 32 MiB made that one collection per
- * 7 MB received (about 1.3 CPU-s more per GiB); 128 MiB makes it one per 30 MB or so, at about
- * the same peak RSS as the restore had before this thread.
+ * The thread's heap holds little: a few connections, each with one read buffer (outside the heap)
+ * that serves every read of its socket, so the bytes received make no garbage. The limit only
+ * bounds what a fault could make the thread hold.
  */
-const THREAD_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 128 };
+const THREAD_LIMITS = { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 32 };
 
 /** The thread's own file, next to this one: .ts when run from the sources, .js when built. */
 const THREAD_URL = new URL(import.meta.url.endsWith('.ts') ? './s3-range-download-thread.ts' : './s3-range-download-thread.js', import.meta.url);

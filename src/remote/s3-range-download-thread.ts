@@ -1,16 +1,19 @@
 // The body of a range-download thread (see s3-range-download.ts). Node runs this file as it is,
-// from src/ (type stripping) or from dist/, so it imports only Node's own modules and uses only
-// syntax that erases to JavaScript.
+// from src/ (type stripping) or from dist/, so it uses only syntax that erases to JavaScript, and
+// loads its sibling modules by URL (an import written `./x.js` would not find `./x.ts` in src/).
 //
-// Why a thread of its own with plain node:http: on the main thread the S3 client's response
-// handling and the garbage collection of its 64 KiB socket buffers (in a heap that holds the
-// whole agent) cost more CPU than the bytes themselves. Here the heap is small, a GET is a URL
-// signed on the main thread, and each batch of network chunks goes to the file in one
-// synchronous vectored write: this thread has nothing else to do meanwhile.
-import { writevSync } from 'node:fs';
-import http from 'node:http';
-import https from 'node:https';
+// Why a thread of its own: on the main thread the S3 client's response handling and the garbage
+// collection of its socket buffers (in a heap that holds the whole agent) cost more CPU than the
+// bytes themselves. Here a GET is a URL signed on the main thread, each socket reads into one
+// buffer for the life of its connection (range-http-connection.ts), and the body is written from
+// that buffer straight to the file: this thread has nothing else to do meanwhile.
+import { writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
+import type * as HttpResponseHead from './http-response-head.js';
+import type * as RangeHttpConnection from './range-http-connection.js';
+import type { RangeConnection, RangeFailure } from './range-http-connection.js';
+
+export type { RangeFailure } from './range-http-connection.js';
 
 export interface RangeDownloadSetup {
   /** An open descriptor of the file; the owner keeps it open until this thread has ended. */
@@ -31,159 +34,102 @@ export interface RangeFetch {
   end: number;
 }
 
-/**
- * Why a GET failed:
- * - transit: the connection failed or went quiet; what arrived before is written and reported;
- * - status: the server answered with an error (status, and S3's error code when the body had one);
- * - answer: the server answered with other bytes than those asked for;
- * - local: the file could not be written (errno code).
- */
-export type RangeFailure =
-  | { reason: 'transit'; message: string }
-  | { reason: 'status'; status: number; code: string | undefined }
-  | { reason: 'answer'; message: string }
-  | { reason: 'local'; code: string | undefined; message: string };
-
 /** thread -> owner, in this order for one fetch: written extents, then done or failed. */
 export type RangeReport =
   | { written: { id: number; position: number; length: number } }
   | { done: number }
   | { failed: number; failure: RangeFailure };
 
-/** Network chunks are 16 to 64 KiB: one write per chunk would be a system call each. */
-const WRITE_BATCH_BYTES = 1024 * 1024; // 1 MiB
-/** Below the usual IOV_MAX of 1,024 entries, whatever the chunk sizes. */
-const WRITE_BATCH_CHUNKS = 256;
-/** Enough of an error answer to find S3's <Code> in it. */
-const ERROR_BODY_BYTES = 4096;
-
 /**
- * What is wrong with the head of an answer to a GET of bytes [start, end), or undefined when it
- * is the range asked for: 206 with that Content-Range and Content-Length. Pure.
+ * Each socket read is written at once (it is gone at the next read), but the owner hears of the
+ * writes in steps of this much: a message per read would cost the owner more than the write.
  */
-export function rangeAnswerProblem(status: number, contentRange: string | undefined, contentLength: string | undefined, start: number, end: number): string | undefined {
-  if (status !== 206) return `answered ${status} to a ranged GET, not 206 Partial Content`;
-  const match = /^bytes (\d+)-(\d+)\/(\d+|\*)$/.exec((contentRange ?? '').trim());
-  if (match === null) return `answered with Content-Range ${JSON.stringify(contentRange ?? '')}`;
-  if (Number(match[1]) !== start || Number(match[2]) !== end - 1) return `answered bytes ${match[1]}-${match[2]} when ${start}-${end - 1} were asked for`;
-  if (contentLength !== undefined && Number(contentLength) !== end - start) return `answered ${contentLength} bytes when ${end - start} were asked for`;
-  return undefined;
+const REPORT_EVERY_BYTES = 1024 * 1024; // 1 MiB
+/** One read takes what the kernel has queued for the socket, up to this much. */
+const READ_BUFFER_BYTES = 256 * 1024; // 256 KiB
+
+/** A sibling module, .ts when run from the sources, .js when built (see the note at the top). */
+async function sibling<T>(name: string): Promise<T> {
+  const extension = import.meta.url.endsWith('.ts') ? '.ts' : '.js';
+  return (await import(new URL(`./${name}${extension}`, import.meta.url).href)) as T;
 }
 
-/** S3's error code in an error answer's XML body, if it has one. Pure. */
-export function s3ErrorCode(body: string): string | undefined {
-  return /<Code>([^<]{1,100})<\/Code>/.exec(body)?.[1];
+/** Writes [offset, offset + length) of `buffer` at `position` whole: a short write (a signal, a disk about to fill) is continued. */
+function writeAt(fd: number, buffer: Buffer, offset: number, length: number, position: number): void {
+  for (let written = 0; written < length; ) {
+    const more = writeSync(fd, buffer, offset + written, length - written, position + written);
+    if (more === 0) throw new Error(`write at ${position + written} made no progress`);
+    written += more;
+  }
 }
 
-function run(port: NonNullable<typeof parentPort>, setup: RangeDownloadSetup): void {
-  const agents = {
-    'http:': new http.Agent({ keepAlive: true, maxSockets: setup.sockets }),
-    'https:': new https.Agent({ keepAlive: true, maxSockets: setup.sockets }),
-  };
+function run(port: NonNullable<typeof parentPort>, setup: RangeDownloadSetup, heads: typeof HttpResponseHead, connections: typeof RangeHttpConnection): void {
   const report = (message: RangeReport): void => port.postMessage(message);
+  /** Connections between GETs, by origin: the next range goes over one of them. */
+  const idle = new Map<string, RangeConnection[]>();
 
-  /** Writes the batch at `position` whole: a short write (a signal, a disk about to fill) is continued. */
-  const writeAt = (buffers: Buffer[], bytes: number, position: number): void => {
-    let written = writevSync(setup.fd, buffers, position);
-    if (written === bytes) return;
-    const rest = Buffer.concat(buffers, bytes);
-    while (written < bytes) {
-      const more = writevSync(setup.fd, [rest.subarray(written)], position + written);
-      if (more === 0) throw new Error(`write at ${position + written} made no progress`);
-      written += more;
+  /** A kept connection to the URL's server (one the server closed meanwhile is dropped), else a new one; `fresh`: always a new one. */
+  const connectionFor = (url: URL, fresh: boolean): RangeConnection => {
+    const waiting = fresh ? [] : (idle.get(url.origin) ?? []);
+    for (let kept = waiting.pop(); kept !== undefined; kept = waiting.pop()) {
+      if (kept.reusable) return kept;
+      kept.destroy();
     }
+    return new connections.RangeConnection({
+      protocol: url.protocol === 'https:' ? 'https:' : 'http:',
+      hostname: url.hostname.replace(/^\[(.*)\]$/, '$1'),
+      port: url.port === '' ? (url.protocol === 'https:' ? 443 : 80) : Number(url.port),
+      readBufferBytes: READ_BUFFER_BYTES,
+      connectTimeoutMs: setup.connectTimeoutMs,
+      idleTimeoutMs: setup.idleTimeoutMs,
+      heads,
+    });
+  };
+  const release = (url: URL, connection: RangeConnection): void => {
+    if (!connection.reusable) return;
+    const waiting = idle.get(url.origin) ?? [];
+    // More idle connections than GETs at once are never needed again.
+    if (waiting.length >= setup.sockets) connection.destroy();
+    else idle.set(url.origin, [...waiting, connection]);
   };
 
-  const fetchRange = (job: RangeFetch): void => {
+  const fetchRange = async (job: RangeFetch): Promise<void> => {
     const url = new URL(job.url);
-    const agent = url.protocol === 'https:' ? agents['https:'] : agents['http:'];
-    const client = url.protocol === 'https:' ? https : http;
-    let settled = false;
-    let received = 0;
-    let batch: Buffer[] = [];
-    let batchBytes = 0;
-
-    const finish = (failure: RangeFailure | undefined): void => {
-      if (settled) return;
-      settled = true;
-      request.destroy();
-      report(failure === undefined ? { done: job.id } : { failed: job.id, failure });
+    const get = { target: `${url.pathname}${url.search}`, host: url.host, start: job.start, end: job.end };
+    let reportedTo = job.start;
+    let writtenTo = job.start;
+    const reportWritten = (): void => {
+      if (writtenTo === reportedTo) return;
+      report({ written: { id: job.id, position: reportedTo, length: writtenTo - reportedTo } });
+      reportedTo = writtenTo;
     };
-    /** Writes what is gathered; false when the write failed (the fetch is then finished). */
-    const flush = (): boolean => {
-      if (batchBytes === 0) return true;
-      const position = job.start + received - batchBytes;
-      const length = batchBytes;
-      try {
-        writeAt(batch, length, position);
-      } catch (error) {
-        finish({ reason: 'local', code: (error as NodeJS.ErrnoException).code, message: error instanceof Error ? error.message : String(error) });
-        return false;
-      }
-      batch = [];
-      batchBytes = 0;
-      report({ written: { id: job.id, position, length } });
-      return true;
+    const sink = (buffer: Buffer, offset: number, length: number, position: number): void => {
+      writeAt(setup.fd, buffer, offset, length, position);
+      writtenTo = position + length;
+      if (writtenTo - reportedTo >= REPORT_EVERY_BYTES) reportWritten();
     };
-    /** A cut connection: the bytes that did arrive are kept, so the retry asks only for the rest. */
-    const cut = (error: Error): void => {
-      if (settled) return;
-      if (flush()) finish({ reason: 'transit', message: error.message });
-    };
-
-    const request = client.request(url, { agent, headers: { range: `bytes=${job.start}-${job.end - 1}` } }, (response) => {
-      const status = response.statusCode ?? 0;
-      if (status >= 300) {
-        const parts: Buffer[] = [];
-        let kept = 0;
-        response.on('data', (chunk: Buffer) => {
-          if (kept < ERROR_BODY_BYTES) parts.push(chunk);
-          kept += chunk.length;
-        });
-        response.on('end', () => finish({ reason: 'status', status, code: s3ErrorCode(Buffer.concat(parts).toString('utf8', 0, ERROR_BODY_BYTES)) }));
-        response.on('error', cut);
-        return;
-      }
-      const problem = rangeAnswerProblem(status, response.headers['content-range'], response.headers['content-length'], job.start, job.end);
-      if (problem !== undefined) {
-        finish({ reason: 'answer', message: problem });
-        return;
-      }
-      const length = job.end - job.start;
-      response.on('data', (chunk: Buffer) => {
-        if (settled) return;
-        if (received + chunk.length > length) {
-          finish({ reason: 'answer', message: `the body of bytes ${job.start}-${job.end - 1} came back longer than the ${length} bytes asked for` });
-          return;
-        }
-        batch.push(chunk);
-        batchBytes += chunk.length;
-        received += chunk.length;
-        if (batchBytes >= WRITE_BATCH_BYTES || batch.length >= WRITE_BATCH_CHUNKS) flush();
-      });
-      response.on('end', () => {
-        if (settled || !flush()) return;
-        if (received === length) finish(undefined);
-        else finish({ reason: 'transit', message: `the body ended after ${received} of ${length} bytes` });
-      });
-      // A connection closed before the last byte ends the body with an error ('aborted').
-      response.on('error', cut);
-    });
-    request.on('error', cut);
-    // Idle time, not total time: a range keeps its socket busy for as long as it takes.
-    request.setTimeout(setup.idleTimeoutMs, () => cut(new Error(`no byte for ${setup.idleTimeoutMs} ms`)));
-    request.on('socket', (socket) => {
-      if (!socket.connecting) return;
-      const timer = setTimeout(() => cut(new Error(`no connection within ${setup.connectTimeoutMs} ms`)), setup.connectTimeoutMs);
-      socket.once('connect', () => clearTimeout(timer));
-      socket.once('close', () => clearTimeout(timer));
-    });
-    request.end();
+    let connection = connectionFor(url, false);
+    let ended = await connection.get(get, sink);
+    // A kept-alive connection the server closed before it saw the GET: asking again is safe, on a new one.
+    if (ended.unanswered && connection.carried > 1) {
+      connection.destroy();
+      connection = connectionFor(url, true);
+      ended = await connection.get(get, sink);
+    }
+    release(url, connection);
+    // A cut connection: the bytes that did arrive are written and reported, so the retry asks only for the rest.
+    reportWritten();
+    report(ended.failure === undefined ? { done: job.id } : { failed: job.id, failure: ended.failure });
   };
 
-  port.on('message', (job: RangeFetch) => fetchRange(job));
+  port.on('message', (job: RangeFetch) => {
+    // Not expected (a URL this thread cannot connect to at all): that GET fails, the thread goes on.
+    fetchRange(job).catch((error: unknown) => report({ failed: job.id, failure: { reason: 'transit', message: error instanceof Error ? error.message : String(error) } }));
+  });
 }
 
-if (parentPort !== null && (workerData as { rangeDownload?: RangeDownloadSetup } | null)?.rangeDownload !== undefined) {
-  run(parentPort, (workerData as { rangeDownload: RangeDownloadSetup }).rangeDownload);
+const rangeDownload = (workerData as { rangeDownload?: RangeDownloadSetup } | null)?.rangeDownload;
+if (parentPort !== null && rangeDownload !== undefined) {
+  const [heads, connections] = await Promise.all([sibling<typeof HttpResponseHead>('http-response-head'), sibling<typeof RangeHttpConnection>('range-http-connection')]);
+  run(parentPort, rangeDownload, heads, connections);
 }

@@ -1,9 +1,11 @@
 // Large files restored through the S3 store's download thread, on the real server, with a
 // fault-injecting proxy in between: every byte lands, a range cut in transit is resumed in place,
 // a range altered on the way fails the manifest's SHA-256 with nothing put in place, and a
-// cancelled restore stops the thread and leaves nothing behind.
+// cancelled restore stops the thread and leaves nothing behind; and the thread's connections are
+// kept from range to range.
 import { createHash, randomBytes } from 'node:crypto';
-import { readdir, readFile } from 'node:fs/promises';
+import { open, readdir, readFile } from 'node:fs/promises';
+import { connect, createServer, type AddressInfo } from 'node:net';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
@@ -138,4 +140,31 @@ describe(`restoring a large file through the download thread, on ${server.kind}`
     expect(store.threaded).toEqual(['rejected']);
     expect(await readdir(backupDir)).toEqual([]);
   }, 90_000);
+
+  it('keeps its connections from range to range: as many as ranges in flight, not one per range', async () => {
+    // A plain TCP relay that counts the connections made through it.
+    const endpoint = new URL(server.endpoint);
+    let connections = 0;
+    const relay = createServer((client) => {
+      connections += 1;
+      const upstream = connect(Number(endpoint.port), endpoint.hostname);
+      client.pipe(upstream).pipe(client);
+      client.on('error', () => upstream.destroy());
+      upstream.on('error', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    const store = new S3RemoteStore({ ...storeOptions, endpoint: `http://127.0.0.1:${(relay.address() as AddressInfo).port}` });
+    const target = path.join(await tempDir('restore-thread'), 'index.faiss');
+    const file = await open(target, 'w+');
+    const rangeBytes = 8 * 1024 * 1024;
+    try {
+      await store.downloadRangesToFile(`${NAME}/index.faiss`, { fd: file.fd, sizeBytes: INDEX.length, rangeBytes, rangesInFlight: 2, signal: undefined, onWritten: () => undefined, rangeRetry: { policy: RETRY } });
+    } finally {
+      await file.close();
+      store.close();
+      relay.close();
+    }
+    expect((await readFile(target)).equals(INDEX)).toBe(true);
+    expect({ ranges: Math.ceil(INDEX.length / rangeBytes), connections }).toEqual({ ranges: 11, connections: 2 });
+  });
 });

@@ -3,7 +3,7 @@ import { rangeFailureError } from '../../src/remote/range-download-thread-client
 import { translateS3Error } from '../../src/remote/s3-errors.js';
 import { S3RemoteStore } from '../../src/remote/s3-store.js';
 import { planRanges } from '../../src/remote/s3-range-download.js';
-import { rangeAnswerProblem, s3ErrorCode } from '../../src/remote/s3-range-download-thread.js';
+import { rangeAnswerProblem, s3ErrorCode } from '../../src/remote/http-response-head.js';
 
 const MIB = 1024 * 1024;
 
