@@ -30,32 +30,49 @@ export interface RemoteIndex {
   listedAtMs: number;
 }
 
-/** Groups a flat listing into snapshots. Pure; hostile or foreign key names are counted and skipped. */
-export function buildRemoteIndex(objects: Iterable<RemoteObject>, nowMs: number): RemoteIndex {
-  const snapshots = new Map<string, RemoteSnapshot>();
-  let ignoredKeys = 0;
-  for (const object of objects) {
+/**
+ * Groups a listing into snapshots, one page at a time: a page is folded in and dropped, so a
+ * bucket of 30,000 objects never sits in memory as 30,000 listing entries. Pure; hostile or
+ * foreign key names are counted and skipped.
+ */
+export class RemoteIndexBuilder {
+  private readonly snapshots = new Map<string, RemoteSnapshot>();
+  /** Snapshots whose name carries no time: timed by their newest object instead. */
+  private readonly untimed = new Set<string>();
+  private ignoredKeys = 0;
+
+  add(objects: Iterable<RemoteObject>): void {
+    for (const object of objects) this.addObject(object);
+  }
+
+  finish(nowMs: number): RemoteIndex {
+    return { snapshots: this.snapshots, ignoredKeys: this.ignoredKeys, listedAtMs: nowMs };
+  }
+
+  private addObject(object: RemoteObject): void {
     const slash = object.key.indexOf('/');
     const name = slash > 0 ? object.key.slice(0, slash) : '';
     // Keys ending in '/' are folder markers some tools create; they hold no file.
     if (!isSnapshotName(name) || object.key.endsWith('/')) {
-      ignoredKeys += 1;
-      continue;
+      this.ignoredKeys += 1;
+      return;
     }
     const relative = object.key.slice(name.length + 1);
     // An upload's claim on the name, or its signatures, are not content: alone, they are no snapshot.
-    if (isBookkeepingName(relative)) continue;
+    if (isBookkeepingName(relative)) return;
     const manifestFormat = manifestFormatOf(relative);
     // `x/../../evil` is no file of a snapshot "x": counted as one, it would make "x" the newest.
     if (manifestFormat === undefined && !isAllowedFilePath(relative)) {
-      ignoredKeys += 1;
-      continue;
+      this.ignoredKeys += 1;
+      return;
     }
-    let snapshot = snapshots.get(name);
+    let snapshot = this.snapshots.get(name);
     if (snapshot === undefined) {
+      const timeMs = timeFromName(name);
       // Names without a time suffix fall back to the newest object's upload time.
-      snapshot = { name, timeMs: timeFromName(name) ?? 0, fileCount: 0, bytes: 0, complete: false, manifestEtag: undefined, encrypted: false };
-      snapshots.set(name, snapshot);
+      if (timeMs === undefined) this.untimed.add(name);
+      snapshot = { name, timeMs: timeMs ?? 0, fileCount: 0, bytes: 0, complete: false, manifestEtag: undefined, encrypted: false };
+      this.snapshots.set(name, snapshot);
     }
     if (manifestFormat !== undefined) {
       snapshot.complete = true;
@@ -64,10 +81,16 @@ export function buildRemoteIndex(objects: Iterable<RemoteObject>, nowMs: number)
     } else {
       snapshot.fileCount += 1;
       snapshot.bytes += object.size;
-      if (timeFromName(name) === undefined) snapshot.timeMs = Math.max(snapshot.timeMs, object.lastModifiedMs);
+      if (this.untimed.has(name)) snapshot.timeMs = Math.max(snapshot.timeMs, object.lastModifiedMs);
     }
   }
-  return { snapshots, ignoredKeys, listedAtMs: nowMs };
+}
+
+/** Groups a flat listing into snapshots (see RemoteIndexBuilder). */
+export function buildRemoteIndex(objects: Iterable<RemoteObject>, nowMs: number): RemoteIndex {
+  const builder = new RemoteIndexBuilder();
+  builder.add(objects);
+  return builder.finish(nowMs);
 }
 
 /**
@@ -100,5 +123,7 @@ export async function listAllObjects(store: RemoteStore, keyPrefix: string): Pro
 
 /** Lists the whole prefix page by page; ~1,000 keys a request, so 30,000 objects are 30 requests. */
 export async function listRemoteIndex(store: RemoteStore, nowMs: () => number): Promise<RemoteIndex> {
-  return buildRemoteIndex(await listAllObjects(store, ''), nowMs());
+  const builder = new RemoteIndexBuilder();
+  for await (const page of store.listObjects('')) builder.add(page);
+  return builder.finish(nowMs());
 }

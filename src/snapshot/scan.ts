@@ -85,9 +85,9 @@ export async function statSnapshot(backupDir: string, name: string): Promise<Sna
   const skipped: string[] = [];
   let newestChangeMs = rootStat.ctimeMs;
   const walk = async (relativeDir: string, depth: number): Promise<void> => {
-    const absoluteDir = path.join(root, relativeDir);
-    const dirStat = await lstatOrGone(absoluteDir, name);
-    newestChangeMs = Math.max(newestChangeMs, dirStat.ctimeMs);
+    const absoluteDir = relativeDir === '' ? root : path.join(root, relativeDir);
+    // The snapshot's own folder was stat'ed above: one lstat less per snapshot in a sweep of thousands.
+    if (relativeDir !== '') newestChangeMs = Math.max(newestChangeMs, (await lstatOrGone(absoluteDir, name)).ctimeMs);
     let entries;
     try {
       entries = await readdir(absoluteDir, { withFileTypes: true });

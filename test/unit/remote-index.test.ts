@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
-import { buildRemoteIndex, listRemoteIndex, remoteNewerThan } from '../../src/remote/remote-index.js';
+import { RemoteIndexBuilder, buildRemoteIndex, listRemoteIndex, remoteNewerThan } from '../../src/remote/remote-index.js';
 import type { RemoteObject } from '../../src/remote/store.js';
 
 const NAME = 'auto_20250101_000000';
@@ -123,5 +123,31 @@ describe('remoteNewerThan', () => {
 
   it('lists everything when there is nothing local', () => {
     expect(remoteNewerThan(index, undefined)).toHaveLength(3);
+  });
+});
+
+describe('RemoteIndexBuilder', () => {
+  const UNTIMED = 'manual';
+  const listing: RemoteObject[] = [
+    object(`${NAME}/a`, 1),
+    object(`${UNTIMED}/a`, 2, undefined, 5000),
+    object('not a snapshot/x'),
+    object(`${NAME}/b`, 3),
+    object(`${UNTIMED}/b`, 4, undefined, 9000),
+    object(`${UNTIMED}/.memsync-claim`, 5, undefined, 99_000),
+    object(MANIFEST, 9, MANIFEST_ETAG),
+    object(`${UNTIMED}/c`, 6, undefined, 7000),
+  ];
+
+  it('gives the same index page by page as from the whole listing at once, whatever the page size', () => {
+    const whole = buildRemoteIndex(listing, 5);
+    expect(whole.snapshots.get(UNTIMED)).toMatchObject({ fileCount: 3, bytes: 12, timeMs: 9000, complete: false });
+    expect(whole.snapshots.get(NAME)).toMatchObject({ fileCount: 2, bytes: 4, complete: true, manifestEtag: MANIFEST_ETAG });
+    expect(whole.ignoredKeys).toBe(1);
+    for (let pageSize = 1; pageSize <= listing.length; pageSize += 1) {
+      const builder = new RemoteIndexBuilder();
+      for (let start = 0; start < listing.length; start += pageSize) builder.add(listing.slice(start, start + pageSize));
+      expect(builder.finish(5)).toEqual(whole);
+    }
   });
 });
