@@ -105,9 +105,18 @@ export class PartHasher {
     return digest;
   }
 
+  /** The raw MD5 of every part, the last (shorter) one included; call after the last update. */
+  partMd5s(): readonly Buffer[] {
+    if (this.inPart > 0 || this.parts.length === 0) {
+      this.parts.push(this.current.digest());
+      this.inPart = 0;
+      this.current = createHash('md5');
+    }
+    return this.parts;
+  }
+
   etag(): string {
-    const parts = this.inPart > 0 || this.parts.length === 0 ? [...this.parts, this.current.digest()] : this.parts;
-    return multipartEtag(parts);
+    return multipartEtag(this.partMd5s());
   }
 }
 
@@ -152,6 +161,11 @@ export class DigestAccumulator {
     return this.parts?.addPart(part);
   }
 
+  /** The raw MD5s of the multipart layout's parts (undefined for a single PUT); after the last chunk. */
+  partMd5s(): readonly Buffer[] | undefined {
+    return this.parts?.partMd5s();
+  }
+
   /** Call once, after the last chunk. `sha256` is '' when it was not asked for. */
   digest(): FileDigest {
     const md5 = this.md5?.digest('hex') ?? '';
@@ -182,21 +196,28 @@ export interface DigestFileOptions {
   observe?: (bytes: Buffer) => void;
   /** From this size on, MD5s are taken on other threads; default MD5_OFFLOAD_MIN_BYTES. */
   offloadFromBytes?: number;
+  /**
+   * Shown the raw MD5 of every part of a multipart file's layout (digest.partSizeBytes), which
+   * the ETag only sums up: a composed upload checks the parts it copies against them.
+   */
+  onPartMd5s?: (partMd5s: readonly Buffer[]) => void;
 }
 
 export async function digestFile(absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number, options: DigestFileOptions = {}): Promise<FileDigest> {
-  const { opening = {}, observe, offloadFromBytes = MD5_OFFLOAD_MIN_BYTES } = options;
+  const { opening = {}, offloadFromBytes = MD5_OFFLOAD_MIN_BYTES } = options;
   const file = await openLocalFile(absolutePath, opening);
   try {
     return expectedSizeBytes >= offloadFromBytes
-      ? await digestWithMd5Thread(file, absolutePath, expectedSizeBytes, multipartThresholdBytes, observe)
-      : await digestInline(file, absolutePath, expectedSizeBytes, multipartThresholdBytes, observe);
+      ? await digestWithMd5Thread(file, absolutePath, expectedSizeBytes, multipartThresholdBytes, options)
+      : await digestInline(file, absolutePath, expectedSizeBytes, multipartThresholdBytes, options);
   } finally {
     await file.close();
   }
 }
 
-async function digestInline(file: LocalFile, absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number, observe: ((bytes: Buffer) => void) | undefined): Promise<FileDigest> {
+type Observers = Pick<DigestFileOptions, 'observe' | 'onPartMd5s'>;
+
+async function digestInline(file: LocalFile, absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number, { observe, onPartMd5s }: Observers): Promise<FileDigest> {
   const digests = fileDigestAccumulator(expectedSizeBytes, multipartThresholdBytes);
   // One buffer for the whole file: the hashes copy what they need from it. No larger than the
   // file (+1, so a file that grew still reads past its expected end): thousands of small files
@@ -210,11 +231,14 @@ async function digestInline(file: LocalFile, absolutePath: string, expectedSizeB
     position += bytesRead;
   }
   requireExpectedSize(absolutePath, expectedSizeBytes, digests.size);
-  return digests.digest();
+  const digest = digests.digest();
+  const partMd5s = digests.partMd5s();
+  if (partMd5s !== undefined) onPartMd5s?.(partMd5s);
+  return digest;
 }
 
 /** The same digests, with the MD5s (whole and per part) taken on a second thread from the same reads. */
-async function digestWithMd5Thread(file: LocalFile, absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number, observe: ((bytes: Buffer) => void) | undefined): Promise<FileDigest> {
+async function digestWithMd5Thread(file: LocalFile, absolutePath: string, expectedSizeBytes: number, multipartThresholdBytes: number, { observe, onPartMd5s }: Observers): Promise<FileDigest> {
   const partSizeBytes = partSizeFor(expectedSizeBytes);
   const multipart = usesMultipart(expectedSizeBytes, multipartThresholdBytes);
   const md5s = new Md5Offload({ partSizeBytes: multipart ? partSizeBytes : 0, wholeMd5: true, slotBytes: OFFLOAD_SLOT_BYTES, slotCount: OFFLOAD_SLOTS });
@@ -236,6 +260,7 @@ async function digestWithMd5Thread(file: LocalFile, absolutePath: string, expect
     }
     requireExpectedSize(absolutePath, expectedSizeBytes, size);
     const { md5, partMd5s } = await md5s.finish();
+    if (multipart) onPartMd5s?.(partMd5s);
     return { size, sha256: sha256.digest('hex'), md5, etag: multipart ? multipartEtag(partMd5s) : md5, partSizeBytes, multipart };
   } finally {
     await md5s.close();

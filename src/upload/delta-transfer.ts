@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import { describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { ComposePartSpec, FileBody, RemoteStore } from '../remote/store.js';
@@ -6,6 +5,7 @@ import type { RetryPolicy } from '../retry.js';
 import { retryingWith, type Retrying } from './requests.js';
 import { Chunker, type Chunk } from '../delta/chunker.js';
 import { planComposition, type CompositionPlan } from '../delta/compose-plan.js';
+import { splitAtPlainParts, type AlignedComposePart } from '../delta/plain-part-split.js';
 import { createSignature, type Signature } from '../delta/signature.js';
 import { serializeSignatureBundle, signatureBundleByteLimit, signatureFromBundle } from '../delta/signature-bundle.js';
 import { readSmallObject } from '../remote/body.js';
@@ -14,7 +14,8 @@ import { multipartEtag, normalizeEtag, type FileDigest } from '../snapshot/diges
 import { fileKey } from '../snapshot/manifest.js';
 import type { SignatureStore } from '../state/signature-store.js';
 import { copyFallback, type KnownSnapshot } from './copy-plan.js';
-import { rangeMd5sOnThread, type RangeMd5s } from './delta-part-md5s.js';
+import { composePartSpecs, rangeMd5sOnThread, readRange, READ_BYTES, type RangeMd5s } from './delta-part-md5s.js';
+import { KeptPartMd5s, type PlainPartMd5s } from './kept-part-md5s.js';
 import { METADATA_AGENT, METADATA_SHA256 } from './plan.js';
 
 /**
@@ -23,9 +24,10 @@ import { METADATA_AGENT, METADATA_SHA256 } from './plan.js';
  * server and the changed bytes sent. Which ranges are shared comes from content-defined chunk
  * signatures (src/delta). The result is verified like a plain upload: every copied part's MD5
  * equals the MD5 of the same range of the local file, every sent part carries its Content-MD5,
- * and the finished object's ETag is the multipart ETag those MD5s predict. The server's copies
- * start at once: the local MD5s of the copied ranges are taken while it copies (on a thread), and
- * only the checks of its answers wait for them, all before the object is completed. Anything
+ * and the finished object's ETag is the multipart ETag those MD5s predict. Copied runs are cut at
+ * the file's plain part boundaries, so most copied parts are parts whose MD5 the digest pass
+ * already took; the rest are read again while the server copies (on a thread), and only the
+ * checks of its answers wait for them, all before the object is completed. Anything
  * in the way (no base, no signature, a base changed since, a server without ranged copies) makes
  * the caller upload the file whole, as before.
  */
@@ -40,8 +42,10 @@ export interface DeltaOptions {
   agentId: string;
   retry: RetryPolicy;
   log: Logger;
-  /** The local MD5s of copied parts; default rangeMd5sOnThread. */
+  /** The local MD5s of copied parts that are no whole plain part; default rangeMd5sOnThread. */
   copiedPartMd5s?: RangeMd5s;
+  /** Plain part MD5s of files digested in full in this process; default a KeptPartMd5s of its own. */
+  keptPartMd5s?: KeptPartMd5s;
 }
 
 export interface NewFileVersion {
@@ -67,18 +71,17 @@ interface Base {
   signature: Signature;
 }
 
-/** Reads in this size while chunking or hashing a file already on disk. */
-const READ_BYTES = 1024 * 1024;
-
 export class DeltaTransfer {
   private disabledReason: string | undefined;
   /** Snapshots whose signature bundle is missing or unusable, by manifest identity: asked once. */
   private readonly noBundle = new Set<string>();
 
   private readonly retrying: Retrying;
+  private readonly keptPartMd5s: KeptPartMd5s;
 
   constructor(private readonly options: DeltaOptions) {
     this.retrying = retryingWith(options.retry, options.log, undefined);
+    this.keptPartMd5s = options.keptPartMd5s ?? new KeptPartMd5s();
   }
 
   /** Whether a file of this size is worth asking about (no I/O): the uploader digests such files before sending them. */
@@ -86,8 +89,12 @@ export class DeltaTransfer {
     return this.disabledReason === undefined && sizeBytes >= this.options.minFileBytes;
   }
 
-  /** Keeps the signature of a file version chunked while it was digested, so a later version can be composed from it. */
-  async keep(chunks: readonly Chunk[], digest: FileDigest): Promise<void> {
+  /**
+   * Keeps the signature of a file version chunked while it was digested, so a later version can be
+   * composed from it, and (in memory) the MD5s of its plain parts, for its own composition.
+   */
+  async keep(chunks: readonly Chunk[], digest: FileDigest, partMd5s?: PlainPartMd5s): Promise<void> {
+    if (partMd5s !== undefined) this.keptPartMd5s.keep(digest.sha256, digest.size, partMd5s);
     await this.options.signatures.put(createSignature(chunks, digest.size, digest.sha256));
   }
 
@@ -118,9 +125,16 @@ export class DeltaTransfer {
     }
     // Stops the local MD5s still being taken once the composition is over, whichever way it ended.
     const md5sDone = new AbortController();
+    const kept = this.keptPartMd5s.get(local.digest.sha256, local.digest.size);
     let parts: ComposePartSpec[];
+    let reusedMd5s: number;
     try {
-      parts = await this.partSpecs(plan, local.body, AbortSignal.any([signal, md5sDone.signal]));
+      ({ specs: parts, reusedMd5s } = await composePartSpecs(partsOf(plan, kept, local.digest.size), {
+        body: local.body,
+        kept,
+        copiedPartMd5s: this.options.copiedPartMd5s ?? rangeMd5sOnThread,
+        stop: AbortSignal.any([signal, md5sDone.signal]),
+      }));
       await this.composeParts(targetKey, base, head.etag, parts, local, signal);
     } catch (error) {
       md5sDone.abort();
@@ -150,7 +164,7 @@ export class DeltaTransfer {
       return undefined;
     }
     await this.options.signatures.noteComposedEtag(local.digest.sha256, expectedEtag);
-    log.info('file composed from its previous version', { file: local.path, base: base.snapshot, bytesSent: plan.bytesSent, bytesDelta: plan.bytesCopied, parts: parts.length });
+    log.info('file composed from its previous version', { file: local.path, base: base.snapshot, bytesSent: plan.bytesSent, bytesDelta: plan.bytesCopied, parts: parts.length, partMd5sReused: reusedMd5s });
     return { bytesSent: plan.bytesSent, bytesDelta: plan.bytesCopied, baseSnapshot: base.snapshot, etag: expectedEtag };
   }
 
@@ -166,31 +180,6 @@ export class DeltaTransfer {
         partRetry: this.retrying.inParts,
       });
     return this.retrying(compose, `compose ${targetKey}`, signal);
-  }
-
-  /**
-   * The plan's parts with their MD5s as the local file holds them. A sent part's is taken here,
-   * as it is sent with it; a copied part's is a promise, taken on a thread while the server copies.
-   */
-  private async partSpecs(plan: CompositionPlan, body: FileBody, stop: AbortSignal): Promise<ComposePartSpec[]> {
-    const copies = plan.parts.filter((part) => part.kind === 'copy');
-    const copyMd5s = (this.options.copiedPartMd5s ?? rangeMd5sOnThread)(body, copies.map((part) => ({ start: part.targetStart, length: part.length })), stop);
-    // A composition that fails first never asks for the rest; their failure is then nobody's news.
-    for (const md5 of copyMd5s) md5.catch(() => undefined);
-    const specs: ComposePartSpec[] = [];
-    const buffer = Buffer.allocUnsafe(READ_BYTES);
-    let copyIndex = 0;
-    for (const part of plan.parts) {
-      if (part.kind === 'copy') {
-        specs.push({ kind: 'copy', sourceStart: part.sourceStart, sourceEnd: part.sourceEnd, md5Hex: copyMd5s[copyIndex] as Promise<string> });
-        copyIndex += 1;
-        continue;
-      }
-      const md5 = createHash('md5');
-      await readRange(body, part.targetStart, part.length, buffer, (bytes) => void md5.update(bytes));
-      specs.push({ kind: 'send', targetStart: part.targetStart, length: part.length, md5Hex: md5.digest('hex') });
-    }
-    return specs;
   }
 
   /**
@@ -255,11 +244,8 @@ export class DeltaTransfer {
   }
 }
 
-/** Shows `onBlock` the `length` bytes of `body` from `start` on, in order, read through `buffer`. */
-async function readRange(body: FileBody, start: number, length: number, buffer: Buffer, onBlock: (bytes: Buffer) => void): Promise<void> {
-  for (let offset = 0; offset < length; offset += buffer.length) {
-    const view = buffer.subarray(0, Math.min(buffer.length, length - offset));
-    await body.read(view, start + offset);
-    onBlock(view);
-  }
+/** The plan's parts, its copied runs cut at the plain layout's parts when their MD5s are kept (and S3's rules allow). */
+function partsOf(plan: CompositionPlan, kept: PlainPartMd5s | undefined, sizeBytes: number): AlignedComposePart[] {
+  const split = kept === undefined ? undefined : splitAtPlainParts(plan, { sizeBytes, partSizeBytes: kept.partSizeBytes });
+  return split ?? plan.parts.map((part) => (part.kind === 'copy' ? { ...part, plainPartIndex: undefined } : part));
 }

@@ -86,8 +86,11 @@ export class SnapshotFiles {
     const chunker = delta?.considers(file.size) === true ? new Chunker() : undefined;
     const chunks: Chunk[] = [];
     const observe = chunker === undefined ? undefined : (bytes: Buffer): void => void chunks.push(...chunker.push(bytes));
-    const digest = await this.passes.full(this.absolutePath(stat, file), file.size, multipartThresholdBytes, { opening: this.opening(stat, file), observe });
-    if (chunker !== undefined) await delta?.keep([...chunks, ...chunker.finish()], digest);
+    // Its plain part MD5s too: a composition checks the parts it copies on that layout against them.
+    let partMd5s: readonly Buffer[] | undefined;
+    const onPartMd5s = chunker === undefined ? undefined : (md5s: readonly Buffer[]): void => void (partMd5s = md5s);
+    const digest = await this.passes.full(this.absolutePath(stat, file), file.size, multipartThresholdBytes, { opening: this.opening(stat, file), observe, onPartMd5s });
+    if (chunker !== undefined) await delta?.keep([...chunks, ...chunker.finish()], digest, partMd5s === undefined ? undefined : { partSizeBytes: digest.partSizeBytes, md5s: partMd5s });
     return digest;
   }
 
