@@ -1,35 +1,30 @@
-import type PQueue from 'p-queue';
 import { AppError, describeError, isAppError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { RemoteObject, RemoteStore } from '../remote/store.js';
+import type { RemoteObject } from '../remote/store.js';
 import { usesMultipart, type FileDigest } from '../snapshot/digest.js';
 import { buildManifest, fileKey, type Manifest } from '../snapshot/manifest.js';
-import { manifestKeyFor, plainManifestCodec, type ManifestCodec } from '../snapshot/manifest-codec.js';
+import { manifestKeyFor, type ManifestCodec } from '../snapshot/manifest-codec.js';
 import type { SnapshotStat } from '../snapshot/scan.js';
-import type { Encryption } from '../crypto/encryption.js';
-import type { SignatureStore } from '../state/signature-store.js';
-import type { HashCacheDocument } from '../state/hash-cache.js';
-import type { PersistedJson } from '../state/persisted.js';
-import type { RetryPolicy } from '../retry.js';
-import type { RemoteIndex } from '../remote/remote-index.js';
 import { cleanUpCancelledAttempt } from './attempt-cleanup.js';
-import { DeltaTransfer } from './delta-transfer.js';
-import { FilePlanner, listSnapshot, type FilePlan } from './file-plans.js';
-import { FileUpload } from './file-upload.js';
-import { incompleteConflict, ManifestCommit, replacedConflict, type ConflictReport, type StoredManifest } from './manifest-commit.js';
-import { NameClaims, type HeldClaim } from './name-claim.js';
+import type { DeltaTransfer } from './delta-transfer.js';
+import { listSnapshot, type FilePlan, type FilePlanner } from './file-plans.js';
+import type { FileUpload } from './file-upload.js';
+import { incompleteConflict, replacedConflict, type ManifestCommit } from './manifest-commit.js';
+import type { HeldClaim, NameClaims } from './name-claim.js';
 import { requireUploadablePaths } from './plan.js';
-import { retryingWith, type Retrying } from './requests.js';
-import { ServerSideCopier } from './server-side-copy.js';
+import type { Retrying } from './requests.js';
+import type { ServerSideCopier } from './server-side-copy.js';
 import { commitSignal, type CommitSignal } from './commit-signal.js';
 import { isNameTaken, listingNeeded } from './unlisted-upload.js';
-import { ComposeTransfer, CopyTransfer } from './server-side-transfers.js';
-import { SnapshotFiles } from './snapshot-files.js';
-import { ETAG_VERIFICATION, type StoredVerification } from './stored-verification.js';
+import { CopyTransfer, type ComposeTransfer } from './server-side-transfers.js';
+import type { SnapshotFiles } from './snapshot-files.js';
 import { addTransfer, noTransfers, transferFile, type FileTransfer, type TransferContext, type TransferTotals } from './transfer.js';
 import { sealedLayout } from './upload-body.js';
+import type { SnapshotOutcome, UploaderOptions, UploadProgress } from './uploader-options.js';
+import { uploaderParts } from './uploader-parts.js';
 
 export type { ConflictReport, StoredManifest } from './manifest-commit.js';
+export type { SnapshotOutcome, UploaderOptions, UploadProgress } from './uploader-options.js';
 
 /**
  * Uploads one settled snapshot: digest its files (cached), compare with what the bucket
@@ -41,85 +36,6 @@ export type { ConflictReport, StoredManifest } from './manifest-commit.js';
  * (transfer.ts: a server-side copy, a composition from its previous version, an upload), commit
  * (manifest-commit.ts).
  */
-
-export type SnapshotOutcome =
-  | ({
-      outcome: 'uploaded';
-      manifest: Manifest;
-      bytes: number;
-      /** Bytes that went over the wire; files copied server-side or already there are not in it. */
-      bytesSent: number;
-      filesSent: number;
-      /** Bytes of files created by a server-side copy of an identical object already in the bucket. */
-      bytesCopied: number;
-      /** Bytes of files composed server-side from ranges of their previous version (see delta-transfer.ts). */
-      bytesDelta: number;
-      filesDelta: number;
-      filesCopied: number;
-      durationMs: number;
-    } & StoredManifest)
-  | ({ outcome: 'already-remote'; manifest: Manifest } & StoredManifest)
-  | { outcome: 'conflict'; manifest: Manifest; conflict: ConflictReport };
-
-export interface UploadProgress {
-  snapshot: string;
-  totalBytes: number;
-  sentBytes: number;
-  files: number;
-  filesDone: number;
-  startedAtMs: number;
-}
-
-export interface UploaderOptions {
-  store: RemoteStore;
-  /** Told when a snapshot's upload enters its commit: from then on a prune no longer stops it (commit-signal.ts). */
-  onCommitting?: (name: string) => void;
-  hashCache: PersistedJson<HashCacheDocument>;
-  /** The file queue shared by all snapshots: its concurrency is the number of files in flight. */
-  fileQueue: PQueue;
-  agentId: string;
-  backupDir: string;
-  multipartThresholdBytes: number;
-  retry: RetryPolicy;
-  log: Logger;
-  now: () => number;
-  /** Each failed attempt that will be retried: lets the store's health show an outage before the retries run out. */
-  onRetry?: (error: AppError) => void;
-  /**
-   * Differential uploads: files whose bytes a complete remote snapshot already holds are
-   * created by server-side copy. `remoteIndex` is the latest listing of the bucket. Omitted: off.
-   */
-  serverSideCopy?: { remoteIndex: () => RemoteIndex; sourceSnapshots?: number };
-  /** Client-side encryption of files and manifests; omitted: stored as they are. */
-  encryption?: Encryption;
-  /**
-   * Whether the store refuses a conditional PUT over an existing key (found out at start). Then
-   * the manifest is written without a HEAD first: the PUT itself is the check. Omitted: HEAD first.
-   */
-  conditionalWritesHonoured?: () => boolean;
-  /**
-   * Longest wait for one open, stat or read of a local file before its snapshot fails (the
-   * blocked thread itself cannot be freed; see withDeadline). Default DEFAULT_FILE_DEADLINE_MS.
-   */
-  localFileDeadlineMs?: number;
-  /** Refuse files with more than one hard link (another name may be outside the backup directory). Default false. */
-  refuseHardlinks?: boolean;
-  /**
-   * Delta uploads (needs serverSideCopy, and no encryption): a large file whose previous version
-   * is stored is composed from ranges of it plus the changed bytes. Omitted: off.
-   */
-  delta?: { minFileBytes: number; signatures: SignatureStore };
-  /** Lease of this agent's claims on snapshot names, renewed every third of it (see claim-lease.ts). Default 10 min. */
-  claimLeaseMs?: number;
-  /** How stored objects are proven (stored-verification.ts); where only by reading them back, no copies or compositions. Default: by ETag. */
-  verification?: StoredVerification;
-  /**
-   * The bucket's listing as sweeps keep it and uploads extend it. Where it shows nothing under a
-   * new snapshot's name, that snapshot's own listing may be skipped (unlisted-upload.ts). Omitted:
-   * every snapshot is listed before its upload.
-   */
-  remoteIndex?: () => RemoteIndex;
-}
 
 /** Names remembered as tried and not completed (see `tried`). */
 const MAX_TRIED_NAMES = 10_000;
@@ -140,55 +56,18 @@ export class SnapshotUploader {
   private readonly tried = new Set<string>();
 
   constructor(private readonly options: UploaderOptions) {
-    const { store, agentId, encryption, multipartThresholdBytes } = options;
-    const copy = options.serverSideCopy;
-    const signatures = options.delta?.signatures;
-    const verification = options.verification ?? ETAG_VERIFICATION;
-    this.codec = encryption?.codec ?? plainManifestCodec();
-    this.retrying = retryingWith(options.retry, options.log, options.onRetry);
-    // An encrypted object's ETag cannot be predicted from the local file, and an SSE-KMS one is no
-    // digest at all: a copy could then not be verified without downloading it, so every file is sent.
-    this.copier =
-      copy === undefined || encryption !== undefined || !verification.serverSideCopies
-        ? undefined
-        : new ServerSideCopier({
-            store,
-            remoteIndex: copy.remoteIndex,
-            sourceSnapshots: copy.sourceSnapshots,
-            agentId,
-            retry: options.retry,
-            log: options.log,
-            ...(signatures === undefined ? {} : { composedEtags: (sha256: string) => signatures.composedEtags(sha256) }),
-          });
-    const copier = this.copier;
-    const delta =
-      options.delta === undefined || copier === undefined
-        ? undefined
-        : new DeltaTransfer({
-            store,
-            signatures: options.delta.signatures,
-            minFileBytes: options.delta.minFileBytes,
-            knownSnapshots: (exclude, signal) => copier.knownSnapshots(exclude, signal),
-            agentId,
-            retry: options.retry,
-            log: options.log,
-          });
-    const retrying = this.retrying;
-    this.files = new SnapshotFiles({
-      backupDir: options.backupDir,
-      hashCache: options.hashCache,
-      multipartThresholdBytes,
-      log: options.log,
-      localFileDeadlineMs: options.localFileDeadlineMs,
-      refuseHardlinks: options.refuseHardlinks,
-      delta,
-    });
-    this.planner = new FilePlanner({ store, files: this.files, agentId, multipartThresholdBytes, encryption, copier, delta, retrying, etagsAreDigests: verification.method === 'etag' });
-    this.manifests = new ManifestCommit({ store, codec: this.codec, encryption, agentId, conditionalWritesHonoured: options.conditionalWritesHonoured, delta, retrying });
-    this.claims = new NameClaims({ store, agentId, now: options.now, retrying, leaseMs: options.claimLeaseMs });
-    this.delta = delta;
-    this.compose = delta === undefined ? undefined : new ComposeTransfer(delta, this.files);
-    this.fileUpload = new FileUpload({ store, files: this.files, agentId, multipartThresholdBytes, encryption, retrying, now: options.now, verification: verification.method });
+    ({
+      codec: this.codec,
+      retrying: this.retrying,
+      files: this.files,
+      planner: this.planner,
+      manifests: this.manifests,
+      claims: this.claims,
+      copier: this.copier,
+      compose: this.compose,
+      fileUpload: this.fileUpload,
+      delta: this.delta,
+    } = uploaderParts(options));
   }
 
   /** Digests a settled snapshot into its manifest, re-reading only files whose stat changed. */
