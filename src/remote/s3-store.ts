@@ -6,7 +6,6 @@ import {
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
-  ListObjectsV2Command,
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
@@ -17,6 +16,7 @@ import { composeS3Object } from './s3-compose.js';
 import { copyS3Object } from './s3-copy.js';
 import { httpStatusOf, isNotFound, translateS3BucketError, translateS3Error } from './s3-errors.js';
 import { uploadFileInParts } from './s3-file-parts.js';
+import { listS3Objects } from './s3-listing.js';
 import { downloadS3RangesToFile } from './s3-range-download.js';
 import { IfMatchForm } from './s3-if-match.js';
 import { keepServerDate } from './s3-server-clock.js';
@@ -73,11 +73,6 @@ const unsignedPayload: BuildMiddleware<object, MetadataBearer> = (next, context)
 };
 
 /** Ceph RGW and others answer an empty ETag on CompleteMultipartUpload; HEAD is the reliable source. */
-/** A size that can be a file's: a whole number of bytes that floating point holds exactly. */
-function isByteCount(size: number): boolean {
-  return Number.isSafeInteger(size) && size >= 0;
-}
-
 export class S3RemoteStore implements RemoteStore {
   readonly location: string;
   private readonly client: S3Client;
@@ -137,46 +132,11 @@ export class S3RemoteStore implements RemoteStore {
   }
 
   async *listObjects(keyPrefix: string): AsyncIterable<RemoteObject[]> {
-    let continuationToken: string | undefined;
-    // A server that hands back a token it gave before would have memsync list for ever.
-    const tokensSent = new Set<string>();
-    do {
-      let page;
-      try {
-        page = await this.client.send(
-          new ListObjectsV2Command({ Bucket: this.options.bucket, Prefix: this.fullKey(keyPrefix), ContinuationToken: continuationToken, MaxKeys: 1000 }),
-        );
-      } catch (error) {
-        throw translateS3BucketError(error, `list ${this.fullKey(keyPrefix)}`);
-      }
-      // A listed size that is no byte count (negative, fractional, not exact) means the answer is
-      // not a listing memsync can trust (damaged on the way, or not S3's): the listing fails, as a
-      // transient failure is retried. Leaving the object out instead would make a snapshot look
-      // like it has fewer files than it has.
-      const absurd = (page.Contents ?? []).find((item) => item.Key !== undefined && !isByteCount(item.Size ?? 0));
-      if (absurd !== undefined) {
-        throw new AppError('remote_unavailable', `list ${this.fullKey(keyPrefix)}: the answer gives ${JSON.stringify(String(absurd.Key).slice(0, 120))} a size of ${String(absurd.Size)} bytes, which no object has`);
-      }
-      // The answer says how many keys it holds: a body damaged on the way can parse with entries
-      // missing, and a snapshot would look like it has fewer files (or no manifest).
-      const entries = (page.Contents ?? []).length + (page.CommonPrefixes ?? []).length;
-      if (page.KeyCount !== undefined && page.KeyCount !== entries) {
-        throw new AppError('remote_unavailable', `list ${this.fullKey(keyPrefix)}: the answer says it holds ${page.KeyCount} keys but carries ${entries}`);
-      }
-      const objects: RemoteObject[] = (page.Contents ?? []).flatMap((item) =>
-        item.Key === undefined ? [] : [{ key: this.relativeKey(item.Key), size: item.Size ?? 0, etag: item.ETag ?? '', lastModifiedMs: item.LastModified?.getTime() ?? 0 }],
-      );
+    const pages = listS3Objects({ client: this.client, bucket: this.options.bucket, prefix: this.fullKey(keyPrefix), reader: 'memsync' });
+    for await (const objects of pages) {
+      for (const object of objects) object.key = this.relativeKey(object.key);
       yield objects;
-      continuationToken = page.IsTruncated === true ? page.NextContinuationToken : undefined;
-      if (continuationToken !== undefined) {
-        if (tokensSent.has(continuationToken)) {
-          throw new AppError('remote_rejected', `list ${this.fullKey(keyPrefix)}: the server repeated a continuation token; the listing would never end`, {
-            hint: 'the endpoint is not a working S3 listing; check CLOUD_SYNC_ENDPOINT',
-          });
-        }
-        tokensSent.add(continuationToken);
-      }
-    } while (continuationToken !== undefined);
+    }
   }
 
   async head(key: string): Promise<RemoteHead | undefined> {
