@@ -13,7 +13,7 @@
 import { randomFillSync } from 'node:crypto';
 import { copyFile, mkdir, open, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { MEMSYNC_MAIN, PROJECT_DIR, memsyncEnv, type AgentRun, type LogLine } from '../lib/agent.js';
+import { PROJECT_DIR, memsyncCommandArgs, memsyncEnv, type AgentRun, type LogLine } from '../lib/agent.js';
 import { alternate, log, type BenchContext } from '../lib/context.js';
 import { backupName, writeRandomFile } from '../lib/data.js';
 import { TreeSampler, timeCommand, type CommandResult, type Usage } from '../lib/measure.js';
@@ -501,7 +501,7 @@ class DeltaBench {
       // its figures include that. `memsync upload NAME` does not list the bucket, so it finds no
       // base and sends every file.
       const args = process.env.BENCH_DELTA_UPLOAD_NAMED === '1' ? ['upload', '--verbose', name] : ['upload', '--verbose'];
-      const usage = await timeCommand(process.execPath, [MEMSYNC_MAIN, ...args], { env: memsyncEnv(vars), cwd: PROJECT_DIR, timeoutMs: RUN_TIMEOUT_MS, timeFile: this.ctx.timeFile() });
+      const usage = await timeCommand(process.execPath, memsyncCommandArgs(args), { env: memsyncEnv(vars), cwd: PROJECT_DIR, timeoutMs: RUN_TIMEOUT_MS, timeFile: this.ctx.timeFile() });
       figures = memsyncFigures(usage);
       const lines = `${usage.stdout}\n${usage.stderr}`.split('\n').filter((line) => line.trim() !== '' && !line.includes('upload progress'));
       this.memsyncLog.push(`=== ${link.name} ${name}`, ...lines.slice(0, 200));

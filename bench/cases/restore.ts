@@ -3,7 +3,7 @@
 // fsynced, renamed into place). Peers: a recursive copy down of the same remote folder.
 import { readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { MEMSYNC_MAIN, memsyncEnv } from '../lib/agent.js';
+import { memsyncCommandArgs, memsyncEnv } from '../lib/agent.js';
 import { alternate, log, type BenchContext } from '../lib/context.js';
 import { timeCommand, type Usage } from '../lib/measure.js';
 import { PEERS, downloadCommand } from '../lib/peers.js';
@@ -28,7 +28,7 @@ export async function runRestore(ctx: BenchContext, large: LargeData, uploadedPr
         let usage: Usage;
         if (tool === 'memsync') {
           const vars = await ctx.memsyncVars({ backupDir, stateDir: path.join(home, 'state'), prefix });
-          usage = await timeCommand(process.execPath, [MEMSYNC_MAIN, 'download', LARGE_NAME, '--yes'], { env: memsyncEnv(vars), timeoutMs: RESTORE_TIMEOUT_MS, timeFile: ctx.timeFile() });
+          usage = await timeCommand(process.execPath, memsyncCommandArgs(['download', LARGE_NAME, '--yes']), { env: memsyncEnv(vars), timeoutMs: RESTORE_TIMEOUT_MS, timeFile: ctx.timeFile() });
         } else {
           const target = path.join(backupDir, LARGE_NAME);
           const { command, args, env } = downloadCommand(ctx.peers, tool, ctx.bucket, `${prefix}${LARGE_NAME}`, target);

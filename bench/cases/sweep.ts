@@ -6,7 +6,7 @@
 // bytes the agent read (/proc/PID/io rchar) stay far below the tree's size.
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import { AgentRun, MEMSYNC_MAIN, memsyncEnv } from '../lib/agent.js';
+import { AgentRun, memsyncCommandArgs, memsyncEnv } from '../lib/agent.js';
 import { alternate, log, type BenchContext } from '../lib/context.js';
 import { writeTree } from '../lib/data.js';
 import { TreeSampler, readChars, timeCommand, type Usage } from '../lib/measure.js';
@@ -46,7 +46,7 @@ export async function runSweep(ctx: BenchContext): Promise<void> {
           usage = result.usage;
           reads.push(result.readBytes);
         } else if (tool === 'memsync status') {
-          const result = await timeCommand(process.execPath, [MEMSYNC_MAIN, 'status', '--json'], { env: memsyncEnv(vars), timeoutMs: SWEEP_TIMEOUT_MS, timeFile: ctx.timeFile() });
+          const result = await timeCommand(process.execPath, memsyncCommandArgs(['status', '--json']), { env: memsyncEnv(vars), timeoutMs: SWEEP_TIMEOUT_MS, timeFile: ctx.timeFile() });
           const report = JSON.parse(result.stdout) as { inSync?: unknown[]; pending?: unknown[] };
           usage = result;
           if (report.inSync?.length !== count || report.pending?.length !== 0) throw new Error(`memsync status: inSync ${report.inSync?.length}, pending ${report.pending?.length}`);

@@ -1,7 +1,9 @@
-// The memsync agent as the bench runs it: the built program (`node dist/main.js`), JSON logs
-// parsed as they arrive and stamped with the bench's clock, bounded waits on them, and a stop
-// that always ends with the process gone.
+// The memsync agent as the bench runs it: the built program (`node dist/main.js`, with the node
+// arguments its shebang line gives the installed command), JSON logs parsed as they arrive and
+// stamped with the bench's clock, bounded waits on them, and a stop that always ends with the
+// process gone.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +12,34 @@ export const PROJECT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.u
 export const MEMSYNC_MAIN = path.join(PROJECT_DIR, 'dist/main.js');
 /** Variables memsync reads: never inherited from the shell the bench runs in. */
 const OWN_VARIABLES = /^(CLOUD_SYNC_|MEMORY_SERVICE_|LOG_LEVEL$|LOG_FORMAT$|NODE_ENV$)/;
+
+/** The node arguments of a `#!/usr/bin/env -S node ARGS` line: those after `node`. */
+export function shebangNodeArgs(firstLine: string): string[] {
+  if (!firstLine.startsWith('#!')) return [];
+  const words = firstLine.slice(2).trim().split(/\s+/);
+  const node = words.findIndex((word) => word === 'node' || word.endsWith('/node'));
+  return node < 0 ? [] : words.slice(node + 1);
+}
+
+let nodeArgsInUse: string[] | undefined;
+
+/**
+ * Node's arguments for every memsync process the bench starts: by default those of the built
+ * dist/main.js's shebang, as the installed command and the image run it (the V8 young generation
+ * cap); BENCH_MEMSYNC_NODE_ARGS (space-separated, empty for none) replaces them in experiments.
+ */
+export function memsyncNodeArgs(): string[] {
+  if (nodeArgsInUse !== undefined) return nodeArgsInUse;
+  const override = process.env.BENCH_MEMSYNC_NODE_ARGS;
+  if (override !== undefined) nodeArgsInUse = override.trim() === '' ? [] : override.trim().split(/\s+/);
+  else nodeArgsInUse = shebangNodeArgs(readFileSync(MEMSYNC_MAIN, 'utf8').split('\n', 1)[0] ?? '');
+  return nodeArgsInUse;
+}
+
+/** `node [memsync's node arguments] dist/main.js ARGS`: a memsync command as deployed. */
+export function memsyncCommandArgs(args: readonly string[]): string[] {
+  return [...memsyncNodeArgs(), MEMSYNC_MAIN, ...args];
+}
 
 export interface LogLine {
   message: string;
@@ -47,8 +77,9 @@ export class AgentRun {
   private readonly listeners = new Set<() => void>();
   private gone = false;
 
-  constructor(env: NodeJS.ProcessEnv, nodeArgs: string[] = []) {
-    this.child = spawn(process.execPath, [...nodeArgs, MEMSYNC_MAIN], { cwd: PROJECT_DIR, env, stdio: ['ignore', 'pipe', 'pipe'] });
+  /** `extraNodeArgs` come after memsync's own node arguments (profiling). */
+  constructor(env: NodeJS.ProcessEnv, extraNodeArgs: string[] = []) {
+    this.child = spawn(process.execPath, [...memsyncNodeArgs(), ...extraNodeArgs, MEMSYNC_MAIN], { cwd: PROJECT_DIR, env, stdio: ['ignore', 'pipe', 'pipe'] });
     this.child.stdout?.setEncoding('utf8').on('data', (chunk: string) => this.onStdout(chunk));
     this.child.stderr?.setEncoding('utf8').on('data', (chunk: string) => (this.stderr = (this.stderr + chunk).slice(-20_000)));
     this.exited = new Promise((resolve) => {

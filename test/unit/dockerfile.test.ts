@@ -176,7 +176,9 @@ describe('Dockerfile', () => {
     expect(entrypoint, 'ENTRYPOINT').toBeDefined();
     const argv = execForm((entrypoint as Instruction).args);
     expect(argv, 'ENTRYPOINT in exec form, so node gets SIGTERM itself').toBeDefined();
-    expect(argv).toEqual(['node', built]);
+    // Node's own flags between the two: test/unit/young-generation-cap.test.ts checks them.
+    expect(argv?.[0]).toBe('node');
+    expect(argv?.at(-1)).toBe(built);
     expect(runtime.instructions.some((i) => i.keyword === 'CMD'), 'no CMD: arguments go to memsync').toBe(false);
   });
 
