@@ -9,7 +9,9 @@
 // state), BENCH_CPU_PROF=DIR (run the agents with --cpu-prof into DIR), BENCH_RGW_STATE=DIR (use a
 // server already started with `test/helpers/rgw/rgw-start.sh DIR`, left running; for development),
 // BENCH_MEMSYNC_ENV='{"CLOUD_SYNC_CONCURRENCY":"8"}' (settings for every memsync run; the table then
-// no longer shows memsync's defaults).
+// no longer shows memsync's defaults), BENCH_MEMSYNC_NODE_ARGS='--max-semi-space-size=16' (node's
+// arguments for every memsync process instead of those of its built shebang; empty for none);
+// case 7 also reads BENCH_DELTA_KEEP, BENCH_DELTA_MEMSYNC, BENCH_DELTA_PLAIN (see bench/cases/delta.ts).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';

@@ -13,7 +13,7 @@
 import { randomFillSync } from 'node:crypto';
 import { copyFile, mkdir, open, rename, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { PROJECT_DIR, memsyncCommandArgs, memsyncEnv, type AgentRun, type LogLine } from '../lib/agent.js';
+import { PROJECT_DIR, memsyncCommandArgs, memsyncEnv, memsyncNodeArgs, type AgentRun, type LogLine } from '../lib/agent.js';
 import { alternate, log, type BenchContext } from '../lib/context.js';
 import { backupName, writeRandomFile } from '../lib/data.js';
 import { TreeSampler, timeCommand, type CommandResult, type Usage } from '../lib/measure.js';
@@ -648,7 +648,7 @@ export async function runDelta(ctx: BenchContext): Promise<void> {
     await shaped.stop();
     await rm(ctx.dir('c7'), { recursive: true, force: true });
   }
-  recordRows(ctx, bench.results, storeBytes);
+  recordRows(ctx, bench.results, storeBytes, bench.mode);
   await writeReport(ctx, bench.results, storeBytes, records, bench.memsyncLog);
 }
 
@@ -669,7 +669,7 @@ function medianOf(results: readonly Result[], pick: (m: Measured) => number | un
 }
 
 /** Rows for the common table (wall, RSS, CPU), bytes sent in the throughput column. */
-function recordRows(ctx: BenchContext, results: readonly Result[], storeBytes: number): void {
+function recordRows(ctx: BenchContext, results: readonly Result[], storeBytes: number, mode: DeltaBench['mode']): void {
   for (const [key, runs] of groups(results)) {
     const [link, step, tool] = key.split('|') as [string, string, string];
     const sent = medianOf(runs, (m) => m.sentBytes);
@@ -682,7 +682,7 @@ function recordRows(ctx: BenchContext, results: readonly Result[], storeBytes: n
       peer: tool !== 'memsync',
     });
   }
-  ctx.note(`case 7: store of ${formatBytes(storeBytes)}; the ${keptFolders()} newest backup folders are kept (BENCH_DELTA_KEEP); memsync runs \`memsync upload${process.env.BENCH_DELTA_UPLOAD_NAMED === '1' ? ' NAME' : ''}\` with CLOUD_SYNC_SETTLE_MS=100; detailed table in bench/results/*-delta.md`);
+  ctx.note(`case 7: store of ${formatBytes(storeBytes)}; the ${keptFolders()} newest backup folders are kept (BENCH_DELTA_KEEP); memsync ran ${mode === 'agent' ? 'as one agent per link' : `as \`memsync upload${process.env.BENCH_DELTA_UPLOAD_NAMED === '1' ? ' NAME' : ''}\` per backup`} (node ${memsyncNodeArgs().join(' ')}) with CLOUD_SYNC_SETTLE_MS=100; detailed table in bench/results/*-delta.md`);
 }
 
 async function writeReport(ctx: BenchContext, results: readonly Result[], storeBytes: number, records: number, memsyncLog: readonly string[]): Promise<void> {
