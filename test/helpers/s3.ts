@@ -1,6 +1,7 @@
 // What a test file uses to reach the S3 server that test/global-setup.ts started.
 /// <reference path="../global-setup.ts" />
 import { inject } from 'vitest';
+import { S3RemoteStore, type S3StoreOptions } from '../../src/remote/s3-store.js';
 import type { S3Capabilities, S3TestServer } from './s3-fixture.js';
 
 export function testServer(): S3TestServer {
@@ -26,4 +27,18 @@ export function s3Env(server: S3TestServer, bucket: string): Record<string, stri
     CLOUD_SYNC_ACCESS_KEY: server.accessKeyId,
     CLOUD_SYNC_SECRET_KEY: server.secretAccessKey,
   };
+}
+
+/** A store over `bucket` on the test server, under `prefix`: path style, 4 parts in flight unless `options` say otherwise. */
+export function testServerStore(server: S3TestServer, bucket: string, prefix: string, options: Partial<S3StoreOptions> = {}): S3RemoteStore {
+  return new S3RemoteStore({
+    bucket,
+    prefix,
+    endpoint: server.endpoint,
+    region: server.region,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    forcePathStyle: true,
+    partsInFlight: 4,
+    ...options,
+  });
 }

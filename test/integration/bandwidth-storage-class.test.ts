@@ -15,7 +15,7 @@ import type { FileBody, PutOptions } from '../../src/remote/store.js';
 import { statSnapshot } from '../../src/snapshot/scan.js';
 import { recordingLogger, type LogLine } from '../helpers/recording-logger.js';
 import { createTestBucket, emptyAndDeleteBucket } from '../helpers/s3-fixture.js';
-import { s3Env, testServer } from '../helpers/s3.js';
+import { s3Env, testServer, testServerStore } from '../helpers/s3.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const server = testServer();
@@ -37,17 +37,7 @@ afterEach(async () => {
 
 async function storeFor(label: string, bandwidthLimit?: BandwidthLimit, atRest?: S3AtRest): Promise<S3RemoteStore> {
   bucket = await createTestBucket(server, label);
-  const store = new S3RemoteStore({
-    bucket,
-    prefix: PREFIX,
-    endpoint: server.endpoint,
-    region: server.region,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    forcePathStyle: true,
-    partsInFlight: 4,
-    bandwidthLimit,
-    atRest,
-  });
+  const store = testServerStore(server, bucket, PREFIX, { bandwidthLimit, atRest });
   stores.push(store);
   return store;
 }

@@ -23,7 +23,7 @@ import { SnapshotUploader, type SnapshotOutcome, type UploaderOptions } from '..
 import { eventually } from '../helpers/remote-bucket.js';
 import { recordingLogger, type LogLine } from '../helpers/recording-logger.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
-import { testServer } from '../helpers/s3.js';
+import { testServer, testServerStore } from '../helpers/s3.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const server = testServer();
@@ -62,15 +62,7 @@ async function sandbox(label: string): Promise<void> {
 }
 
 function s3Store(): S3RemoteStore {
-  const store = new S3RemoteStore({
-    bucket,
-    prefix: PREFIX,
-    endpoint: server.endpoint,
-    region: server.region,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    forcePathStyle: true,
-    partsInFlight: 2,
-  });
+  const store = testServerStore(server, bucket, PREFIX, { partsInFlight: 2 });
   stores.push(store);
   return store;
 }

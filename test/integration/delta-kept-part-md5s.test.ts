@@ -21,7 +21,7 @@ import { KeptPartMd5s } from '../../src/upload/kept-part-md5s.js';
 import { pseudoRandomBytes } from '../helpers/delta-data.js';
 import { recordingLogger, type LogLine } from '../helpers/recording-logger.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
-import { skipUnless, testServer } from '../helpers/s3.js';
+import { skipUnless, testServer, testServerStore } from '../helpers/s3.js';
 import { tempDir } from '../helpers/tmp.js';
 
 const server = testServer();
@@ -54,15 +54,7 @@ let store: S3RemoteStore;
 beforeAll(async () => {
   client = s3ClientFor(server);
   bucket = await createTestBucket(server, 'delta kept md5s');
-  store = new S3RemoteStore({
-    bucket,
-    prefix: PREFIX,
-    endpoint: server.endpoint,
-    region: server.region,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    forcePathStyle: true,
-    partsInFlight: 4,
-  });
+  store = testServerStore(server, bucket, PREFIX);
   await client.send(new PutObjectCommand({ Bucket: bucket, Key: `${PREFIX}${S1}/${FILE}`, Body: BASE }));
 });
 afterAll(async () => {

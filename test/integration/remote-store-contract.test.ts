@@ -8,7 +8,7 @@ import { MemoryRemoteStore } from '../../src/remote/memory-store.js';
 import { S3RemoteStore } from '../../src/remote/s3-store.js';
 import { awsCliUnavailable, readWithAwsCli } from '../helpers/aws-cli.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
-import { testServer } from '../helpers/s3.js';
+import { testServer, testServerStore } from '../helpers/s3.js';
 import { remoteStoreContract } from './remote-store-contract.js';
 import { CAPABILITIES, type Capability } from './remote-store-contract-probes.js';
 
@@ -16,15 +16,7 @@ const server = testServer();
 const PREFIX = 'contract/';
 
 function s3Store(bucket: string): S3RemoteStore {
-  return new S3RemoteStore({
-    bucket,
-    prefix: PREFIX,
-    endpoint: server.endpoint,
-    region: server.region,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    forcePathStyle: true,
-    partsInFlight: 4,
-  });
+  return testServerStore(server, bucket, PREFIX);
 }
 
 remoteStoreContract(

@@ -6,7 +6,7 @@ import { listS3Objects, type ListingReader } from '../../src/remote/s3-listing.j
 import type { ListedObject } from '../../src/remote/s3-list-page.js';
 import { S3RemoteStore } from '../../src/remote/s3-store.js';
 import { createTestBucket, emptyAndDeleteBucket, s3ClientFor } from '../helpers/s3-fixture.js';
-import { testServer } from '../helpers/s3.js';
+import { testServer, testServerStore } from '../helpers/s3.js';
 
 const server = testServer();
 const PREFIX = 'listing/';
@@ -64,15 +64,7 @@ describe('listing a bucket with memsync reading the answers', () => {
   });
 
   it('lists the same objects through the store, keys relative to its prefix', async () => {
-    const store = new S3RemoteStore({
-      bucket,
-      prefix: PREFIX,
-      endpoint: server.endpoint,
-      region: server.region,
-      credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-      forcePathStyle: true,
-      partsInFlight: 1,
-    });
+    const store = testServerStore(server, bucket, PREFIX, { partsInFlight: 1 });
     try {
       const keys: string[] = [];
       for await (const page of store.listObjects('')) keys.push(...page.map((o) => o.key));
