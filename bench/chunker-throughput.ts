@@ -1,11 +1,15 @@
 // Chunker throughput: `node --import tsx bench/chunker-throughput.ts`. Prints MiB/s for boundary
 // detection alone and for the whole chunker (boundaries and a SHA-256 per chunk) over 512 MiB of
-// seeded pseudo-random data fed in 1 MiB buffers, as a file read would. A script, not a test:
+// seeded pseudo-random data fed in 1 MiB buffers, as a file read would, and for the chunker guided
+// by the chunks of the previous version (the same data with its header changed and a record
+// appended, as a memory service backup changes). A script, not a test:
 // nothing here asserts a time. CHUNKER_BENCH_MIB and CHUNKER_BENCH_ROUNDS change the size (default
 // 512) and the rounds per measure (default 3; the best and the median are printed).
 import { BoundaryScanner } from '../src/delta/boundary-scanner.js';
 import { DEFAULT_CHUNKER_PARAMS } from '../src/delta/chunker-params.js';
-import { Chunker } from '../src/delta/chunker.js';
+import { ChunkGuide } from '../src/delta/chunk-guide.js';
+import { chunkBuffer, Chunker } from '../src/delta/chunker.js';
+import { CHUNKER_VERSION } from '../src/delta/chunker-params.js';
 import { pseudoRandomBytes } from '../test/helpers/delta-data.js';
 
 const MIB = 1024 * 1024;
@@ -27,8 +31,8 @@ function boundariesOnly(data: Buffer): number {
   return boundaries + 1;
 }
 
-function chunksWithHashes(data: Buffer): number {
-  const chunker = new Chunker();
+function chunksWithHashes(data: Buffer, guide?: ChunkGuide): number {
+  const chunker = new Chunker(DEFAULT_CHUNKER_PARAMS, guide);
   let chunks = 0;
   for (let start = 0; start < data.length; start += READ_BYTES) chunks += chunker.push(data.subarray(start, start + READ_BYTES)).length;
   return chunks + chunker.finish().length;
@@ -67,4 +71,9 @@ boundariesOnly(data.subarray(0, 32 * MIB));
 chunksWithHashes(data.subarray(0, 32 * MIB));
 console.log(`${sizeMib} MiB, ${rounds} rounds, load average ${(await import('node:os')).loadavg().map((l) => l.toFixed(2)).join(' ')}`);
 measure('boundaries only', data, rounds, boundariesOnly);
-measure('boundaries + SHA-256 per chunk', data, rounds, chunksWithHashes);
+measure('boundaries + SHA-256 per chunk', data, rounds, (bytes) => chunksWithHashes(bytes));
+// The previous version: this one without its last 1,536 bytes and with another header.
+const previous = Buffer.from(data.subarray(0, data.length - 1536));
+previous.writeUInt32LE(0xdeadbeef, 8);
+const guide = ChunkGuide.from({ chunkerVersion: CHUNKER_VERSION, params: DEFAULT_CHUNKER_PARAMS, size: previous.length, sha256: '', chunks: chunkBuffer(previous) }, DEFAULT_CHUNKER_PARAMS);
+measure('guided by the previous version, header changed and a record appended', data, rounds, (bytes) => chunksWithHashes(bytes, guide));

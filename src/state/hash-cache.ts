@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import type { FileDigest } from '../snapshot/digest.js';
+import { compareNewestFirst, timeFromName } from '../snapshot/naming.js';
 import type { FileStat } from '../snapshot/scan.js';
 
 /**
@@ -60,6 +61,23 @@ export function digestsOfOtherVersions(cache: HashCacheDocument, file: FileStat,
     const known = byContent.get(entry.digest.sha256);
     if (known === undefined || (known.md5 === '' && entry.digest.md5 !== '')) byContent.set(entry.digest.sha256, entry.digest);
   }
+  return [...byContent.values()];
+}
+
+/**
+ * The digests of the file at `path` in snapshots other than `snapshot`, newest snapshot first (by
+ * the time in its name), one per content: the versions the file most likely grew from.
+ */
+export function digestsOfOtherSnapshots(cache: HashCacheDocument, snapshot: string, path: string): FileDigest[] {
+  const found: { name: string; timeMs: number; digest: FileDigest }[] = [];
+  for (const [key, entry] of Object.entries(cache.entries)) {
+    const slash = key.indexOf('/');
+    const name = key.slice(0, slash);
+    if (name === snapshot || key.slice(slash + 1) !== path) continue;
+    found.push({ name, timeMs: timeFromName(name) ?? 0, digest: entry.digest });
+  }
+  const byContent = new Map<string, FileDigest>();
+  for (const { digest } of found.sort(compareNewestFirst)) if (!byContent.has(digest.sha256)) byContent.set(digest.sha256, digest);
   return [...byContent.values()];
 }
 

@@ -3,7 +3,9 @@ import type { Logger } from '../log.js';
 import type { ComposePartSpec, FileBody, RemoteStore } from '../remote/store.js';
 import type { RetryPolicy } from '../retry.js';
 import { retryingWith, type Retrying } from './requests.js';
+import { ChunkGuide } from '../delta/chunk-guide.js';
 import { Chunker, type Chunk } from '../delta/chunker.js';
+import { DEFAULT_CHUNKER_PARAMS } from '../delta/chunker-params.js';
 import { planComposition, type CompositionPlan } from '../delta/compose-plan.js';
 import { splitAtPlainParts, type AlignedComposePart } from '../delta/plain-part-split.js';
 import { createSignature, type Signature } from '../delta/signature.js';
@@ -31,6 +33,9 @@ import { METADATA_AGENT, METADATA_SHA256 } from './plan.js';
  * in the way (no base, no signature, a base changed since, a server without ranged copies) makes
  * the caller upload the file whole, as before.
  */
+
+/** Earlier versions of a file asked for a kept signature to guide its chunking: the newest few are what it grew from. */
+const GUIDE_CANDIDATES = 3;
 
 export interface DeltaOptions {
   store: RemoteStore;
@@ -96,6 +101,19 @@ export class DeltaTransfer {
   async keep(chunks: readonly Chunk[], digest: FileDigest, partMd5s?: PlainPartMd5s): Promise<void> {
     if (partMd5s !== undefined) this.keptPartMd5s.keep(digest.sha256, digest.size, partMd5s);
     await this.options.signatures.put(createSignature(chunks, digest.size, digest.sha256));
+  }
+
+  /**
+   * What guides the chunking of a new version of a file (see chunk-guide.ts): the chunks of the
+   * first of its earlier `versions` whose signature is kept. Only the chunker's speed depends on it.
+   */
+  async guideFor(versions: readonly Pick<FileDigest, 'sha256' | 'size'>[]): Promise<ChunkGuide | undefined> {
+    for (const version of versions.slice(0, GUIDE_CANDIDATES)) {
+      const signature = await this.options.signatures.get(version.sha256, version.size);
+      const guide = signature === undefined ? undefined : ChunkGuide.from(signature, DEFAULT_CHUNKER_PARAMS);
+      if (guide !== undefined) return guide;
+    }
+    return undefined;
   }
 
   /** Whether the signature of this content is kept (a file holding it then needs no chunking). */

@@ -3,10 +3,11 @@ import path from 'node:path';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { Chunker, type Chunk } from '../delta/chunker.js';
+import { DEFAULT_CHUNKER_PARAMS } from '../delta/chunker-params.js';
 import { digestFile, hasLayoutFor, MD5_OFFLOAD_MIN_BYTES, sha256OfFile, type FileDigest } from '../snapshot/digest.js';
 import { openLocalFile, DEFAULT_FILE_DEADLINE_MS, type LocalFile, type OpenOptions } from '../snapshot/safe-open.js';
 import { sameFingerprint, statSnapshot, type FileStat, type SnapshotStat } from '../snapshot/scan.js';
-import { digestsOfOtherVersions, lookupDigest, storeDigest, type HashCacheDocument } from '../state/hash-cache.js';
+import { digestsOfOtherSnapshots, digestsOfOtherVersions, lookupDigest, storeDigest, type HashCacheDocument } from '../state/hash-cache.js';
 import type { PersistedJson } from '../state/persisted.js';
 import type { DeltaTransfer } from './delta-transfer.js';
 
@@ -24,7 +25,7 @@ export interface SnapshotFilesOptions {
   localFileDeadlineMs: number | undefined;
   refuseHardlinks: boolean | undefined;
   /** Delta uploads, when on: files a later version may be composed from are chunked while digested. */
-  delta: Pick<DeltaTransfer, 'considers' | 'keep' | 'keeps'> | undefined;
+  delta: Pick<DeltaTransfer, 'considers' | 'keep' | 'keeps' | 'guideFor'> | undefined;
   /** How files are read for their digests; default digest.ts's digestFile and sha256OfFile. */
   passes?: DigestPasses;
 }
@@ -81,17 +82,24 @@ export class SnapshotFiles {
   }
 
   private async digestInFull(stat: SnapshotStat, file: FileStat): Promise<FileDigest> {
-    const { multipartThresholdBytes, delta } = this.options;
-    // A file a later version may be composed from is chunked in the same read (see delta-transfer.ts).
-    const chunker = delta?.considers(file.size) === true ? new Chunker() : undefined;
+    const { multipartThresholdBytes, delta, log } = this.options;
+    // A file a later version may be composed from is chunked in the same read (see delta-transfer.ts),
+    // guided by an earlier version's chunks where one is kept.
+    const chunker = delta?.considers(file.size) === true ? new Chunker(DEFAULT_CHUNKER_PARAMS, await delta.guideFor(this.earlierVersions(stat, file))) : undefined;
     const chunks: Chunk[] = [];
     const observe = chunker === undefined ? undefined : (bytes: Buffer): void => void chunks.push(...chunker.push(bytes));
     // Its plain part MD5s too: a composition checks the parts it copies on that layout against them.
     let partMd5s: readonly Buffer[] | undefined;
     const onPartMd5s = chunker === undefined ? undefined : (md5s: readonly Buffer[]): void => void (partMd5s = md5s);
     const digest = await this.passes.full(this.absolutePath(stat, file), file.size, multipartThresholdBytes, { opening: this.opening(stat, file), observe, onPartMd5s });
+    if (chunker !== undefined) log.debug('file chunked', { snapshot: stat.name, file: file.path, ...chunker.stats });
     if (chunker !== undefined) await delta?.keep([...chunks, ...chunker.finish()], digest, partMd5s === undefined ? undefined : { partSizeBytes: digest.partSizeBytes, md5s: partMd5s });
     return digest;
+  }
+
+  /** The file's digests in other snapshots, newest first. */
+  private earlierVersions(stat: SnapshotStat, file: FileStat): FileDigest[] {
+    return digestsOfOtherSnapshots(this.options.hashCache.current, stat.name, file.path);
   }
 
   private get passes(): DigestPasses {

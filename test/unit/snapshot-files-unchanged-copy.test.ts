@@ -4,6 +4,9 @@
 import { rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { ChunkGuide } from '../../src/delta/chunk-guide.js';
+import { chunkBuffer, type Chunk } from '../../src/delta/chunker.js';
+import { CHUNKER_VERSION, DEFAULT_CHUNKER_PARAMS } from '../../src/delta/chunker-params.js';
 import { isAppError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { digestFile, sha256OfFile, type FileDigest } from '../../src/snapshot/digest.js';
@@ -41,15 +44,32 @@ function countingPasses(): { counts: { full: number; sha256: number }; passes: N
   };
 }
 
-/** Delta uploads as SnapshotFiles sees them: which sizes are chunked, and the signatures kept (by SHA-256). */
-function fakeDelta(): { kept: string[]; delta: NonNullable<SnapshotFilesOptions['delta']> } {
+/**
+ * Delta uploads as SnapshotFiles sees them: which sizes are chunked, the signatures kept (by
+ * SHA-256, with their chunks), and the earlier versions each guide was asked for.
+ */
+function fakeDelta(): { kept: string[]; chunksKept: Map<string, Chunk[]>; guidesAskedFor: string[][]; delta: NonNullable<SnapshotFilesOptions['delta']> } {
   const kept: string[] = [];
+  const chunksKept = new Map<string, Chunk[]>();
+  const guidesAskedFor: string[][] = [];
   return {
     kept,
+    chunksKept,
+    guidesAskedFor,
     delta: {
       considers: (sizeBytes) => sizeBytes >= THRESHOLD,
-      keep: async (_chunks, digest) => void kept.push(digest.sha256),
+      keep: async (chunks, digest) => {
+        kept.push(digest.sha256);
+        chunksKept.set(digest.sha256, [...chunks]);
+      },
       keeps: async (digest) => kept.includes(digest.sha256),
+      guideFor: async (versions) => {
+        guidesAskedFor.push(versions.map((version) => version.sha256));
+        const [newest] = versions;
+        const chunks = newest === undefined ? undefined : chunksKept.get(newest.sha256);
+        if (newest === undefined || chunks === undefined) return undefined;
+        return ChunkGuide.from({ chunkerVersion: CHUNKER_VERSION, params: DEFAULT_CHUNKER_PARAMS, size: newest.size, sha256: newest.sha256, chunks }, DEFAULT_CHUNKER_PARAMS);
+      },
     },
   };
 }
@@ -59,6 +79,8 @@ interface Setup {
   hashCache: PersistedJson<HashCacheDocument>;
   counts: { full: number; sha256: number };
   kept: string[];
+  chunksKept: Map<string, Chunk[]>;
+  guidesAskedFor: string[][];
   files: SnapshotFiles;
   /** Writes snapshot `name` holding FILE with `bytes`, and digests it. */
   digestSnapshot(name: string, bytes: Buffer, files?: SnapshotFiles): Promise<{ stat: SnapshotStat; file: FileStat; digest: FileDigest }>;
@@ -70,7 +92,7 @@ async function setup(): Promise<Setup> {
   const backupDir = await tempDir('snapshot-files-unchanged');
   const hashCache = new PersistedJson<HashCacheDocument>(undefined, hashCacheSchema, emptyHashCache, silentLogger);
   const { counts, passes } = countingPasses();
-  const { kept, delta } = fakeDelta();
+  const { kept, chunksKept, guidesAskedFor, delta } = fakeDelta();
   const base: SnapshotFilesOptions = { backupDir, hashCache, multipartThresholdBytes: THRESHOLD, log: silentLogger, localFileDeadlineMs: undefined, refuseHardlinks: undefined, delta, passes };
   const filesWith = (options: Partial<SnapshotFilesOptions>): SnapshotFiles => new SnapshotFiles({ ...base, ...options });
   const files = filesWith({});
@@ -80,7 +102,7 @@ async function setup(): Promise<Setup> {
     const file = stat.files.find((entry) => entry.path === FILE) as FileStat;
     return { stat, file, digest: await using.digest(stat, file) };
   };
-  return { backupDir, hashCache, counts, kept, files, digestSnapshot, filesWith };
+  return { backupDir, hashCache, counts, kept, chunksKept, guidesAskedFor, files, digestSnapshot, filesWith };
 }
 
 describe('SnapshotFiles.digest of a file an earlier snapshot holds', () => {
@@ -124,6 +146,21 @@ describe('SnapshotFiles.digest of a file an earlier snapshot holds', () => {
     const second = await digestSnapshot(S2, longer);
     expect(counts).toEqual({ full: 2, sha256: 0 });
     expect(second.digest).toEqual(await digestFile(path.join(backupDir, S2, FILE), longer.length, THRESHOLD));
+  });
+
+  it("chunks a new version guided by the newest earlier version's chunks, into the chunks an unguided chunker cuts", async () => {
+    const { chunksKept, guidesAskedFor, digestSnapshot } = await setup();
+    const first = await digestSnapshot(S1, BASE);
+    expect(guidesAskedFor).toEqual([[]]);
+    const older = await digestSnapshot('auto_20241231_000000', Buffer.concat([BASE, Buffer.from('older')]));
+    const header = Buffer.from(BASE);
+    header.writeUInt32LE(0x01020304, 8);
+    const edited = Buffer.concat([header, Buffer.from('appended record')]);
+
+    const second = await digestSnapshot(S2, edited);
+    // Both earlier snapshots, the newest by the time in its name first.
+    expect(guidesAskedFor.at(-1)).toEqual([first.digest.sha256, older.digest.sha256]);
+    expect(chunksKept.get(second.digest.sha256)).toEqual(chunkBuffer(edited));
   });
 
   it('digests an identical copy in full when its content has no signature kept (it was never chunked)', async () => {
