@@ -130,7 +130,7 @@ export class DeltaTransfer {
     if (!this.considers(local.digest.size)) return undefined;
     const base = await this.baseFor(snapshot, local, signal);
     if (base === undefined) return undefined;
-    const mine = (await this.options.signatures.get(local.digest.sha256, local.digest.size)) ?? (await this.signatureOf(local));
+    const mine = (await this.options.signatures.get(local.digest.sha256, local.digest.size)) ?? (await this.signatureOf(local, base.signature));
     const plan = planComposition(mine.chunks, local.digest.size, base.signature);
     if (!plan.worthComposing) {
       log.debug('delta upload not worth it; sending the file whole', { file: local.path, base: base.snapshot, bytesCopied: plan.bytesCopied });
@@ -250,9 +250,9 @@ export class DeltaTransfer {
     }
   }
 
-  /** Chunks a local file read again (its digest came from the cache, without chunks). */
-  private async signatureOf(local: NewFileVersion): Promise<Signature> {
-    const chunker = new Chunker();
+  /** Chunks a local file read again (its digest came from the cache, without chunks), guided by the base's chunks. */
+  private async signatureOf(local: NewFileVersion, base: Signature): Promise<Signature> {
+    const chunker = new Chunker(DEFAULT_CHUNKER_PARAMS, ChunkGuide.from(base, DEFAULT_CHUNKER_PARAMS));
     const chunks: Chunk[] = [];
     await readRange(local.body, 0, local.digest.size, Buffer.allocUnsafe(READ_BYTES), (bytes) => void chunks.push(...chunker.push(bytes)));
     chunks.push(...chunker.finish());

@@ -63,16 +63,17 @@ afterAll(async () => {
   if (bucket !== undefined) await emptyAndDeleteBucket(server, bucket);
 });
 
-async function deltaWith(logs: LogLine[], asked: FileRange[], kept: KeptPartMd5s): Promise<DeltaTransfer> {
+async function deltaWith(logs: LogLine[], asked: FileRange[], kept: KeptPartMd5s, options: { keepNextSignature: boolean } = { keepNextSignature: true }): Promise<{ delta: DeltaTransfer; signatures: SignatureStore }> {
   const log = recordingLogger(logs);
   // MD5s of ranges that are no whole plain part, taken from the file's bytes at once; every range asked for recorded.
   const copiedPartMd5s: RangeMd5s = (_body, ranges) => {
     asked.push(...ranges);
     return ranges.map((range) => Promise.resolve(md5(NEXT.subarray(range.start, range.start + range.length)).toString('hex')));
   };
+  const signatures = new SignatureStore(path.join(await tempDir('delta-kept-rgw'), 'signatures'), log);
   const delta = new DeltaTransfer({
     store,
-    signatures: new SignatureStore(path.join(await tempDir('delta-kept-rgw'), 'signatures'), log),
+    signatures,
     minFileBytes: 16 * MIB,
     knownSnapshots: async () => [{ name: S1, timeMs: 1, manifest: buildManifest(S1, 'directory', [{ path: FILE, size: BASE.length, sha256: BASE_DIGEST.sha256 }]) }],
     agentId: 'kept-md5s-agent',
@@ -82,8 +83,8 @@ async function deltaWith(logs: LogLine[], asked: FileRange[], kept: KeptPartMd5s
     keptPartMd5s: kept,
   });
   await delta.keep(chunkBuffer(BASE), BASE_DIGEST);
-  await delta.keep(chunkBuffer(NEXT), NEXT_DIGEST, { partSizeBytes: P, md5s: NEXT_PART_MD5S });
-  return delta;
+  if (options.keepNextSignature) await delta.keep(chunkBuffer(NEXT), NEXT_DIGEST, { partSizeBytes: P, md5s: NEXT_PART_MD5S });
+  return { delta, signatures };
 }
 
 async function readBack(key: string): Promise<Buffer> {
@@ -95,7 +96,7 @@ describe(`a composed upload from kept part MD5s on ${server.kind}`, () => {
   it.skipIf(skipUnless('partCopy'))('copies whole plain parts checked against the kept MD5s: byte-identical, ETag as predicted from them, only the run ends read again', async () => {
     const logs: LogLine[] = [];
     const asked: FileRange[] = [];
-    const delta = await deltaWith(logs, asked, new KeptPartMd5s());
+    const { delta } = await deltaWith(logs, asked, new KeptPartMd5s());
     const key = 'auto_20260302_000000/index.faiss';
     const result = await delta.compose('auto_20260302_000000', key, { path: FILE, digest: NEXT_DIGEST, body: nextBody }, new AbortController().signal, recordingLogger(logs));
 
@@ -118,7 +119,7 @@ describe(`a composed upload from kept part MD5s on ${server.kind}`, () => {
   it.skipIf(skipUnless('partCopy'))('a wrong kept MD5: integrity, the file is left to be sent whole; nothing under the name, no open upload', async () => {
     const logs: LogLine[] = [];
     const kept = new KeptPartMd5s();
-    const delta = await deltaWith(logs, [], kept);
+    const { delta } = await deltaWith(logs, [], kept);
     kept.keep(NEXT_DIGEST.sha256, NEXT.length, { partSizeBytes: P, md5s: NEXT_PART_MD5S.map((digest, index) => (index === 2 ? md5(Buffer.from('not plain part 2')) : digest)) });
     const key = 'auto_20260303_000000/index.faiss';
     const result = await delta.compose('auto_20260303_000000', key, { path: FILE, digest: NEXT_DIGEST, body: nextBody }, new AbortController().signal, recordingLogger(logs));
@@ -128,6 +129,19 @@ describe(`a composed upload from kept part MD5s on ${server.kind}`, () => {
     expect(warning?.fields.reason).toBe('a copied range differs from the local file');
     expect(String(warning?.fields.error)).toContain(`has MD5 ${md5(NEXT.subarray(2 * P, 3 * P)).toString('hex')}`);
     expect(await store.head(key)).toBeUndefined();
+    expect(await store.listMultipartUploads('')).toEqual([]);
+  });
+
+  it.skipIf(skipUnless('partCopy'))('a file never chunked (its digest came from the cache) is chunked then, guided by the base: the chunks of a plain pass, byte-identical object', async () => {
+    const logs: LogLine[] = [];
+    const { delta, signatures } = await deltaWith(logs, [], new KeptPartMd5s(), { keepNextSignature: false });
+    expect(await signatures.get(NEXT_DIGEST.sha256, NEXT.length)).toBeUndefined();
+    const key = 'auto_20260304_000000/index.faiss';
+    const result = await delta.compose('auto_20260304_000000', key, { path: FILE, digest: NEXT_DIGEST, body: nextBody }, new AbortController().signal, recordingLogger(logs));
+
+    expect(result, JSON.stringify(logs.filter((line) => line.level !== 'debug'))).toBeDefined();
+    expect(sha256Hex(await readBack(key))).toBe(sha256Hex(NEXT));
+    expect((await signatures.get(NEXT_DIGEST.sha256, NEXT.length))?.chunks).toEqual(chunkBuffer(NEXT));
     expect(await store.listMultipartUploads('')).toEqual([]);
   });
 });
