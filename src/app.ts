@@ -113,6 +113,7 @@ export async function buildMemsync(config: Config, log: Logger, options: BuildOp
     now: Date.now,
     metrics,
     ...(encryption === undefined ? {} : { keyring: encryption.keyring }),
+    localBaseMinFileBytes: config.localBaseMinFileBytes,
   });
   const { notifyUrl, heartbeatUrl } = config.alerts;
   const notifier =

@@ -75,6 +75,8 @@ export interface Config {
   refuseHardlinks: boolean;
   /** Delta uploads of files at least this large (bytes); undefined: off (CLOUD_SYNC_DELTA=false). */
   deltaMinFileBytes: number | undefined;
+  /** Restores of files at least this large take unchanged runs from an earlier local version; undefined: off (CLOUD_SYNC_DELTA=false). */
+  localBaseMinFileBytes: number | undefined;
   http: { host: string; port: number; apiToken: string | undefined; metricsOpen: boolean };
   memoryService: { url: string; apiKey: string | undefined } | undefined;
   log: { level: LogLevel; format: LogFormat };
@@ -622,6 +624,8 @@ export function loadConfig(env: Env = process.env): Config {
         && (storage.provider !== 's3' || allowsComposedUploads(s3Profile))
         ? values.CLOUD_SYNC_DELTA_MIN_MB * MIB
         : undefined,
+    // A restore reads nothing but the snapshot's own objects and the local disk: no copies needed.
+    localBaseMinFileBytes: values.CLOUD_SYNC_DELTA ? values.CLOUD_SYNC_DELTA_MIN_MB * MIB : undefined,
     http: {
       host: values.CLOUD_SYNC_HOST,
       port: values.CLOUD_SYNC_PORT,

@@ -103,6 +103,7 @@ export function buildSyncGraph(context: CommandContext, files: AgentFiles): Sync
     log: log.child({ component: 'restore' }),
     now: context.now,
     ...(encryption === undefined ? {} : { keyring: encryption.keyring }),
+    localBaseMinFileBytes: config.localBaseMinFileBytes,
   });
   const agent = new Agent({
     ...agentSettings(config),

@@ -4,7 +4,8 @@ import { AppError, isAppError } from '../errors.js';
 import { withRetry } from '../retry.js';
 import { RangeDownloadThread } from './range-download-thread-client.js';
 import { translateS3Error } from './s3-errors.js';
-import type { FileDownloadOptions } from './store.js';
+import { planRanges } from './byte-ranges.js';
+import type { ByteRange, FileDownloadOptions } from './store.js';
 
 /**
  * An S3 object written into a local file by a thread of its own (see s3-range-download-thread.ts).
@@ -26,18 +27,8 @@ export interface S3RangeDownloadContext {
  */
 const URL_LIFETIME_S = 900;
 
-/** Byte ranges [start, end) of an object of `sizeBytes`, in order, each at most `rangeBytes`. Pure. */
-export function planRanges(sizeBytes: number, rangeBytes: number): { start: number; end: number }[] {
-  if (!Number.isSafeInteger(sizeBytes) || sizeBytes < 0 || !Number.isSafeInteger(rangeBytes) || rangeBytes <= 0) {
-    throw new RangeError(`cannot cut ${sizeBytes} bytes into ranges of ${rangeBytes}`);
-  }
-  const ranges: { start: number; end: number }[] = [];
-  for (let start = 0; start < sizeBytes; start += rangeBytes) ranges.push({ start, end: Math.min(sizeBytes, start + rangeBytes) });
-  return ranges;
-}
-
 export async function downloadS3RangesToFile(context: S3RangeDownloadContext, fullKey: string, options: FileDownloadOptions): Promise<void> {
-  const ranges = planRanges(options.sizeBytes, options.rangeBytes);
+  const ranges = planRanges(options.sizeBytes, options.rangeBytes, options.ranges);
   const lanes = Math.min(options.rangesInFlight, ranges.length);
   const thread = new RangeDownloadThread(
     { fd: options.fd, sockets: Math.max(1, lanes), connectTimeoutMs: context.connectTimeoutMs, idleTimeoutMs: context.idleTimeoutMs },
@@ -61,7 +52,7 @@ export async function downloadS3RangesToFile(context: S3RangeDownloadContext, fu
       throw translateS3Error(error, `sign a download of ${fullKey}`);
     }
   };
-  const fetchRange = async (range: { start: number; end: number }): Promise<void> => {
+  const fetchRange = async (range: ByteRange): Promise<void> => {
     let next = range.start;
     const what = `download ${fullKey} bytes ${range.start}-${range.end - 1}`;
     await withRetry(
@@ -84,7 +75,7 @@ export async function downloadS3RangesToFile(context: S3RangeDownloadContext, fu
   let taken = 0;
   const lane = async (): Promise<void> => {
     while (taken < ranges.length && !stop.signal.aborted) {
-      const range = ranges[taken] as { start: number; end: number };
+      const range = ranges[taken] as ByteRange;
       taken += 1;
       await fetchRange(range);
     }

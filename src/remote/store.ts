@@ -127,11 +127,19 @@ export interface ComposeOptions {
   partRetry?: PartRetryOptions;
 }
 
+/** Bytes [start, end) of an object (end exclusive). */
+export interface ByteRange {
+  start: number;
+  end: number;
+}
+
 /** A ranged download straight into a local file (RemoteStore.downloadRangesToFile). */
 export interface FileDownloadOptions {
   /** An open descriptor of the file, written at the object's offsets; the caller closes it once the download has settled. */
   fd: number;
   sizeBytes: number;
+  /** Only these parts of the object, in order and apart (the rest of the file is written by the caller); default all of it. */
+  ranges?: readonly ByteRange[];
   rangeBytes: number;
   rangesInFlight: number;
   signal: AbortSignal | undefined;

@@ -4,9 +4,10 @@ import type { Keyring } from '../crypto/keys.js';
 import { noKeyConfigured } from '../crypto/keys.js';
 import { DecryptStream } from '../crypto/streams.js';
 import { AppError, isAppError } from '../errors.js';
-import type { PartRetryOptions, RemoteStore } from '../remote/store.js';
+import type { ByteRange, PartRetryOptions, RemoteStore } from '../remote/store.js';
 import { checkObject, ObjectDigester, type ObjectDigest, type Verification } from '../snapshot/object-check.js';
 import { FileHasher } from './file-hasher.js';
+import { copyLocalRuns, planLocalBase, type LocalBase, type LocalReuse } from './local-base.js';
 import { fetchRangesToFile, type PositionalWriter } from './ranged-fetch.js';
 import type { ExpectedFile } from './remote-snapshot.js';
 import { WrittenExtents } from './written-extents.js';
@@ -34,6 +35,10 @@ export interface DownloadOptions {
   keyring?: Keyring | undefined;
   /** Retries of one range of a large file cut in transit, where the store fetches ranges on a thread of its own. */
   rangeRetry: PartRetryOptions;
+  /** An earlier version of the file on the local disk, whose unchanged runs are copied instead of fetched (see local-base.ts). */
+  localBase?: LocalBase | undefined;
+  /** Told how much of the file the local base gave, once planned. */
+  onLocalReuse?: (reuse: LocalReuse) => void;
 }
 
 /**
@@ -41,7 +46,9 @@ export interface DownloadOptions {
  * Nothing unverified is ever reported as a success.
  */
 export async function downloadVerified(store: RemoteStore, key: string, targetPath: string, expected: ExpectedFile, options: DownloadOptions): Promise<Verification> {
-  const ranged = !expected.encrypted && expected.size >= RANGED_FROM_BYTES;
+  // Bytes taken from a local file are proved only by the manifest's SHA-256 of the whole.
+  const base = expected.encrypted || expected.sha256 === undefined ? undefined : options.localBase;
+  const ranged = !expected.encrypted && (expected.size >= RANGED_FROM_BYTES || base !== undefined);
   const body = ranged ? undefined : plaintextOf(await store.get(key, options.signal), key, expected, options.keyring);
   // Readable too: the ranged path hashes what it wrote by reading it back.
   const handle = await open(targetPath, 'wx+', 0o644).catch((error: unknown) => {
@@ -49,7 +56,7 @@ export async function downloadVerified(store: RemoteStore, key: string, targetPa
     throw localError(error, targetPath);
   });
   try {
-    const digest = body === undefined ? await fetchRangedAndHash(store, key, handle, targetPath, expected, options) : await streamAndHash(body, key, handle, targetPath, expected, options.onBytes);
+    const digest = body === undefined ? await fetchRangedAndHash(store, key, handle, targetPath, expected, { ...options, localBase: base }) : await streamAndHash(body, key, handle, targetPath, expected, options.onBytes);
     const check = checkObject(expected, digest);
     if (!check.ok) throw new AppError('integrity', `${key}: ${check.reason}`);
     return check.verification;
@@ -60,9 +67,10 @@ export async function downloadVerified(store: RemoteStore, key: string, targetPa
 
 /**
  * Ranges written at their offsets as they arrive: by the store on a thread of its own where it
- * can (downloadRangesToFile), else here (see ranged-fetch.ts). Another thread hashes the file in
- * order behind them, as far as it is written, by reading it back: the check covers what the file
- * holds, wherever each byte was written from, and the hash costs the transfer no time.
+ * can (downloadRangesToFile), else here (see ranged-fetch.ts), and beside them the runs a local
+ * earlier version holds, copied from it. Another thread hashes the file in order behind them, as
+ * far as it is written, by reading it back: the check covers what the file holds, wherever each
+ * byte was written from, and the hash costs the transfer no time.
  */
 async function fetchRangedAndHash(store: RemoteStore, key: string, handle: FileHandle, targetPath: string, expected: ExpectedFile, options: DownloadOptions): Promise<ObjectDigest> {
   const hasher = new FileHasher(handle.fd, expected, key);
@@ -72,25 +80,52 @@ async function fetchRangedAndHash(store: RemoteStore, key: string, handle: FileH
     flusher.written(length);
     hasher.advance(written.add(position, length));
   };
+  const reuse = options.localBase === undefined ? undefined : await planLocalBase(options.localBase, expected.size, options);
+  // A failed local copy stops the download, and a failed download the local copy.
+  const stop = new AbortController();
+  const signal = options.signal === undefined ? stop.signal : AbortSignal.any([options.signal, stop.signal]);
   try {
     try {
-      const threaded = store.downloadRangesToFile?.(key, {
-        fd: handle.fd,
-        sizeBytes: expected.size,
-        rangeBytes: RANGE_BYTES,
-        rangesInFlight: RANGES_IN_FLIGHT,
-        signal: options.signal,
-        // Progress counts written bytes: a range resumed after a cut is not counted twice.
-        onWritten: (position, length) => {
-          options.onBytes(length);
-          onWritten(position, length);
-        },
-        rangeRetry: options.rangeRetry,
-      });
-      await (threaded ?? fetchRangesHere(store, key, handle, targetPath, expected.size, options, onWritten));
+      const fetch = (): Promise<void> => {
+        if (reuse?.plan.fetches.length === 0) return Promise.resolve();
+        const threaded = store.downloadRangesToFile?.(key, {
+          fd: handle.fd,
+          sizeBytes: expected.size,
+          ...(reuse === undefined ? {} : { ranges: reuse.plan.fetches }),
+          rangeBytes: RANGE_BYTES,
+          rangesInFlight: RANGES_IN_FLIGHT,
+          signal,
+          // Progress counts written bytes: a range resumed after a cut is not counted twice.
+          onWritten: (position, length) => {
+            options.onBytes(length);
+            onWritten(position, length);
+          },
+          rangeRetry: options.rangeRetry,
+        });
+        return threaded ?? fetchRangesHere(store, key, handle, targetPath, expected.size, { ...options, signal, ranges: reuse?.plan.fetches }, onWritten);
+      };
+      const copy = async (): Promise<void> => {
+        if (reuse === undefined || options.localBase === undefined) return;
+        const writeAt = async (bytes: Buffer, position: number): Promise<void> => {
+          await writeFully(handle, bytes, position, targetPath);
+          options.onBytes(bytes.length);
+          onWritten(position, bytes.length);
+        };
+        await copyLocalRuns(reuse.source, options.localBase, reuse.plan.copies, writeAt, signal);
+      };
+      const stopOnFailure = (error: unknown): never => {
+        stop.abort(error);
+        throw error;
+      };
+      // Both must have ended before the files are closed; the first failure is the one to report.
+      const ended = await Promise.allSettled([Promise.resolve().then(fetch).catch(stopOnFailure), copy().catch(stopOnFailure)]);
+      const failed = ended.find((result): result is PromiseRejectedResult => result.status === 'rejected');
+      if (failed !== undefined) throw stop.signal.aborted ? stop.signal.reason : failed.reason;
     } catch (error) {
       if (isAppError(error)) throw error;
       throw new AppError('remote_unavailable', `download ${key}: connection failed mid-body`, { cause: error });
+    } finally {
+      await reuse?.source.close();
     }
     // The sync and the hash of the last bytes read them from the page cache side by side.
     const [digest] = await Promise.all([hasher.finish(written.prefixBytes), syncFile(handle, flusher, targetPath)]);
@@ -102,6 +137,15 @@ async function fetchRangedAndHash(store: RemoteStore, key: string, handle: FileH
   }
 }
 
+async function writeFully(handle: FileHandle, bytes: Buffer, position: number, targetPath: string): Promise<void> {
+  for (let offset = 0; offset < bytes.length; ) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset, position + offset).catch((error: unknown) => {
+      throw localError(error, targetPath);
+    });
+    offset += bytesWritten;
+  }
+}
+
 /** The ranges fetched and written on this thread (stores without a download thread, or limited in bandwidth). */
 function fetchRangesHere(
   store: RemoteStore,
@@ -109,7 +153,7 @@ function fetchRangesHere(
   handle: FileHandle,
   targetPath: string,
   sizeBytes: number,
-  options: DownloadOptions,
+  options: Pick<DownloadOptions, 'signal' | 'onBytes'> & { ranges: readonly ByteRange[] | undefined },
   onWritten: (position: number, length: number) => void,
 ): Promise<void> {
   const file: PositionalWriter = {
@@ -118,7 +162,14 @@ function fetchRangesHere(
         throw localError(error, targetPath);
       }),
   };
-  return fetchRangesToFile(store, key, sizeBytes, file, { rangeBytes: RANGE_BYTES, rangesInFlight: RANGES_IN_FLIGHT, signal: options.signal, onBytes: options.onBytes, onWritten });
+  return fetchRangesToFile(store, key, sizeBytes, file, {
+    rangeBytes: RANGE_BYTES,
+    ...(options.ranges === undefined ? {} : { ranges: options.ranges }),
+    rangesInFlight: RANGES_IN_FLIGHT,
+    signal: options.signal,
+    onBytes: options.onBytes,
+    onWritten,
+  });
 }
 
 /** One GET, hashed on this thread as it streams (smaller objects, and encrypted ones that are decrypted on the way). */
@@ -126,12 +177,7 @@ async function streamAndHash(body: Readable, key: string, handle: FileHandle, ta
   const digester = new ObjectDigester(expected);
   const flusher = new BackgroundFlush(handle);
   const writeAt = async (data: Buffer, position: number): Promise<void> => {
-    for (let offset = 0; offset < data.length; ) {
-      const { bytesWritten } = await handle.write(data, offset, data.length - offset, position + offset).catch((error: unknown) => {
-        throw localError(error, targetPath);
-      });
-      offset += bytesWritten;
-    }
+    await writeFully(handle, data, position, targetPath);
     flusher.written(data.length);
   };
   try {

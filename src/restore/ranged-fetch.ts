@@ -1,6 +1,7 @@
 import { finished, type Readable } from 'node:stream';
 import { AppError, isAppError } from '../errors.js';
-import type { RemoteStore } from '../remote/store.js';
+import { planRanges } from '../remote/byte-ranges.js';
+import type { ByteRange, RemoteStore } from '../remote/store.js';
 
 /**
  * Fetches an object as ranged GETs in parallel and writes each range at its offset as its bytes
@@ -11,6 +12,8 @@ import type { RemoteStore } from '../remote/store.js';
 
 export interface RangedFetchOptions {
   rangeBytes: number;
+  /** Only these parts of the object (see FileDownloadOptions.ranges); default all of it. */
+  ranges?: readonly ByteRange[];
   rangesInFlight: number;
   signal: AbortSignal | undefined;
   /** Told of every chunk as it arrives (progress). */
@@ -32,7 +35,8 @@ const WRITE_BATCH_CHUNKS = 256;
 const WRITES_IN_FLIGHT = 2;
 
 export async function fetchRangesToFile(store: RemoteStore, key: string, sizeBytes: number, file: PositionalWriter, options: RangedFetchOptions): Promise<void> {
-  const count = Math.ceil(sizeBytes / options.rangeBytes);
+  const ranges = planRanges(sizeBytes, options.rangeBytes, options.ranges);
+  const count = ranges.length;
   const stop = new AbortController();
   const abortAll = (): void => stop.abort(options.signal?.reason);
   if (options.signal?.aborted === true) abortAll();
@@ -41,10 +45,10 @@ export async function fetchRangesToFile(store: RemoteStore, key: string, sizeByt
   let next = 0;
   const fetchFrom = async (): Promise<void> => {
     while (next < count && !stop.signal.aborted) {
-      const index = next;
+      const range = ranges[next] as ByteRange;
       next += 1;
-      const start = index * options.rangeBytes;
-      const length = Math.min(sizeBytes, start + options.rangeBytes) - start;
+      const start = range.start;
+      const length = range.end - range.start;
       const body = await store.getRange(key, start, start + length - 1, stop.signal);
       await receiveRange(body, key, start, length, file, { ...options, signal: stop.signal });
     }

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rename, rm, rmdir, unlink } from 'node:fs/promises';
 import path from 'node:path';
-import { AppError, describeError } from '../errors.js';
+import { AppError, describeError, isAppError } from '../errors.js';
 import type { Keyring } from '../crypto/keys.js';
 import type { Logger } from '../log.js';
 import type { Metrics } from '../metrics.js';
@@ -12,6 +12,8 @@ import { requireSnapshotName } from '../snapshot/naming.js';
 import { statSnapshot } from '../snapshot/scan.js';
 import { fsyncDirectory } from '../state/atomic-file.js';
 import { downloadVerified, type Verification } from './download-file.js';
+import type { LocalBase } from './local-base.js';
+import { LocalBaseFinder } from './local-base-finder.js';
 import { sha256OfLocalFile } from './local-sha256.js';
 import { planRemoteSnapshot, type RemoteSnapshotPlan } from './remote-snapshot.js';
 
@@ -45,6 +47,11 @@ export interface RestorerOptions {
   metrics?: Metrics;
   /** The configured encryption key; omitted: encrypted snapshots are refused with a clear error. */
   keyring?: Keyring;
+  /**
+   * Files at least this large are restored from an earlier version in another local snapshot
+   * where one is there, fetching only what differs (CLOUD_SYNC_DELTA_MIN_MB); omitted: never.
+   */
+  localBaseMinFileBytes?: number | undefined;
 }
 
 export class Restorer {
@@ -119,23 +126,37 @@ export class Restorer {
     await mkdir(staging);
     try {
       const verifications: Verification[] = [];
+      const bases = this.localBases(plan, signal, log);
       for (const file of plan.files) {
         const localPath = path.join(staging, ...file.path.split('/'));
         await mkdir(path.dirname(localPath), { recursive: true });
         const before = progress.receivedBytes;
-        const verification = await retry(async () => {
-          // A failed attempt leaves a partial file; start each attempt from nothing.
-          await unlink(localPath).catch(() => undefined);
-          progress.receivedBytes = before;
-          return downloadVerified(this.options.store, fileKey(name, file.path), localPath, file, {
-            signal,
-            onBytes: (bytes) => {
-              progress.receivedBytes += bytes;
-            },
-            keyring: this.options.keyring,
-            rangeRetry,
-          });
-        }, `download ${name}/${file.path}`);
+        const download = (localBase: LocalBase | undefined): Promise<Verification> =>
+          retry(async () => {
+            // A failed attempt leaves a partial file; start each attempt from nothing.
+            await unlink(localPath).catch(() => undefined);
+            progress.receivedBytes = before;
+            return downloadVerified(this.options.store, fileKey(name, file.path), localPath, file, {
+              signal,
+              onBytes: (bytes) => {
+                progress.receivedBytes += bytes;
+              },
+              keyring: this.options.keyring,
+              rangeRetry,
+              localBase,
+              onLocalReuse: (reuse) => log.info('restoring from an earlier version on disk', { file: file.path, ...reuse }),
+            });
+          }, `download ${name}/${file.path}`);
+        const base = await bases?.baseFor(file);
+        let verification: Verification;
+        try {
+          verification = await download(base);
+        } catch (error) {
+          // The earlier version changed under the restore, or did not hold what its chunks said.
+          if (base === undefined || !(isAppError(error, 'integrity') || isAppError(error, 'local_io'))) throw error;
+          log.warn('the earlier version on disk did not give the file; fetching it whole', { file: file.path, base: base.path, error: describeError(error) });
+          verification = await download(undefined);
+        }
         verifications.push(verification);
       }
       await fsyncTree(staging);
@@ -151,6 +172,12 @@ export class Restorer {
       await rm(staging, { recursive: true, force: true }).catch((error: unknown) => log.warn('cannot remove staging directory', { staging, error: describeError(error) }));
       this.stagingInUse.delete(stagingName);
     }
+  }
+
+  private localBases(plan: RemoteSnapshotPlan, signal: AbortSignal | undefined, log: Logger): LocalBaseFinder | undefined {
+    const minFileBytes = this.options.localBaseMinFileBytes;
+    if (minFileBytes === undefined) return undefined;
+    return new LocalBaseFinder({ store: this.options.store, backupDir: this.options.backupDir, snapshot: plan.name, manifest: plan.manifest, minFileBytes, log, signal });
   }
 
   /** The rename is the commit point: before it nothing exists under the real name, after it everything does. */

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { rangeFailureError } from '../../src/remote/range-download-thread-client.js';
 import { translateS3Error } from '../../src/remote/s3-errors.js';
 import { S3RemoteStore } from '../../src/remote/s3-store.js';
-import { planRanges } from '../../src/remote/s3-range-download.js';
+import { planRanges } from '../../src/remote/byte-ranges.js';
 import { rangeAnswerProblem, s3ErrorCode } from '../../src/remote/http-response-head.js';
 
 const MIB = 1024 * 1024;
@@ -32,6 +32,26 @@ describe('planRanges', () => {
     [1.5, 32],
   ])('refuses %s bytes in ranges of %s', (size, rangeBytes) => {
     expect(() => planRanges(size, rangeBytes)).toThrow(RangeError);
+  });
+
+  it('cuts only the parts asked for, each on its own', () => {
+    const within = [
+      { start: 5, end: 70 },
+      { start: 70, end: 71 },
+      { start: 200, end: 200 },
+      { start: 300, end: 333 },
+    ];
+    expect(planRanges(1000, 32, within).map((r) => [r.start, r.end])).toEqual([[5, 37], [37, 69], [69, 70], [70, 71], [300, 332], [332, 333]]);
+  });
+
+  it.each([
+    ['overlapping', [{ start: 0, end: 50 }, { start: 40, end: 60 }]],
+    ['out of order', [{ start: 50, end: 60 }, { start: 0, end: 10 }]],
+    ['past the end', [{ start: 90, end: 101 }]],
+    ['reversed', [{ start: 20, end: 10 }]],
+    ['negative', [{ start: -1, end: 10 }]],
+  ])('refuses parts %s', (_name, within) => {
+    expect(() => planRanges(100, 32, within)).toThrow(RangeError);
   });
 });
 
