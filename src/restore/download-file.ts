@@ -7,6 +7,7 @@ import { AppError, isAppError } from '../errors.js';
 import type { ByteRange, PartRetryOptions, RemoteStore } from '../remote/store.js';
 import { checkObject, ObjectDigester, type ObjectDigest, type Verification } from '../snapshot/object-check.js';
 import { FileHasher } from './file-hasher.js';
+import type { LocalFile } from '../snapshot/safe-open.js';
 import { copyLocalRuns, planLocalBase, type LocalBase, type LocalReuse } from './local-base.js';
 import { fetchRangesToFile, type PositionalWriter } from './ranged-fetch.js';
 import type { ExpectedFile } from './remote-snapshot.js';
@@ -73,14 +74,15 @@ export async function downloadVerified(store: RemoteStore, key: string, targetPa
  * byte was written from, and the hash costs the transfer no time.
  */
 async function fetchRangedAndHash(store: RemoteStore, key: string, handle: FileHandle, targetPath: string, expected: ExpectedFile, options: DownloadOptions): Promise<ObjectDigest> {
-  const hasher = new FileHasher(handle.fd, expected, key);
+  // Planned before the hashing thread starts: a base that cannot be read then leaves nothing running.
+  const reuse = options.localBase === undefined ? undefined : await planLocalBase(options.localBase, expected.size, options);
+  const hasher = startHasher(handle, expected, key, reuse?.source);
   const flusher = new BackgroundFlush(handle);
   const written = new WrittenExtents();
   const onWritten = (position: number, length: number): void => {
     flusher.written(length);
     hasher.advance(written.add(position, length));
   };
-  const reuse = options.localBase === undefined ? undefined : await planLocalBase(options.localBase, expected.size, options);
   // A failed local copy stops the download, and a failed download the local copy.
   const stop = new AbortController();
   const signal = options.signal === undefined ? stop.signal : AbortSignal.any([options.signal, stop.signal]);
@@ -134,6 +136,16 @@ async function fetchRangedAndHash(store: RemoteStore, key: string, handle: FileH
     await flusher.settle().catch(() => undefined);
     // The thread reads through this descriptor: it must have ended before the file is closed.
     await hasher.close();
+  }
+}
+
+/** The hashing thread; the local base's file is closed if it cannot start. */
+function startHasher(handle: FileHandle, expected: ExpectedFile, key: string, baseFile: LocalFile | undefined): FileHasher {
+  try {
+    return new FileHasher(handle.fd, expected, key);
+  } catch (error) {
+    void baseFile?.close();
+    throw error;
   }
 }
 

@@ -4,7 +4,7 @@
 // match the manifest's SHA-256; when the local version or the stored chunks do not give it, the
 // file is fetched whole.
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -18,10 +18,12 @@ import { FsRemoteStore } from '../../src/remote/fs-store.js';
 import { S3RemoteStore } from '../../src/remote/s3-store.js';
 import type { ByteRange, FileDownloadOptions, RemoteStore } from '../../src/remote/store.js';
 import { downloadVerified } from '../../src/restore/download-file.js';
+import { findLocalVersion } from '../../src/restore/local-base.js';
 import { Restorer } from '../../src/restore/restorer.js';
 import { manifestKey, serializeManifest } from '../../src/snapshot/manifest.js';
 import { SIGNATURES_FILE_NAME } from '../../src/snapshot/reserved-names.js';
 import { pseudoRandomBytes } from '../helpers/delta-data.js';
+import { mkfifo, releaseFifos } from '../helpers/fifo.js';
 import { recordingLogger, type LogLine } from '../helpers/recording-logger.js';
 import { createTestBucket, emptyAndDeleteBucket } from '../helpers/s3-fixture.js';
 import { s3Env, testServer } from '../helpers/s3.js';
@@ -186,5 +188,47 @@ describe.each(backends)('restoring from an earlier version on disk, on $name', (
     const error = await downloadVerified(store, `${NEW}/${FILE}`, target, expected, { signal: undefined, onBytes: () => undefined, rangeRetry: { policy: RETRY }, localBase: base }).catch((caught: unknown) => caught);
     expect(isAppError(error, 'local_io'), String(error)).toBe(true);
     expect(String(error)).toContain('ended at byte');
+  });
+
+  it('does not read an earlier version reached through a symbolic link: the file is fetched whole', async () => {
+    await putSnapshot(store, NEW_INDEX);
+    const elsewhere = await blockDir('restore-local-base-elsewhere');
+    await writeFile(path.join(elsewhere, FILE), OLD_INDEX);
+    const linkedDir = path.join(await blockDir('restore-local-base-linked'), 'backups');
+    await mkdir(linkedDir);
+    await symlink(elsewhere, path.join(linkedDir, 'auto_20261201_025900'));
+    const logs: LogLine[] = [];
+    const observed = counting(store);
+    const restorer = new Restorer({ store: observed.store, backupDir: linkedDir, multipartThresholdBytes: 16 * MIB, retry: RETRY, log: recordingLogger(logs), now: () => Date.now(), localBaseMinFileBytes: 16 * MIB });
+
+    expect(await restorer.restore(NEW)).toMatchObject({ outcome: 'restored', verification: 'sha256' });
+    expect((await readFile(path.join(linkedDir, NEW, FILE))).equals(NEW_INDEX)).toBe(true);
+    expect(observed.fetched()).toBe(NEW_INDEX.length);
+    expect(logs.some((line) => line.message === 'restoring from an earlier version on disk')).toBe(false);
+  });
+
+  it('refuses an earlier version swapped for a FIFO after it was found, without hanging: local_io, which the restorer answers by fetching the file whole', async () => {
+    const dir = await blockDir('restore-local-base-fifo');
+    await mkdir(path.join(dir, OLD));
+    await writeFile(path.join(dir, OLD, FILE), OLD_INDEX);
+    const found = await findLocalVersion(dir, NEW, FILE, 16 * MIB);
+    expect(found?.path).toBe(path.join(dir, OLD, FILE));
+    await rm(path.join(dir, OLD, FILE));
+    await mkfifo(path.join(dir, OLD, FILE));
+    const signature = createSignature(chunkBuffer(NEW_INDEX), NEW_INDEX.length, sha256(NEW_INDEX));
+    const expected = { path: FILE, size: NEW_INDEX.length, sha256: sha256(NEW_INDEX), etag: '', encrypted: false };
+    const target = path.join(dir, 'staged');
+    try {
+      const error = await downloadVerified(store, `${NEW}/${FILE}`, target, expected, {
+        signal: undefined,
+        onBytes: () => undefined,
+        rangeRetry: { policy: RETRY },
+        localBase: { ...(found as NonNullable<typeof found>), signature },
+      }).catch((caught: unknown) => caught);
+      expect(isAppError(error, 'local_io'), String(error)).toBe(true);
+      expect(String(error)).toContain('cannot read the earlier version');
+    } finally {
+      releaseFifos();
+    }
   });
 });
