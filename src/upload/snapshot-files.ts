@@ -92,8 +92,11 @@ export class SnapshotFiles {
     let partMd5s: readonly Buffer[] | undefined;
     const onPartMd5s = chunker === undefined ? undefined : (md5s: readonly Buffer[]): void => void (partMd5s = md5s);
     const digest = await this.passes.full(this.absolutePath(stat, file), file.size, multipartThresholdBytes, { opening: this.opening(stat, file), observe, onPartMd5s });
-    if (chunker !== undefined) log.debug('file chunked', { snapshot: stat.name, file: file.path, ...chunker.stats });
-    if (chunker !== undefined) await delta?.keep([...chunks, ...chunker.finish()], digest, partMd5s === undefined ? undefined : { partSizeBytes: digest.partSizeBytes, md5s: partMd5s });
+    if (chunker !== undefined) {
+      chunks.push(...chunker.finish());
+      log.debug('file chunked', { snapshot: stat.name, file: file.path, ...chunker.stats });
+      await delta?.keep(chunks, digest, partMd5s === undefined ? undefined : { partSizeBytes: digest.partSizeBytes, md5s: partMd5s });
+    }
     return digest;
   }
 
