@@ -72,7 +72,6 @@ const unsignedPayload: BuildMiddleware<object, MetadataBearer> = (next, context)
   return next(args);
 };
 
-/** Ceph RGW and others answer an empty ETag on CompleteMultipartUpload; HEAD is the reliable source. */
 export class S3RemoteStore implements RemoteStore {
   readonly location: string;
   private readonly client: S3Client;

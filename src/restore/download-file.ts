@@ -107,13 +107,13 @@ async function fetchRangedAndHash(store: RemoteStore, key: string, handle: FileH
         return threaded ?? fetchRangesHere(store, key, handle, targetPath, expected.size, { ...options, signal, ranges: reuse?.plan.fetches }, onWritten);
       };
       const copy = async (): Promise<void> => {
-        if (reuse === undefined || options.localBase === undefined) return;
+        if (reuse === undefined) return;
         const writeAt = async (bytes: Buffer, position: number): Promise<void> => {
           await writeFully(handle, bytes, position, targetPath);
           options.onBytes(bytes.length);
           onWritten(position, bytes.length);
         };
-        await copyLocalRuns(reuse.source, options.localBase, reuse.plan.copies, writeAt, signal);
+        await copyLocalRuns(reuse.source, reuse.base, reuse.plan.copies, writeAt, signal);
       };
       const stopOnFailure = (error: unknown): never => {
         stop.abort(error);

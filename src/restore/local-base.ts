@@ -130,13 +130,13 @@ export async function planLocalBase(
   base: LocalBase,
   sizeBytes: number,
   options: { signal: AbortSignal | undefined; onLocalReuse?: ((reuse: LocalReuse) => void) | undefined },
-): Promise<{ plan: LocalReusePlan; source: LocalFile } | undefined> {
+): Promise<{ base: LocalBase; plan: LocalReusePlan; source: LocalFile } | undefined> {
   const source = await openLocalBase(base);
   try {
     const plan = planLocalReuse(base.signature.chunks, sizeBytes, await chunkLocalBase(source, base, options.signal));
     if (plan.bytesLocal >= MIN_LOCAL_SHARE * sizeBytes && plan.bytesLocal > 0) {
       options.onLocalReuse?.({ base: base.path, bytesLocal: plan.bytesLocal, bytesFetched: plan.bytesFetched });
-      return { plan, source };
+      return { base, plan, source };
     }
   } catch (error) {
     await source.close();
